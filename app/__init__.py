@@ -1,0 +1,46 @@
+"""optin: a double-opt-in subscription frontend. ``create_app`` builds the Flask application."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from app.config import DEFAULTS, database_uri, from_environment
+from app.extensions import db, mail, migrate
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The application, configured from the defaults, ``instance/config.py``, the environment and
+    finally ``config`` (which tests use), in that order of precedence (last wins)."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("OPTIN_INSTANCE_PATH")
+        or os.path.join(PROJECT_ROOT, "instance"),
+        instance_relative_config=True,
+        template_folder=os.path.join(PROJECT_ROOT, "templates"),
+        static_folder=os.path.join(PROJECT_ROOT, "static"),
+    )
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.update(from_environment(os.environ, DEFAULTS))
+    if config:
+        app.config.update(config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_uri(
+        app.config["DATABASE_URL"], app.instance_path
+    )
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
+    mail.init_app(app)
+
+    from app import models  # noqa: F401  (the tables must be known to Alembic and create_all)
+    from app.cli import register_commands
+
+    register_commands(app)
+    return app

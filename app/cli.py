@@ -1,0 +1,84 @@
+"""Command line: ``flask --app app <group> <command>`` (SPEC §5)."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from app import queries
+from app.services.errors import InvalidInput
+from app.services.maintenance import expire
+from app.services.resources import create_resource
+
+resources_cli = click.Group("resources", help="Create and list resources.")
+statuses_cli = click.Group("statuses", help="Status upkeep.")
+
+
+@resources_cli.command("add")
+@click.argument("slug")
+@click.option("--name", required=True, help="The name customers see.")
+@click.option("--description", default="", help="One or two sentences for the signup page.")
+@click.option("--single-opt-in", is_flag=True, help="Subscribe without a confirmation email.")
+@click.option("--private", is_flag=True, help="Hide from the public pages.")
+@click.option("--channels", default="email", show_default=True, help="Comma-separated.")
+def add_resource(
+    slug: str, name: str, description: str, single_opt_in: bool, private: bool, channels: str
+) -> None:
+    """Create a resource that customers can subscribe to."""
+    try:
+        resource = create_resource(
+            slug,
+            name,
+            channels=channels.split(","),
+            public=not private,
+            double_opt_in=not single_opt_in,
+            description=description,
+        )
+    except InvalidInput as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"created {resource.slug} ({resource.channels})")
+
+
+@resources_cli.command("list")
+def list_resources() -> None:
+    """Every resource, one a line."""
+    for resource in queries.all_resources():
+        flags = [
+            "public" if resource.public else "private",
+            "double opt-in" if resource.double_opt_in else "single opt-in",
+        ]
+        click.echo(f"{resource.slug}\t{resource.name}\t{resource.channels}\t{', '.join(flags)}")
+
+
+@statuses_cli.command("expire")
+def expire_statuses() -> None:
+    """End suspensions that have reached their end; delete old unconfirmed signups (rule 8)."""
+    report = expire(current_app.config["UNCONFIRMED_RETENTION_DAYS"])
+    click.echo(
+        f"suspensions ended: {report.suspensions_ended}, "
+        f"unconfirmed subscriptions deleted: {report.subscriptions_deleted}, "
+        f"profiles deleted: {report.profiles_deleted}"
+    )
+
+
+@click.command("demo")
+def demo() -> None:
+    """Create the demo resource (DEMO_RESOURCE) unless it exists: what `make run` starts with."""
+    slug = current_app.config["DEMO_RESOURCE"]
+    if queries.resource_by_slug(slug) is not None:
+        click.echo(f"demo resource {slug} is there")
+        return
+    create_resource(
+        slug,
+        "The optin Newsletter",
+        description="News about optin, once a month. Try signing up: the email is printed "
+        "to the console and saved under instance/mail.",
+    )
+    click.echo(f"created demo resource {slug}")
+
+
+def register_commands(app: Flask) -> None:
+    """Attach the command groups to the app."""
+    app.cli.add_command(resources_cli)
+    app.cli.add_command(statuses_cli)
+    app.cli.add_command(demo)

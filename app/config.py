@@ -1,0 +1,95 @@
+"""Settings: the defaults, then ``instance/config.py``, then environment variables of the same name.
+
+Every setting, the extensions' own included (``MAIL_*``, ``RATELIMIT_*``), can come from an
+environment variable with exactly its name; the README lists each one with its default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Signs sessions and every link optin sends. Rotate by moving the old key to the fallbacks.
+    "SECRET_KEY": "dev-only-change-me",
+    "SECRET_KEY_FALLBACKS": [],
+    # None: SQLite in the instance folder.
+    "DATABASE_URL": None,
+    # The public address that links in emails point to.
+    "BASE_URL": "http://127.0.0.1:5000",
+    "ORGANIZATION_NAME": "optin demo",
+    "ORGANIZATION_ADDRESS": "1 Example Street, 12345 Example City",
+    # "console": print each message and write it as .eml under instance/mail; "smtp": Flask-Mail.
+    "MAIL_BACKEND": "console",
+    "MAIL_SERVER": "localhost",
+    "MAIL_PORT": 25,
+    "MAIL_USE_TLS": False,
+    "MAIL_USE_SSL": False,
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    "MAIL_DEFAULT_SENDER": "optin <noreply@localhost>",
+    "MAIL_MAX_EMAILS": None,
+    "MAIL_SUPPRESS_SEND": False,
+    "MAIL_ASCII_ATTACHMENTS": False,
+    "MAIL_DEBUG": False,
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_STRATEGY": "fixed-window",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    # Seconds a confirmation link stays valid (7 days).
+    "CONFIRM_MAX_AGE": 7 * 24 * 3600,
+    # Rule 8: unconfirmed subscriptions older than this are deleted by `statuses expire`.
+    "UNCONFIRMED_RETENTION_DAYS": 30,
+    # Soft bounces: this many within the window (days) suspend the profile for the given days.
+    "SOFT_BOUNCE_LIMIT": 3,
+    "SOFT_BOUNCE_WINDOW": 7,
+    "SOFT_BOUNCE_SUSPEND_DAYS": 7,
+    # Hosts a resource's thank-you URL may point to (never an open redirect).
+    "TRUSTED_REDIRECT_HOSTS": [],
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Slug of the demo resource that `make run` creates.
+    "DEMO_RESOURCE": "newsletter",
+}
+
+# Extensions read more settings than the ones above; any variable with these prefixes is passed on.
+PASSED_THROUGH_PREFIXES = ("MAIL_", "RATELIMIT_", "SQLALCHEMY_")
+
+
+def parse_env_value(raw: str, default: Any) -> Any:
+    """Read an environment string as the type of the setting's default."""
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, list):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if default is None:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return raw
+        return value if isinstance(value, bool | int | float) else raw
+    return raw
+
+
+def from_environment(environ: Mapping[str, str], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Every known setting, and every extension setting, that the environment sets."""
+    found: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if name in defaults:
+            found[name] = parse_env_value(raw, defaults[name])
+        elif name.startswith(PASSED_THROUGH_PREFIXES):
+            found[name] = parse_env_value(raw, None)
+    return found
+
+
+def database_uri(url: str | None, instance_path: str) -> str:
+    """The SQLAlchemy URI for DATABASE_URL; plain ``postgres://`` URLs use psycopg 3."""
+    if not url:
+        return "sqlite:///" + os.path.join(instance_path, "optin.sqlite3")
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

@@ -1,0 +1,214 @@
+"""The tables: columns and relationships only. The rules that change statuses are in status.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.database import UTCDateTime, utcnow
+from app.extensions import db
+from app.status import Channel, State, Status
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+STATUS = String(16)
+
+
+class StatusColumns:
+    """A status with its suspension details, shared by profiles and subscriptions. The columns
+    are declared by each model (the profile's is named ``global_status`` in the table)."""
+
+    status: str
+    suspended_until: datetime | None
+    resume_status: str | None
+
+    @property
+    def state(self) -> State:
+        return State(
+            Status(self.status),
+            self.suspended_until,
+            Status(self.resume_status) if self.resume_status else None,
+        )
+
+    @state.setter
+    def state(self, state: State) -> None:
+        self.status = state.status.value
+        self.suspended_until = state.suspended_until
+        self.resume_status = state.resume_status.value if state.resume_status else None
+
+
+class Resource(db.Model):
+    """Something a customer subscribes to: a newsletter, a brand, a product's updates."""
+
+    __tablename__ = "resources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Comma-separated channel names, in the order the resource lists them.
+    channels: Mapped[str] = mapped_column(String(64), default=Channel.EMAIL.value)
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    thank_you_url: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def channel_list(self) -> list[Channel]:
+        return [Channel(name) for name in self.channels.split(",") if name]
+
+
+class Profile(StatusColumns, db.Model):
+    """One customer, identified by a normalised email address; ``status`` is the global status."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # SHA-256 of the normalised address: joins the suppression list, which outlives erasure.
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column("global_status", STATUS)
+    suspended_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resume_status: Mapped[str | None] = mapped_column(STATUS)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="profile", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (Index("ix_profiles_global_status", "global_status"),)
+
+
+class Subscription(StatusColumns, db.Model):
+    """A profile's subscription to one resource on one channel, with its own status."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(STATUS)
+    suspended_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resume_status: Mapped[str | None] = mapped_column(STATUS)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    profile: Mapped[Profile] = relationship(back_populates="subscriptions")
+    resource: Mapped[Resource] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("profile_id", "resource_id", "channel"),
+        # The audience query: one resource and channel, its sendable statuses, then the profile.
+        Index("ix_subscriptions_audience", "resource_id", "channel", "status", "profile_id"),
+        # Retention (rule 8) looks for old unconfirmed subscriptions.
+        Index("ix_subscriptions_status_created", "status", "created_at"),
+    )
+
+
+class StatusEvent(db.Model):
+    """One status change, global or of a subscription (rule 7). Rows are only ever appended;
+    erasure alone blanks the personal data in them."""
+
+    __tablename__ = "status_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    profile_id: Mapped[int | None] = mapped_column(
+        ForeignKey("profiles.id", ondelete="SET NULL"), index=True
+    )
+    # None: the event is about the global status.
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resources.id", ondelete="SET NULL"))
+    channel: Mapped[str | None] = mapped_column(String(8))
+    old_status: Mapped[str | None] = mapped_column(STATUS)
+    new_status: Mapped[str] = mapped_column(STATUS)
+    suspended_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cause: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Suppression(db.Model):
+    """The platform-wide suppression list (rule 6): no message goes to these addresses.
+
+    Keyed by the address's hash so that erasure can drop the address and keep the block.
+    """
+
+    __tablename__ = "suppressions"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentText(db.Model):
+    """A version of the consent text shown on a signup form; versions are added, never edited."""
+
+    __tablename__ = "consent_texts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("resource_id", "version"),)
+
+
+class ConsentRecord(db.Model):
+    """The proof of consent stored with a confirmation: when, from where, on which form, and
+    which version of the consent text the customer saw."""
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True
+    )
+    consent_text_id: Mapped[int | None] = mapped_column(ForeignKey("consent_texts.id"))
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    form: Mapped[str | None] = mapped_column(String(200))
+
+
+class OutboxMessage(db.Model):
+    """An email waiting to be delivered, written in the transaction of the change that caused it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    template: Mapped[str] = mapped_column(String(64))
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resources.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)

@@ -1,0 +1,87 @@
+"""May we send? The send decision of status.py for one address or many, read from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from app import queries
+from app.addresses import InvalidEmail, email_hash, normalize_email
+from app.database import utcnow
+from app.services.statuses import parse_channel, resource_for
+from app.status import Channel, Decision, State, Status, can_send
+
+# The most addresses one batch call may ask about (SPEC §3).
+MAX_BATCH = 10_000
+
+
+def _state(status: str | None, until: datetime | None, resume: str | None) -> State | None:
+    if status is None:
+        return None
+    return State(Status(status), until, Status(resume) if resume else None)
+
+
+def decide_many(
+    emails: Sequence[str],
+    resource: str | None = None,
+    channel: str | Channel = Channel.EMAIL,
+    *,
+    now: datetime | None = None,
+) -> list[tuple[str, Decision]]:
+    """The send decision for each address, in the order given. A malformed address is answered
+    (not allowed, reason ``invalid_email``) rather than failing the whole batch."""
+    now = now or utcnow()
+    parsed_channel = parse_channel(channel)
+    found_resource = resource_for(resource, parsed_channel) if resource is not None else None
+    normalized: list[str | None] = []
+    for raw in emails:
+        try:
+            normalized.append(normalize_email(raw))
+        except InvalidEmail:
+            normalized.append(None)
+    known = [address for address in normalized if address is not None]
+    rows = queries.eligibility_rows(
+        known, found_resource.id if found_resource else None, parsed_channel.value
+    )
+    # Suppression covers addresses without a profile too (rule 6).
+    unknown_hashes = {email_hash(a): a for a in known if a not in rows}
+    suppressed_unknown = queries.suppressed_hashes(unknown_hashes)
+
+    answers: list[tuple[str, Decision]] = []
+    for raw, address in zip(emails, normalized, strict=True):
+        if address is None:
+            answers.append((raw, Decision(False, "invalid_email", None, None)))
+            continue
+        row = rows.get(address)
+        if row is None:
+            suppressed = email_hash(address) in suppressed_unknown
+            decision = can_send(
+                None, None, suppressed=suppressed, resource_named=resource is not None, now=now
+            )
+        else:
+            subscription = (
+                _state(row.sub_status, row.sub_suspended_until, row.sub_resume_status)
+                if found_resource is not None
+                else None
+            )
+            decision = can_send(
+                _state(row.status, row.suspended_until, row.resume_status),
+                subscription,
+                suppressed=bool(row.suppressed),
+                resource_named=found_resource is not None,
+                now=now,
+            )
+        answers.append((address, decision))
+    return answers
+
+
+def decide(
+    email: str,
+    resource: str | None = None,
+    channel: str | Channel = Channel.EMAIL,
+    *,
+    now: datetime | None = None,
+) -> Decision:
+    """The send decision for one address (rule 1); no resource means the global status alone."""
+    address = normalize_email(email)
+    return decide_many([address], resource, channel, now=now)[0][1]

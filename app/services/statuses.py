@@ -1,0 +1,364 @@
+"""Changing statuses: load a profile, apply one rule of status.py, write the result and its events
+in one transaction.
+
+Every status change in optin goes through ``apply_action``; the named functions below are the
+actions people and systems take. Repeating an action changes nothing and records nothing (rule 9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from app import queries
+from app.addresses import email_hash, normalize_email
+from app.database import utcnow, write_transaction
+from app.extensions import db
+from app.models import Profile, Resource, StatusEvent, Subscription, Suppression
+from app.services.errors import UnknownChannel, UnknownProfile, UnknownResource
+from app.status import (
+    Action,
+    Cause,
+    Change,
+    Channel,
+    Complaint,
+    Confirm,
+    HardBounce,
+    Outcome,
+    Pause,
+    SetStatus,
+    Signup,
+    Snapshot,
+    Status,
+    Unsubscribe,
+    apply,
+    parse_status,
+    settle,
+)
+
+# Actions that may create the profile they are about; the others need one to exist.
+CREATING_ACTIONS = (Signup, SetStatus)
+# A unique-key race between two first signups of one address is retried this many times.
+ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change and from where, as the event log records it. No name: the customer."""
+
+    name: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    reason: str | None = None
+
+
+CUSTOMER = Actor()
+TIME = Actor(name="system")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a service call did: the profile, the settled and the new states, the events written."""
+
+    profile_id: int | None
+    outcome: Outcome
+    events: tuple[Change, ...] = field(default_factory=tuple)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events) or self.outcome.after.suppressed != self.outcome.before.suppressed
+
+
+def parse_channel(value: str | Channel) -> Channel:
+    try:
+        return Channel(value)
+    except ValueError:
+        raise UnknownChannel(str(value)) from None
+
+
+def resource_for(slug: str, channel: Channel) -> Resource:
+    """The resource named by ``slug``, checked to use ``channel``."""
+    resource = queries.resource_by_slug(slug)
+    if resource is None:
+        raise UnknownResource(slug)
+    if channel not in resource.channel_list:
+        raise UnknownChannel(channel.value, slug)
+    return resource
+
+
+def apply_action(
+    email: str,
+    action: Action,
+    *,
+    resource: str | None = None,
+    channel: str | Channel = Channel.EMAIL,
+    actor: Actor = CUSTOMER,
+    name: str | None = None,
+    now: datetime | None = None,
+) -> Result:
+    """Apply ``action`` to the profile of ``email`` (and its subscription to ``resource`` on
+    ``channel`` when a resource is named), in one transaction. Raises a domain error and changes
+    nothing when the input or the rules refuse it."""
+    address = normalize_email(email)
+    parsed_channel = parse_channel(channel)
+    for attempt in range(ATTEMPTS):
+        try:
+            return _apply_once(
+                address, action, resource, parsed_channel, actor, name, now or utcnow()
+            )
+        except IntegrityError:
+            # Two first signups of one address raced on PostgreSQL; the loser retries and now
+            # finds the profile the winner created.
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply_once(
+    address: str,
+    action: Action,
+    slug: str | None,
+    channel: Channel,
+    actor: Actor,
+    name: str | None,
+    now: datetime,
+) -> Result:
+    with write_transaction() as session:
+        resource = resource_for(slug, channel) if slug is not None else None
+        profile = queries.profile_by_email(address, for_update=True)
+        if profile is None and not isinstance(action, CREATING_ACTIONS):
+            if isinstance(action, HardBounce):
+                # Rule 6 holds for addresses optin has never seen: they are suppressed too.
+                return _suppress_unknown(address, actor, now)
+            raise UnknownProfile(address)
+        subscription = (
+            queries.subscription_of(profile.id, resource.id, channel.value)
+            if profile is not None and resource is not None
+            else None
+        )
+        hashed = email_hash(address)
+        suppression = queries.suppression_of(hashed)
+        before = Snapshot(
+            profile.state if profile else None,
+            subscription.state if subscription else None,
+            suppressed=suppression is not None,
+            resource_named=resource is not None,
+        )
+        settled = settle(before, now)
+        outcome = apply(action, settled.after, now)
+        after = outcome.after
+
+        if profile is None:
+            assert after.global_state is not None
+            profile = Profile(email=address, email_hash=hashed, name=name)
+            profile.state = after.global_state
+            session.add(profile)
+            session.flush()
+        else:
+            if name and not profile.name:
+                profile.name = name
+            if after.global_state is not None and after.global_state != before.global_state:
+                profile.state = after.global_state
+        if resource is not None and after.subscription is not None:
+            if subscription is None:
+                subscription = Subscription(
+                    profile_id=profile.id, resource_id=resource.id, channel=channel.value
+                )
+                session.add(subscription)
+            if after.subscription != before.subscription:
+                subscription.state = after.subscription
+            if after.subscription.status is Status.SUBSCRIBED and (
+                before.subscription is None or before.subscription.status is not Status.SUBSCRIBED
+            ):
+                subscription.confirmed_at = now
+
+        if outcome.suppression_added and suppression is None:
+            session.add(_suppression(hashed, address, action.cause, actor, now))
+        elif outcome.suppression_lifted and suppression is not None:
+            session.delete(suppression)
+
+        for change in settled.changes:
+            _record(change, profile, subscription, after, TIME, now)
+        for change in outcome.changes:
+            _record(change, profile, subscription, after, actor, now)
+        session.flush()
+        changes = settled.changes + outcome.changes
+        return Result(
+            profile.id, Outcome(before, after, changes, outcome.send_confirmation), changes
+        )
+
+
+def _suppression(
+    hashed: str, address: str, cause: Cause, actor: Actor, now: datetime
+) -> Suppression:
+    return Suppression(
+        email_hash=hashed, email=address, reason=cause.value, actor=actor.name, created_at=now
+    )
+
+
+def _record(
+    change: Change,
+    profile: Profile,
+    subscription: Subscription | None,
+    after: Snapshot,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    """Append the event of one status change (rule 7)."""
+    on_subscription = change.scope == "subscription"
+    state = after.subscription if on_subscription else after.global_state
+    db.session.add(
+        StatusEvent(
+            profile_id=profile.id,
+            resource_id=subscription.resource_id if on_subscription and subscription else None,
+            channel=subscription.channel if on_subscription and subscription else None,
+            old_status=change.old.value if change.old else None,
+            new_status=change.new.value,
+            suspended_until=state.suspended_until if state else None,
+            cause=change.cause.value,
+            actor=actor.name,
+            reason=actor.reason,
+            ip=actor.ip,
+            user_agent=actor.user_agent,
+            occurred_at=now,
+        )
+    )
+
+
+def _suppress_unknown(address: str, actor: Actor, now: datetime) -> Result:
+    hashed = email_hash(address)
+    before = Snapshot(None, suppressed=queries.suppression_of(hashed) is not None)
+    if not before.suppressed:
+        db.session.add(_suppression(hashed, address, Cause.BOUNCE, actor, now))
+    return Result(None, Outcome(before, Snapshot(None, suppressed=True), ()))
+
+
+# --- The actions, by name ---------------------------------------------------------------------
+
+
+def signup(
+    email: str,
+    resource: str,
+    *,
+    channel: str | Channel = Channel.EMAIL,
+    name: str | None = None,
+    actor: Actor = CUSTOMER,
+    now: datetime | None = None,
+) -> Result:
+    """Rule 4: sign an address up to a resource; single or double opt-in as the resource says."""
+    found = queries.resource_by_slug(resource)
+    double_opt_in = found.double_opt_in if found is not None else True
+    return apply_action(
+        email,
+        Signup(double_opt_in),
+        resource=resource,
+        channel=channel,
+        actor=actor,
+        name=name,
+        now=now,
+    )
+
+
+def confirm(
+    email: str,
+    resource: str | None,
+    *,
+    channel: str | Channel = Channel.EMAIL,
+    actor: Actor = CUSTOMER,
+    now: datetime | None = None,
+) -> Result:
+    """Rule 5: a confirmed opt-in."""
+    return apply_action(email, Confirm(), resource=resource, channel=channel, actor=actor, now=now)
+
+
+def unsubscribe(
+    email: str,
+    resource: str | None,
+    *,
+    cause: Cause = Cause.UNSUBSCRIBE_LINK,
+    channel: str | Channel = Channel.EMAIL,
+    actor: Actor = CUSTOMER,
+    now: datetime | None = None,
+) -> Result:
+    """Rule 2: no resource means the global status; a resource means that subscription only."""
+    return apply_action(
+        email, Unsubscribe(cause), resource=resource, channel=channel, actor=actor, now=now
+    )
+
+
+def pause(
+    email: str,
+    resource: str | None,
+    until: datetime,
+    *,
+    cause: Cause = Cause.PREFERENCES,
+    channel: str | Channel = Channel.EMAIL,
+    actor: Actor = CUSTOMER,
+    now: datetime | None = None,
+) -> Result:
+    """Suspend until ``until``; the status before returns by itself afterwards."""
+    return apply_action(
+        email, Pause(until, cause), resource=resource, channel=channel, actor=actor, now=now
+    )
+
+
+def set_status(
+    email: str,
+    status: str | int | Status,
+    *,
+    resource: str | None = None,
+    channel: str | Channel = Channel.EMAIL,
+    suspended_until: datetime | None = None,
+    cause: Cause = Cause.ADMIN,
+    consent_proof: bool = False,
+    actor: Actor = CUSTOMER,
+    now: datetime | None = None,
+) -> Result:
+    """An explicit status from an admin, the API or an import (global without a resource)."""
+    action = SetStatus(parse_status(status), cause, suspended_until, consent_proof)
+    return apply_action(email, action, resource=resource, channel=channel, actor=actor, now=now)
+
+
+def hard_bounce(email: str, *, actor: Actor = CUSTOMER, now: datetime | None = None) -> Result:
+    """Rule 6: global `hardbounced` and the address on the suppression list."""
+    return apply_action(email, HardBounce(), actor=actor, now=now)
+
+
+def complaint(
+    email: str,
+    resource: str | None = None,
+    *,
+    channel: str | Channel = Channel.EMAIL,
+    actor: Actor = CUSTOMER,
+    now: datetime | None = None,
+) -> Result:
+    """A spam complaint: global `complainer`, and the subscription too when a resource is named."""
+    return apply_action(
+        email, Complaint(), resource=resource, channel=channel, actor=actor, now=now
+    )
+
+
+def settle_profile(email: str, *, now: datetime | None = None) -> tuple[Change, ...]:
+    """Record the end of every suspension of this profile, global or of a subscription, that has
+    reached its end time (cause `suspension_ended`)."""
+    now = now or utcnow()
+    changes: list[Change] = []
+    with write_transaction():
+        profile = queries.profile_by_email(email, for_update=True)
+        if profile is None:
+            return ()
+        settled = settle(Snapshot(profile.state), now)
+        if settled.changes:
+            profile.state = settled.after.global_state  # type: ignore[assignment]
+            _record(settled.changes[0], profile, None, settled.after, TIME, now)
+            changes += settled.changes
+        for subscription in profile.subscriptions:
+            settled = settle(Snapshot(profile.state, subscription.state, resource_named=True), now)
+            ended = [change for change in settled.changes if change.scope == "subscription"]
+            if ended:
+                subscription.state = settled.after.subscription  # type: ignore[assignment]
+                _record(ended[0], profile, subscription, settled.after, TIME, now)
+                changes += ended
+    return tuple(changes)
