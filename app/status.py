@@ -400,6 +400,8 @@ def _set_status(action: SetStatus, current: State | None, now: datetime) -> Stat
 
     if action.cause is not Cause.ADMIN:
         old = current.status if current is not None else None
+        if old is Status.INVALID and new is not old:
+            raise TransitionRefused("only an admin changes invalid")
         if old in STOPPED and new not in STOPPED:
             raise TransitionRefused(f"only a confirmed opt-in or an admin lifts {old}")
         if old is Status.SUSPENDED and new not in STOPPED | {Status.SUSPENDED}:

@@ -105,9 +105,7 @@ def apply_action(
     parsed_channel = parse_channel(channel)
     for attempt in range(ATTEMPTS):
         try:
-            return _apply_once(
-                address, action, resource, parsed_channel, actor, name, now or utcnow()
-            )
+            return _apply_once(address, action, resource, parsed_channel, actor, name, now)
         except IntegrityError:
             # Two first signups of one address raced on PostgreSQL; the loser retries and now
             # finds the profile the winner created.
@@ -123,11 +121,13 @@ def _apply_once(
     channel: Channel,
     actor: Actor,
     name: str | None,
-    now: datetime,
+    now: datetime | None,
 ) -> Result:
     with write_transaction() as session:
         resource = resource_for(slug, channel) if slug is not None else None
         profile = queries.profile_by_email(address, for_update=True)
+        # The clock is read once the profile is locked, so events are in the order they happened.
+        now = now or utcnow()
         if profile is None and not isinstance(action, CREATING_ACTIONS):
             if isinstance(action, HardBounce):
                 # Rule 6 holds for addresses optin has never seen: they are suppressed too.
@@ -152,25 +152,26 @@ def _apply_once(
 
         if profile is None:
             assert after.global_state is not None
-            profile = Profile(email=address, email_hash=hashed, name=name)
+            profile = Profile(email=address, email_hash=hashed, name=name, created_at=now)
             profile.state = after.global_state
             session.add(profile)
             session.flush()
-        else:
-            if name and not profile.name:
-                profile.name = name
-            if after.global_state is not None and after.global_state != before.global_state:
-                profile.state = after.global_state
+        # A signup names a new profile only: a stranger must not rename someone else's.
+        elif after.global_state is not None and after.global_state != before.global_state:
+            profile.state = after.global_state
         if resource is not None and after.subscription is not None:
             if subscription is None:
                 subscription = Subscription(
-                    profile_id=profile.id, resource_id=resource.id, channel=channel.value
+                    profile_id=profile.id,
+                    resource_id=resource.id,
+                    channel=channel.value,
+                    created_at=now,
                 )
                 session.add(subscription)
             if after.subscription != before.subscription:
                 subscription.state = after.subscription
-            if after.subscription.status is Status.SUBSCRIBED and (
-                before.subscription is None or before.subscription.status is not Status.SUBSCRIBED
+            if any(
+                c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in outcome.changes
             ):
                 subscription.confirmed_at = now
 

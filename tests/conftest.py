@@ -1,0 +1,96 @@
+"""Fixtures: ``app``, ``client``, ``runner`` on a real database, and small factories.
+
+The database is a SQLite file by default, or the PostgreSQL server named by TEST_DATABASE_URL
+(``.ci/run`` runs the whole suite both ways). The schema is made once per run; every test
+starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import text
+
+# Keep test runs out of the developer's instance folder (its SQLite file, its mail).
+os.environ.setdefault("OPTIN_INSTANCE_PATH", tempfile.mkdtemp(prefix="optin-test-instance-"))
+
+from app import create_app
+from app.extensions import db
+from app.models import Resource
+from app.services.resources import create_resource
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+
+def on_postgres() -> bool:
+    return bool(TEST_DATABASE_URL)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if TEST_DATABASE_URL:
+        return TEST_DATABASE_URL
+    return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "optin-test.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def _schema(database_url: str) -> Iterator[None]:
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url})
+    with app.app_context():
+        db.drop_all()
+        with db.engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        db.create_all()
+        db.engine.dispose()
+    yield
+
+
+def make_app(database_url: str, **config: object) -> Flask:
+    return create_app(
+        {"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": "test-secret", **config}
+    )
+
+
+@pytest.fixture
+def app(database_url: str, _schema: None) -> Iterator[Flask]:
+    app = make_app(database_url)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        with db.engine.begin() as connection:
+            for table in reversed(db.metadata.sorted_tables):
+                connection.execute(table.delete())
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def newsletter(app: Flask) -> Resource:
+    """A public double-opt-in resource on email."""
+    return create_resource("newsletter", "The Newsletter")
+
+
+@pytest.fixture
+def brand(app: Flask) -> Resource:
+    """A private double-opt-in resource on email and SMS."""
+    return create_resource("brand", "Brand news", channels=["email", "sms"], public=False)
+
+
+@pytest.fixture
+def offers(app: Flask) -> Resource:
+    """A public single-opt-in resource."""
+    return create_resource("offers", "Offers", double_opt_in=False)

@@ -1,0 +1,451 @@
+"""The service layer on a real database (SQLite, or PostgreSQL with TEST_DATABASE_URL): each
+action is one transaction, writes one event per status change, and refuses bad input whole."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from app import queries
+from app.addresses import email_hash
+from app.extensions import db
+from app.models import Profile, Resource, StatusEvent, Subscription, Suppression
+from app.services import statuses
+from app.services.eligibility import decide, decide_many
+from app.services.errors import (
+    InvalidEmail,
+    TransitionRefused,
+    UnknownChannel,
+    UnknownProfile,
+    UnknownResource,
+    UnknownStatus,
+)
+from app.services.maintenance import expire
+from app.services.statuses import Actor
+from app.status import Cause, Status
+
+ALICE = "Alice@Example.COM"
+
+
+def event_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(StatusEvent)) or 0
+
+
+def history(email: str) -> list[tuple[str, str | None, str | None, str, str]]:
+    """The events of a profile as (scope, old, new, cause, actor) rows, oldest first."""
+    profile = queries.profile_by_email(email.lower())
+    assert profile is not None
+    slugs = {r.id: r.slug for r in queries.all_resources()}
+    return [
+        (
+            slugs[e.resource_id] if e.resource_id else "global",
+            e.old_status,
+            e.new_status,
+            e.cause,
+            e.actor or "",
+        )
+        for e in queries.events_of_profile(profile.id)
+    ]
+
+
+def snapshot_of_everything() -> list[tuple]:
+    """Every row that a refused action must leave untouched."""
+    rows: list[tuple] = []
+    for model in (Profile, Subscription, StatusEvent, Suppression):
+        rows += [tuple(sorted(vars(row).items(), key=str)) for row in db.session.query(model)]
+    db.session.rollback()
+    return [tuple((k, v) for k, v in row if k != "_sa_instance_state") for row in rows]
+
+
+def test_signup_then_confirm_records_the_whole_story(newsletter: Resource) -> None:
+    result = statuses.signup(ALICE, "newsletter", name="Alice", actor=Actor(ip="192.0.2.1"))
+    assert result.outcome.send_confirmation
+    profile = queries.profile_by_email("alice@example.com")
+    assert profile is not None and profile.name == "Alice"
+    assert profile.email_hash == email_hash("alice@example.com")
+    assert decide(ALICE, "newsletter").reason == "global_unconfirmed"
+
+    statuses.confirm(ALICE, "newsletter")
+    assert decide(ALICE, "newsletter").allowed
+    subscription = queries.subscription_of(profile.id, newsletter.id, "email")
+    assert subscription is not None and subscription.confirmed_at is not None
+    assert history(ALICE) == [
+        ("global", None, "unconfirmed", "signup", ""),
+        ("newsletter", None, "unconfirmed", "signup", ""),
+        ("global", "unconfirmed", "subscribed", "confirm", ""),
+        ("newsletter", "unconfirmed", "subscribed", "confirm", ""),
+    ]
+    first = queries.events_of_profile(profile.id)[0]
+    assert first.ip == "192.0.2.1"
+
+
+def test_repeating_an_action_records_nothing_new(newsletter: Resource) -> None:
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    before = event_count()
+    assert not statuses.confirm(ALICE, "newsletter").changed
+    statuses.unsubscribe(ALICE, "newsletter")
+    after_unsubscribe = event_count()
+    assert not statuses.unsubscribe(ALICE, "newsletter").changed
+    assert (before + 1, after_unsubscribe) == (after_unsubscribe, event_count())
+
+
+def test_a_signup_never_knocks_a_subscriber_back_to_unconfirmed(newsletter: Resource) -> None:
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    again = statuses.signup(ALICE.lower(), "newsletter", name="Mallory")
+    assert not again.changed and not again.outcome.send_confirmation
+    assert decide(ALICE, "newsletter").allowed
+    profile = queries.profile_by_email("alice@example.com")
+    assert profile is not None and profile.name is None  # a stranger cannot rename it either
+
+
+def test_a_signup_to_a_single_opt_in_resource_subscribes_at_once(offers: Resource) -> None:
+    result = statuses.signup(ALICE, "offers")
+    assert not result.outcome.send_confirmation
+    assert decide(ALICE, "offers").allowed
+
+
+def test_a_global_unsubscribe_stops_everything_and_keeps_the_subscriptions(
+    newsletter: Resource, brand: Resource
+) -> None:
+    for slug in ("newsletter", "brand"):
+        statuses.signup(ALICE, slug)
+        statuses.confirm(ALICE, slug)
+    statuses.unsubscribe(ALICE, None, cause=Cause.ONE_CLICK)
+    for slug in ("newsletter", "brand"):
+        decision = decide(ALICE, slug)
+        assert (decision.allowed, decision.reason) == (False, "global_unsubscribed")
+        assert decision.subscription_status is Status.SUBSCRIBED
+    assert decide(ALICE).reason == "global_unsubscribed"
+    # Rule 5: a new confirmed opt-in brings the profile back.
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    assert decide(ALICE, "newsletter").allowed and decide(ALICE, "brand").allowed
+
+
+def test_an_unsubscribe_from_one_resource_leaves_the_others(
+    newsletter: Resource, brand: Resource
+) -> None:
+    for slug in ("newsletter", "brand"):
+        statuses.signup(ALICE, slug)
+        statuses.confirm(ALICE, slug)
+    statuses.unsubscribe(ALICE, "brand")
+    assert decide(ALICE, "brand").reason == "subscription_unsubscribed"
+    assert decide(ALICE, "newsletter").allowed
+    assert decide(ALICE).allowed
+
+
+def test_subscriptions_are_per_channel(brand: Resource) -> None:
+    statuses.signup(ALICE, "brand", channel="sms")
+    statuses.confirm(ALICE, "brand", channel="sms")
+    assert decide(ALICE, "brand", "sms").allowed
+    assert decide(ALICE, "brand", "email").reason == "no_subscription"
+
+
+def test_a_hard_bounce_suppresses_the_address_everywhere(
+    newsletter: Resource, brand: Resource
+) -> None:
+    for slug in ("newsletter", "brand"):
+        statuses.signup(ALICE, slug)
+        statuses.confirm(ALICE, slug)
+    statuses.hard_bounce(ALICE, actor=Actor(name="api:ses"))
+    assert queries.suppression_of(email_hash("alice@example.com")) is not None
+    for slug in ("newsletter", "brand", None):
+        assert decide(ALICE, slug).reason == "suppressed"
+    assert history(ALICE)[-1] == ("global", "subscribed", "hardbounced", "bounce", "api:ses")
+    # The confirmation click proves the mailbox exists again.
+    statuses.confirm(ALICE, "newsletter")
+    assert queries.suppression_of(email_hash("alice@example.com")) is None
+    assert decide(ALICE, "newsletter").allowed
+
+
+def test_a_hard_bounce_for_an_unknown_address_suppresses_it(newsletter: Resource) -> None:
+    statuses.hard_bounce("nobody@example.com")
+    assert queries.profile_by_email("nobody@example.com") is None
+    assert decide("nobody@example.com").reason == "suppressed"
+    # A later signup is accepted and asks for a confirmation, which lifts the suppression.
+    statuses.signup("nobody@example.com", "newsletter")
+    assert decide("nobody@example.com", "newsletter").reason == "suppressed"
+    statuses.confirm("nobody@example.com", "newsletter")
+    assert decide("nobody@example.com", "newsletter").allowed
+
+
+def test_a_complaint_makes_a_complainer(newsletter: Resource) -> None:
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    statuses.complaint(ALICE, "newsletter")
+    assert decide(ALICE, "newsletter").reason == "global_complainer"
+    assert [row[:3] for row in history(ALICE)[-2:]] == [
+        ("global", "subscribed", "complainer"),
+        ("newsletter", "subscribed", "complainer"),
+    ]
+
+
+def test_a_suspension_ends_by_itself_and_expire_records_it(newsletter: Resource) -> None:
+    now = datetime.now(UTC)
+    statuses.signup(ALICE, "newsletter", now=now)
+    statuses.confirm(ALICE, "newsletter", now=now)
+    until = now + timedelta(days=14)
+    statuses.set_status(ALICE, "suspended", suspended_until=until, actor=Actor(name="admin:bob"))
+    assert decide(ALICE, "newsletter", now=now).reason == "global_suspended"
+    # The decision needs no job to have run: past the end, the suspension is over.
+    assert decide(ALICE, "newsletter", now=until).allowed
+
+    report = expire(30, now=until + timedelta(seconds=1))
+    assert report.suspensions_ended == 1
+    assert history(ALICE)[-2:] == [
+        ("global", "subscribed", "suspended", "admin", "admin:bob"),
+        ("global", "suspended", "subscribed", "suspension_ended", "system"),
+    ]
+    assert expire(30, now=until + timedelta(seconds=2)).suspensions_ended == 0
+
+
+def test_a_paused_subscription_comes_back_after_the_pause(newsletter: Resource) -> None:
+    now = datetime.now(UTC)
+    statuses.signup(ALICE, "newsletter", now=now)
+    statuses.confirm(ALICE, "newsletter", now=now)
+    statuses.pause(ALICE, "newsletter", now + timedelta(days=30), now=now)
+    assert decide(ALICE, "newsletter", now=now).reason == "subscription_suspended"
+    later = now + timedelta(days=31)
+    # Any later action on the profile first records the end of the pause.
+    statuses.signup(ALICE, "newsletter", now=later)
+    assert history(ALICE)[-1] == (
+        "newsletter",
+        "suspended",
+        "subscribed",
+        "suspension_ended",
+        "system",
+    )
+
+
+def test_retention_deletes_old_unconfirmed_signups_and_keeps_every_proof(
+    newsletter: Resource, brand: Resource
+) -> None:
+    long_ago = datetime.now(UTC) - timedelta(days=31)
+    statuses.signup("ghost@example.com", "newsletter", now=long_ago, actor=Actor(ip="192.0.2.9"))
+    statuses.signup("half@example.com", "newsletter", now=long_ago)
+    statuses.signup("half@example.com", "brand", now=long_ago)
+    statuses.confirm("half@example.com", "brand")
+    statuses.signup("fresh@example.com", "newsletter")
+    events_before = event_count()
+
+    report = expire(30)
+    assert (report.subscriptions_deleted, report.profiles_deleted) == (2, 1)
+    assert queries.profile_by_email("ghost@example.com") is None
+    assert queries.profile_by_email("fresh@example.com") is not None
+    assert decide("half@example.com", "brand").allowed
+    assert decide("half@example.com", "newsletter").reason == "no_subscription"
+    # The ghost's events stay for the counts, with nothing that points at a person.
+    assert event_count() == events_before
+    orphans = db.session.scalars(select(StatusEvent).where(StatusEvent.profile_id.is_(None))).all()
+    assert len(orphans) == 2 and all(e.ip is None and e.user_agent is None for e in orphans)
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: statuses.set_status(ALICE, "paused"), UnknownStatus),
+        (lambda: statuses.set_status(ALICE, 9), UnknownStatus),
+        (lambda: statuses.signup("not-an-address", "newsletter"), InvalidEmail),
+        (lambda: statuses.signup("a@b@example.com", "newsletter"), InvalidEmail),
+        (lambda: statuses.signup("x" * 250 + "@example.com", "newsletter"), InvalidEmail),
+        (
+            lambda: statuses.signup("eve@example.com\r\nBcc: x@example.com", "newsletter"),
+            InvalidEmail,
+        ),
+        (lambda: statuses.signup(ALICE, "no-such-resource"), UnknownResource),
+        (lambda: statuses.signup(ALICE, "newsletter", channel="sms"), UnknownChannel),
+        (lambda: statuses.signup(ALICE, "newsletter", channel="fax"), UnknownChannel),
+        (lambda: statuses.set_status(ALICE, "suspended"), TransitionRefused),
+        (
+            lambda: statuses.set_status(
+                ALICE, "suspended", suspended_until=datetime.now(UTC) - timedelta(days=1)
+            ),
+            TransitionRefused,
+        ),
+        (lambda: statuses.set_status(ALICE, "subscribed", cause=Cause.API), TransitionRefused),
+        (lambda: statuses.unsubscribe("stranger@example.com", None), UnknownProfile),
+        (lambda: statuses.confirm(ALICE, "brand"), TransitionRefused),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_changes_nothing(
+    newsletter: Resource, brand: Resource, call, error: type[Exception]
+) -> None:
+    statuses.signup(ALICE, "newsletter")
+    statuses.set_status(ALICE, "unsubscribed", actor=Actor(name="admin:bob"))
+    before = snapshot_of_everything()
+    with pytest.raises(error):
+        call()
+    assert snapshot_of_everything() == before
+
+
+def test_the_api_cannot_lift_what_the_customer_stopped(newsletter: Resource) -> None:
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    statuses.unsubscribe(ALICE, "newsletter")
+    with pytest.raises(TransitionRefused):
+        statuses.set_status(
+            ALICE, "subscribed", resource="newsletter", cause=Cause.API, consent_proof=True
+        )
+    with pytest.raises(TransitionRefused):
+        statuses.set_status(ALICE, 0, resource="newsletter", cause=Cause.IMPORT, consent_proof=True)
+    assert decide(ALICE, "newsletter").reason == "subscription_unsubscribed"
+
+
+def test_a_batch_decision_answers_every_address_in_order(newsletter: Resource) -> None:
+    statuses.signup("a@example.com", "newsletter")
+    statuses.confirm("a@example.com", "newsletter")
+    statuses.signup("b@example.com", "newsletter")
+    statuses.hard_bounce("c@example.com")
+    asked = ["A@example.com", "b@example.com", "c@example.com", "d@example.com", "bad address"]
+    answers = decide_many(asked, "newsletter")
+    assert [(email, d.allowed, d.reason) for email, d in answers] == [
+        ("a@example.com", True, "subscribed"),
+        ("b@example.com", False, "global_unconfirmed"),
+        ("c@example.com", False, "suppressed"),
+        ("d@example.com", False, "unknown_profile"),
+        ("bad address", False, "invalid_email"),
+    ]
+
+
+# --- Concurrency: two changes to one profile at once ---------------------------------------------
+
+
+def run_together(app: Flask, *calls) -> list[BaseException]:  # type: ignore[no-untyped-def]
+    """Run each call in its own thread, app context and database connection, started together."""
+    barrier = threading.Barrier(len(calls))
+    errors: list[BaseException] = []
+
+    def worker(call) -> None:  # type: ignore[no-untyped-def]
+        with app.app_context():
+            try:
+                barrier.wait()
+                call()
+            except BaseException as error:  # reported to the test below
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
+def test_two_concurrent_changes_to_one_profile_both_land(
+    app: Flask, newsletter: Resource, brand: Resource
+) -> None:
+    for slug in ("newsletter", "brand"):
+        statuses.signup(ALICE, slug)
+        statuses.confirm(ALICE, slug)
+    db.session.remove()
+    for round_number in range(5):
+        until = datetime.now(UTC) + timedelta(days=1 + round_number)
+        # Both change the global status: without a lock, each would overwrite the other's.
+        errors = run_together(
+            app,
+            lambda: statuses.unsubscribe(ALICE, None),
+            lambda until=until: statuses.set_status(
+                ALICE, "suspended", suspended_until=until, actor=Actor(name="admin:bob")
+            ),
+        )
+        assert errors == []
+        # Either order is fine; the end state must be the later change applied to the earlier.
+        assert decide(ALICE, "newsletter").reason in {"global_suspended", "global_unsubscribed"}
+        db.session.remove()
+        statuses.set_status(ALICE, "subscribed", actor=Actor(name="admin:bob"))
+        db.session.remove()
+    events = history(ALICE)
+    assert sum(1 for e in events if e[3] == "unsubscribe_link") == 5
+    assert sum(1 for e in events if e[2] == "suspended" and e[3] == "admin") == 5
+    # Every event follows on from the one before it in its scope: no update was lost.
+    last: dict[str, str | None] = {}
+    for scope, old, new, _cause, _actor in events:
+        assert last.get(scope) == old
+        last[scope] = new
+
+
+def test_two_first_signups_of_one_address_make_one_profile(
+    app: Flask, newsletter: Resource, brand: Resource
+) -> None:
+    db.session.remove()
+    errors = run_together(
+        app,
+        lambda: statuses.signup("new@example.com", "newsletter"),
+        lambda: statuses.signup("new@example.com", "brand"),
+    )
+    assert errors == []
+    assert db.session.scalar(select(func.count()).select_from(Profile)) == 1
+    events = history("new@example.com")
+    assert events.count(("global", None, "unconfirmed", "signup", "")) == 1
+    assert {e[0] for e in events} == {"global", "newsletter", "brand"}
+
+
+# --- Property: the service records exactly the changes the rules make ----------------------------
+
+service_steps = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["signup", "confirm", "unsubscribe", "complaint", "bounce", "pause", "admin"]
+        ),
+        st.sampled_from(["newsletter", None]),
+        st.sampled_from(list(Status)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def perform(verb: str, email: str, slug: str | None, status: Status, now: datetime):  # type: ignore[no-untyped-def]
+    """One step of a random sequence, through the same service functions the app uses."""
+    later = now + timedelta(days=14)
+    calls = {
+        "signup": lambda: statuses.signup(email, "newsletter", now=now),
+        "confirm": lambda: statuses.confirm(email, slug, now=now),
+        "unsubscribe": lambda: statuses.unsubscribe(email, slug, now=now),
+        "complaint": lambda: statuses.complaint(email, slug, now=now),
+        "bounce": lambda: statuses.hard_bounce(email, now=now),
+        "pause": lambda: statuses.pause(email, slug, later, now=now),
+        "admin": lambda: statuses.set_status(
+            email,
+            status,
+            resource=slug,
+            suspended_until=later if status is Status.SUSPENDED else None,
+            now=now,
+        ),
+    }
+    return calls[verb]()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=service_steps, number=st.integers(min_value=0, max_value=10**9))
+def test_events_match_status_changes_for_any_sequence(
+    newsletter: Resource, steps: list[tuple[str, str | None, Status]], number: int
+) -> None:
+    email = f"p{number}.{len(steps)}@example.com"
+    now = datetime.now(UTC)
+    for verb, slug, status in steps:
+        before = event_count()
+        try:
+            result = perform(verb, email, slug, status, now)
+        except (TransitionRefused, UnknownProfile):
+            assert event_count() == before
+            continue
+        # One event per status change, and the events are exactly the changes.
+        assert event_count() == before + len(result.events)
+        # Rule 9: the same action again changes nothing and records nothing.
+        assert perform(verb, email, slug, status, now).events == ()
+        assert event_count() == before + len(result.events)
