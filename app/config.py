@@ -78,10 +78,12 @@ def from_environment(environ: Mapping[str, str], defaults: Mapping[str, Any]) ->
     """Every known setting, and every extension setting, that the environment sets."""
     found: dict[str, Any] = {}
     for name, raw in environ.items():
-        if name in defaults:
-            found[name] = parse_env_value(raw, defaults[name])
-        elif name.startswith(PASSED_THROUGH_PREFIXES):
-            found[name] = parse_env_value(raw, None)
+        if name not in defaults and not name.startswith(PASSED_THROUGH_PREFIXES):
+            continue
+        try:
+            found[name] = parse_env_value(raw, defaults.get(name))
+        except ValueError:
+            raise ValueError(f"{name}={raw!r} is not a valid value for {name}") from None
     return found
 
 
