@@ -41,6 +41,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app import models  # noqa: F401  (the tables must be known to Alembic and create_all)
     from app.cli import register_commands
+    from app.views.public import public
 
+    app.register_blueprint(public)
     register_commands(app)
     return app

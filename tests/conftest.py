@@ -23,6 +23,7 @@ from app import create_app
 from app.extensions import db
 from app.models import Resource
 from app.services.resources import create_resource
+from tests.smtp import SmtpServer
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -94,3 +95,11 @@ def brand(app: Flask) -> Resource:
 def offers(app: Flask) -> Resource:
     """A public single-opt-in resource."""
     return create_resource("offers", "Offers", double_opt_in=False)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1 that keeps what it receives."""
+    server = SmtpServer().start()
+    yield server
+    server.stop()

@@ -1,0 +1,1 @@
+"""Blueprints by audience; each is thin: parse, call a service, render."""
