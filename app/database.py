@@ -4,19 +4,23 @@ writers, and the one way a service opens a write transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 from app.extensions import db
 
 WRITE_OPTION = "optin_write"
+# A unique-key race (two first signups of one address on PostgreSQL) is retried this many times.
+ATTEMPTS = 3
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -87,3 +91,16 @@ def write_transaction() -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+
+
+def in_write_transaction(work: Callable[[], T]) -> T:
+    """Run ``work`` in one write transaction and commit it; run it again from the start if it lost
+    a unique-key race to a concurrent transaction (the second run finds the winner's row)."""
+    for attempt in range(ATTEMPTS):
+        try:
+            with write_transaction():
+                return work()
+        except IntegrityError:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -10,11 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
-
 from app import queries
 from app.addresses import email_hash, normalize_email
-from app.database import utcnow, write_transaction
+from app.database import in_write_transaction, utcnow, write_transaction
 from app.extensions import db
 from app.models import Profile, Resource, StatusEvent, Subscription, Suppression
 from app.services.errors import UnknownChannel, UnknownProfile, UnknownResource
@@ -40,8 +38,6 @@ from app.status import (
 
 # Actions that may create the profile they are about; the others need one to exist.
 CREATING_ACTIONS = (Signup, SetStatus)
-# A unique-key race between two first signups of one address is retried this many times.
-ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,7 @@ class Result:
     profile_id: int | None
     outcome: Outcome
     events: tuple[Change, ...] = field(default_factory=tuple)
+    resource_id: int | None = None
 
     @property
     def changed(self) -> bool:
@@ -103,92 +100,93 @@ def apply_action(
     nothing when the input or the rules refuse it."""
     address = normalize_email(email)
     parsed_channel = parse_channel(channel)
-    for attempt in range(ATTEMPTS):
-        try:
-            return _apply_once(address, action, resource, parsed_channel, actor, name, now)
-        except IntegrityError:
-            # Two first signups of one address raced on PostgreSQL; the loser retries and now
-            # finds the profile the winner created.
-            if attempt == ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+    return in_write_transaction(
+        lambda: apply_in_transaction(
+            address, action, resource, parsed_channel, actor=actor, name=name, now=now
+        )
+    )
 
 
-def _apply_once(
+def apply_in_transaction(
     address: str,
     action: Action,
     slug: str | None,
     channel: Channel,
-    actor: Actor,
-    name: str | None,
-    now: datetime | None,
+    *,
+    actor: Actor = CUSTOMER,
+    name: str | None = None,
+    now: datetime | None = None,
 ) -> Result:
-    with write_transaction() as session:
-        resource = resource_for(slug, channel) if slug is not None else None
-        profile = queries.profile_by_email(address, for_update=True)
-        # The clock is read once the profile is locked, so events are in the order they happened.
-        now = now or utcnow()
-        if profile is None and not isinstance(action, CREATING_ACTIONS):
-            if isinstance(action, HardBounce):
-                # Rule 6 holds for addresses optin has never seen: they are suppressed too.
-                return _suppress_unknown(address, actor, now)
-            raise UnknownProfile(address)
-        subscription = (
-            queries.subscription_of(profile.id, resource.id, channel.value)
-            if profile is not None and resource is not None
-            else None
-        )
-        hashed = email_hash(address)
-        suppression = queries.suppression_of(hashed)
-        before = Snapshot(
-            profile.state if profile else None,
-            subscription.state if subscription else None,
-            suppressed=suppression is not None,
-            resource_named=resource is not None,
-        )
-        settled = settle(before, now)
-        outcome = apply(action, settled.after, now)
-        after = outcome.after
+    """The body of ``apply_action`` for a service that writes more in the same transaction (the
+    email a change causes, its consent record). Needs an open ``write_transaction`` and a
+    normalised address."""
+    session = db.session()
+    resource = resource_for(slug, channel) if slug is not None else None
+    profile = queries.profile_by_email(address, for_update=True)
+    # The clock is read once the profile is locked, so events are in the order they happened.
+    now = now or utcnow()
+    if profile is None and not isinstance(action, CREATING_ACTIONS):
+        if isinstance(action, HardBounce):
+            # Rule 6 holds for addresses optin has never seen: they are suppressed too.
+            return _suppress_unknown(address, actor, now)
+        raise UnknownProfile(address)
+    subscription = (
+        queries.subscription_of(profile.id, resource.id, channel.value)
+        if profile is not None and resource is not None
+        else None
+    )
+    hashed = email_hash(address)
+    suppression = queries.suppression_of(hashed)
+    before = Snapshot(
+        profile.state if profile else None,
+        subscription.state if subscription else None,
+        suppressed=suppression is not None,
+        resource_named=resource is not None,
+    )
+    settled = settle(before, now)
+    outcome = apply(action, settled.after, now)
+    after = outcome.after
 
-        if profile is None:
-            assert after.global_state is not None
-            profile = Profile(email=address, email_hash=hashed, name=name, created_at=now)
-            profile.state = after.global_state
-            session.add(profile)
-            session.flush()
-        # A signup names a new profile only: a stranger must not rename someone else's.
-        elif after.global_state is not None and after.global_state != before.global_state:
-            profile.state = after.global_state
-        if resource is not None and after.subscription is not None:
-            if subscription is None:
-                subscription = Subscription(
-                    profile_id=profile.id,
-                    resource_id=resource.id,
-                    channel=channel.value,
-                    created_at=now,
-                )
-                session.add(subscription)
-            if after.subscription != before.subscription:
-                subscription.state = after.subscription
-            if any(
-                c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in outcome.changes
-            ):
-                subscription.confirmed_at = now
-
-        if outcome.suppression_added and suppression is None:
-            session.add(_suppression(hashed, address, action.cause, actor, now))
-        elif outcome.suppression_lifted and suppression is not None:
-            session.delete(suppression)
-
-        for change in settled.changes:
-            _record(change, profile, subscription, after, TIME, now)
-        for change in outcome.changes:
-            _record(change, profile, subscription, after, actor, now)
+    if profile is None:
+        assert after.global_state is not None
+        profile = Profile(email=address, email_hash=hashed, name=name, created_at=now)
+        profile.state = after.global_state
+        session.add(profile)
         session.flush()
-        changes = settled.changes + outcome.changes
-        return Result(
-            profile.id, Outcome(before, after, changes, outcome.send_confirmation), changes
-        )
+    # A signup names a new profile only: a stranger must not rename someone else's.
+    elif after.global_state is not None and after.global_state != before.global_state:
+        profile.state = after.global_state
+    if resource is not None and after.subscription is not None:
+        if subscription is None:
+            subscription = Subscription(
+                profile_id=profile.id,
+                resource_id=resource.id,
+                channel=channel.value,
+                created_at=now,
+            )
+            session.add(subscription)
+        if after.subscription != before.subscription:
+            subscription.state = after.subscription
+        if any(c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in outcome.changes):
+            subscription.confirmed_at = now
+
+    if outcome.suppression_added and suppression is None:
+        session.add(_suppression(hashed, address, action.cause, actor, now))
+    elif outcome.suppression_lifted and suppression is not None:
+        session.delete(suppression)
+
+    for change in settled.changes:
+        _record(change, profile, subscription, after, TIME, now)
+    for change in outcome.changes:
+        _record(change, profile, subscription, after, actor, now)
+    session.flush()
+    changes = settled.changes + outcome.changes
+    return Result(
+        profile.id,
+        Outcome(before, after, changes, outcome.send_confirmation),
+        changes,
+        resource.id if resource else None,
+    )
 
 
 def _suppression(
