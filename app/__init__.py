@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from app.config import DEFAULTS, database_uri, from_environment
-from app.extensions import db, mail, migrate
+from app.extensions import csrf, db, limiter, mail, migrate
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,11 +38,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     mail.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
 
     from app import models  # noqa: F401  (the tables must be known to Alembic and create_all)
     from app.cli import register_commands
+    from app.outbox import deliver_after_response
+    from app.views.errors import register_error_pages
     from app.views.public import public
 
     app.register_blueprint(public)
+    register_error_pages(app)
+    deliver_after_response(app)
     register_commands(app)
     return app

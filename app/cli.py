@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 from flask import Flask, current_app
 
-from app import queries
+from app import outbox, queries
 from app.services.errors import InvalidInput
 from app.services.maintenance import expire
 from app.services.resources import create_resource
 
 resources_cli = click.Group("resources", help="Create and list resources.")
 statuses_cli = click.Group("statuses", help="Status upkeep.")
+outbox_cli = click.Group("outbox", help="The queue of emails to send.")
 
 
 @resources_cli.command("add")
@@ -77,8 +80,25 @@ def demo() -> None:
     click.echo(f"created demo resource {slug}")
 
 
+@outbox_cli.command("work")
+@click.option("--once", is_flag=True, help="Send what is due now, then stop.")
+@click.option("--batch", default=100, show_default=True, help="Messages claimed at a time.")
+@click.option("--idle", default=1.0, show_default=True, help="Seconds to wait when nothing is due.")
+def work_outbox(once: bool, batch: int, idle: float) -> None:
+    """Deliver queued emails, retrying failures with backoff. Run as many as you like."""
+    while True:
+        report = outbox.deliver_due(batch)
+        if report.handled:
+            click.echo(f"sent {report.sent}, failed {report.failed}, dropped {report.dropped}")
+        if once:
+            return
+        if report.handled < batch:
+            time.sleep(idle)
+
+
 def register_commands(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(resources_cli)
     app.cli.add_command(statuses_cli)
+    app.cli.add_command(outbox_cli)
     app.cli.add_command(demo)

@@ -38,6 +38,16 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_STRATEGY": "fixed-window",
     "RATELIMIT_HEADERS_ENABLED": True,
+    # The mailto: address in List-Unsubscribe (mail to it is for the platform's inbound handling).
+    "UNSUBSCRIBE_MAILTO": "unsubscribe@localhost",
+    # Deliver queued emails from the web process right after the response (the embedded default).
+    # Turn off where `flask outbox work` processes run.
+    "OUTBOX_DELIVER_INLINE": True,
+    # At most this many confirmation emails to one address per day (SPEC §1 rule 4).
+    "CONFIRMATIONS_PER_ADDRESS_PER_DAY": 3,
+    # Flask-Limiter limits for the public forms, per client IP and per email address.
+    "SIGNUP_LIMIT_PER_IP": "30 per hour; 10 per minute",
+    "SIGNUP_LIMIT_PER_ADDRESS": "5 per day",
     # Seconds a confirmation link stays valid (7 days).
     "CONFIRM_MAX_AGE": 7 * 24 * 3600,
     # Rule 8: unconfirmed subscriptions older than this are deleted by `statuses expire`.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -26,3 +29,6 @@ db = SQLAlchemy(model_class=Base)
 # Batch mode lets Alembic alter tables on SQLite, which cannot ALTER most things in place.
 migrate = Migrate(render_as_batch=True)
 mail = Mail()
+csrf = CSRFProtect()
+# Limits are declared on the views that need them; RATELIMIT_* settings configure the storage.
+limiter = Limiter(key_func=get_remote_address)

@@ -210,5 +210,9 @@ class OutboxMessage(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A worker that claimed the row owns it until then; a crashed worker's rows come back after.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the message was not sent because it may no longer be (can_send said no).
+    dropped_reason: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)

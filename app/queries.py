@@ -10,11 +10,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, or_, select
+from sqlalchemy import Row, and_, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
-from app.models import Profile, Resource, StatusEvent, Subscription, Suppression
+from app.models import (
+    ConsentRecord,
+    ConsentText,
+    OutboxMessage,
+    Profile,
+    Resource,
+    StatusEvent,
+    Subscription,
+    Suppression,
+)
 from app.status import Status
 
 # SQLite allows 32766 bound parameters, PostgreSQL 65535; batches stay well below both.
@@ -185,5 +194,57 @@ def abandoned_profiles(cutoff: datetime) -> Sequence[Profile]:
         Profile.status == Status.UNCONFIRMED.value,
         Profile.created_at < cutoff,
         ~has_subscription,
+    )
+    return db.session.execute(query).scalars().all()
+
+
+def profile_by_id(profile_id: int) -> Profile | None:
+    return db.session.get(Profile, profile_id)
+
+
+def resource_by_id(resource_id: int) -> Resource | None:
+    return db.session.get(Resource, resource_id)
+
+
+def subscriptions_of_profile(profile_id: int) -> Sequence[Subscription]:
+    query = (
+        select(Subscription)
+        .where(Subscription.profile_id == profile_id)
+        .order_by(Subscription.resource_id, Subscription.channel)
+    )
+    return db.session.execute(query).scalars().all()
+
+
+def emails_sent_to_since(address: str, template: str, since: datetime) -> int:
+    """How many messages of one kind were queued for an address since a time (rate caps)."""
+    query = select(func.count()).where(
+        OutboxMessage.to_address == address,
+        OutboxMessage.template == template,
+        OutboxMessage.created_at >= since,
+    )
+    return db.session.execute(query).scalar_one()
+
+
+def current_consent_text(resource_id: int | None) -> ConsentText | None:
+    """The newest version of a resource's consent text (None: that of the all-resources form)."""
+    query = (
+        select(ConsentText)
+        .where(
+            ConsentText.resource_id.is_(None)
+            if resource_id is None
+            else ConsentText.resource_id == resource_id
+        )
+        .order_by(ConsentText.version.desc())
+        .limit(1)
+    )
+    return db.session.execute(query).scalar_one_or_none()
+
+
+def consent_records_of_profile(profile_id: int) -> Sequence[ConsentRecord]:
+    query = (
+        select(ConsentRecord)
+        .join(Subscription, Subscription.id == ConsentRecord.subscription_id)
+        .where(Subscription.profile_id == profile_id)
+        .order_by(ConsentRecord.confirmed_at)
     )
     return db.session.execute(query).scalars().all()

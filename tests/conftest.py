@@ -51,6 +51,14 @@ def _schema(database_url: str) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1 for the whole run; each test starts with an empty inbox."""
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
 def make_app(database_url: str, **config: object) -> Flask:
     return create_app(
         {"TESTING": True, "DATABASE_URL": database_url, "SECRET_KEY": "test-secret", **config}
@@ -58,8 +66,18 @@ def make_app(database_url: str, **config: object) -> Flask:
 
 
 @pytest.fixture
-def app(database_url: str, _schema: None) -> Iterator[Flask]:
-    app = make_app(database_url)
+def app(database_url: str, _schema: None, smtp_server: SmtpServer) -> Iterator[Flask]:
+    """The app on the test database, sending mail over SMTP to ``smtp_server``. Queued mail is
+    delivered when a test runs the worker (``deliver_due``), as in production."""
+    smtp_server.messages.clear()
+    app = make_app(
+        database_url,
+        MAIL_BACKEND="smtp",
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_server.port,
+        OUTBOX_DELIVER_INLINE=False,
+        BASE_URL="https://optin.test",
+    )
     with app.app_context():
         yield app
         db.session.remove()
@@ -95,11 +113,3 @@ def brand(app: Flask) -> Resource:
 def offers(app: Flask) -> Resource:
     """A public single-opt-in resource."""
     return create_resource("offers", "Offers", double_opt_in=False)
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    """A real SMTP server on 127.0.0.1 that keeps what it receives."""
-    server = SmtpServer().start()
-    yield server
-    server.stop()

@@ -25,6 +25,7 @@ def a_message() -> Message:
 def test_the_console_backend_prints_and_saves_each_message(
     app: Flask, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    app.config["MAIL_BACKEND"] = "console"
     deliver(a_message())
     printed = capsys.readouterr().out
     assert "email to alice@example.com" in printed
@@ -41,6 +42,7 @@ def smtp_app(database_url: str, port: int) -> Flask:
 def test_the_smtp_backend_delivers_to_a_real_server(
     database_url: str, smtp_server: SmtpServer
 ) -> None:
+    smtp_server.messages.clear()
     with smtp_app(database_url, smtp_server.port).app_context():
         deliver(a_message())
     (received,) = smtp_server.messages

@@ -1,12 +1,124 @@
-"""Pages for end customers: the landing page at ``/`` (more come with the signup flow)."""
+"""Pages for end customers (SPEC §2): the landing page, signup forms, the confirmation, unsubscribe
+and preference links, and the form that emails a preference link.
+
+Views only parse, call one service and render. A GET never changes a status: every link opens a
+page with a button, and the POST does the work (RFC 8058's one-click POST being the exception
+that proves the rule: it needs no page because a mail client sends it).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from contextlib import suppress
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from app import queries
+from app.addresses import InvalidEmail, normalize_email
+from app.extensions import csrf, limiter
+from app.forms import (
+    ButtonForm,
+    EraseForm,
+    PauseForm,
+    PreferencesForm,
+    PreferencesRequestForm,
+    SignupAllForm,
+    SignupForm,
+    UnsubscribeForm,
+)
+from app.models import Resource
+from app.services import subscriptions
+from app.services.errors import TransitionRefused, UnknownChannel, UnknownResource
+from app.services.statuses import Actor
+from app.services.subscriptions import GoneProfile
+from app.status import Cause
+from app.tokens import LinkTarget, Purpose, TokenExpired, TokenInvalid, make_token, read_token
+from app.views.errors import error_page
 
 public = Blueprint("public", __name__)
+
+ResponseLike = Response | str | tuple[str, int]
+
+
+# --- Helpers shared by the views ------------------------------------------------------------------
+
+
+def visitor() -> Actor:
+    """The customer, as the event log records them: no name, their IP and browser."""
+    user_agent = request.headers.get("User-Agent", "")[:500] or None
+    return Actor(ip=request.remote_addr, user_agent=user_agent)
+
+
+def public_resource(slug: str) -> Resource:
+    resource = queries.resource_by_slug(slug)
+    if resource is None or not resource.public:
+        raise HTTPNotFound()
+    return resource
+
+
+def trusted_redirect(url: str | None) -> str | None:
+    """A resource's thank-you URL, only if its host is in TRUSTED_REDIRECT_HOSTS."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    trusted = {host.lower() for host in current_app.config["TRUSTED_REDIRECT_HOSTS"]}
+    if parts.scheme in ("https", "http") and (parts.hostname or "").lower() in trusted:
+        return url
+    return None
+
+
+def address_key() -> str:
+    """The rate-limit key for "per address": the normalised address typed into the form."""
+    try:
+        return "address:" + normalize_email(request.form.get("email", ""))
+    except InvalidEmail:
+        return "address:invalid:" + (request.remote_addr or "")
+
+
+def per_ip() -> str:
+    return current_app.config["SIGNUP_LIMIT_PER_IP"]
+
+
+def per_address() -> str:
+    return current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
+
+
+@public.errorhandler(TokenExpired)
+def _expired(_error: TokenExpired) -> tuple[str, int]:
+    """Only confirmation links expire: offer a fresh one (the token still names the signup)."""
+    token = (request.view_args or {}).get("token", "")
+    return render_template("public/expired.html", form=ButtonForm(), token=token), 410
+
+
+@public.errorhandler(TokenInvalid)
+def _invalid(_error: TokenInvalid) -> tuple[str, int]:
+    return error_page(
+        400,
+        "This link is not valid",
+        "It may have been cut short or changed. Copy the whole link from the email.",
+    )
+
+
+@public.errorhandler(GoneProfile)
+def _gone(_error: GoneProfile) -> tuple[str, int]:
+    return error_page(
+        410,
+        "This link no longer works",
+        "What it pointed to has been deleted. You can sign up again from the start page.",
+    )
+
+
+# --- Landing and signup ---------------------------------------------------------------------------
 
 
 @public.get("/")
@@ -19,3 +131,287 @@ def index() -> str:
 def health() -> dict[str, str]:
     """For load balancers and the benchmark harness: the app is up and answers."""
     return {"status": "ok"}
+
+
+def _signup(form: SignupForm, slugs: list[str], form_name: str, thank_you: str | None):  # type: ignore[no-untyped-def]
+    """Shared by the signup views once the form is valid: the same answer for every address."""
+    if not form.website.data:  # a filled honeypot gets the same page and changes nothing
+        try:
+            subscriptions.request_signup(
+                form.email.data,
+                slugs,
+                name=(form.name.data or "").strip() or None,
+                form=form_name,
+                actor=visitor(),
+            )
+        except (UnknownResource, UnknownChannel):
+            raise HTTPNotFound() from None
+    target = trusted_redirect(thank_you)
+    if target:
+        return redirect(target, code=303)
+    return render_template("public/check_inbox.html", email=form.email.data)
+
+
+@public.route("/subscribe/<slug>", methods=["GET", "POST"])
+@limiter.limit(per_ip, methods=["POST"])
+@limiter.limit(per_address, key_func=address_key, methods=["POST"])
+def subscribe(slug: str) -> ResponseLike:
+    """The signup form of one resource."""
+    resource = public_resource(slug)
+    form = SignupForm()
+    if form.validate_on_submit():
+        return _signup(form, [resource.slug], f"subscribe/{resource.slug}", resource.thank_you_url)
+    status = 400 if request.method == "POST" else 200
+    page = render_template(
+        "public/subscribe.html",
+        form=form,
+        resource=resource,
+        consent_text=subscriptions.consent_text_for(resource),
+    )
+    return page, status
+
+
+@public.post("/subscribe/<slug>/embed")
+@csrf.exempt
+@limiter.limit(per_ip)
+@limiter.limit(per_address, key_func=address_key)
+def subscribe_embedded(slug: str) -> ResponseLike:
+    """The target of the form embedded on another site (SPEC §2): no CSRF cookie can exist
+    there, so the honeypot, the rate limits and double opt-in itself protect it."""
+    resource = public_resource(slug)
+    form = SignupForm(meta={"csrf": False})
+    if form.validate():
+        return _signup(form, [resource.slug], f"embed/{resource.slug}", resource.thank_you_url)
+    page = render_template(
+        "public/subscribe.html",
+        form=SignupForm(formdata=request.form),
+        resource=resource,
+        consent_text=subscriptions.consent_text_for(resource),
+        errors_from_embed=form.errors,
+    )
+    return page, 400
+
+
+@public.route("/subscribe", methods=["GET", "POST"])
+@limiter.limit(per_ip, methods=["POST"])
+@limiter.limit(per_address, key_func=address_key, methods=["POST"])
+def subscribe_all() -> ResponseLike:
+    """One form for every public resource, with a checkbox for each."""
+    resources = queries.public_resources()
+    form = SignupAllForm()
+    form.resources.choices = [(r.slug, r.name) for r in resources]
+    if form.validate_on_submit():
+        return _signup(form, list(form.resources.data or []), "subscribe", None)
+    status = 400 if request.method == "POST" else 200
+    page = render_template(
+        "public/subscribe_all.html",
+        form=form,
+        resources=resources,
+        consent_text=subscriptions.consent_text_for(None),
+    )
+    return page, status
+
+
+# --- Confirmation -------------------------------------------------------------------------------
+
+
+@public.get("/confirm/<token>")
+def confirm_page(token: str) -> ResponseLike:
+    """The page behind a confirmation link: what will be confirmed, and the button. Mail
+    scanners open links, so this GET changes nothing."""
+    target = read_token(Purpose.CONFIRM, token)
+    pending = subscriptions.pending_confirmation(target)
+    return render_template("public/confirm.html", form=ButtonForm(), resources=pending)
+
+
+@public.post("/confirm/<token>")
+@limiter.limit(per_ip)
+def confirm(token: str) -> ResponseLike:
+    """Confirm (rule 5). Twice is the same as once."""
+    target = read_token(Purpose.CONFIRM, token)
+    if not ButtonForm().validate_on_submit():
+        return error_page(400)
+    try:
+        result = subscriptions.confirm_signup(target, actor=visitor())
+    except TransitionRefused:
+        raise GoneProfile() from None
+    destination = trusted_redirect(result.thank_you_url)
+    if destination:
+        return redirect(destination, code=303)
+    return render_template("public/confirmed.html", result=result)
+
+
+@public.post("/confirm/<token>/resend")
+@limiter.limit(per_ip)
+def resend_confirmation(token: str) -> ResponseLike:
+    """From the expired-link page: a fresh confirmation link, if there is still a signup."""
+    if not ButtonForm().validate_on_submit():
+        return error_page(400)
+    try:
+        read_token(Purpose.CONFIRM, token)
+    except TokenExpired as expired:
+        subscriptions.resend_confirmation(expired.target)
+        return render_template("public/check_inbox.html", email=None)
+    return error_page(400, "This link still works", "Go back and press the button.")
+
+
+# --- Unsubscribe ----------------------------------------------------------------------------------
+
+
+@public.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> ResponseLike:
+    """The page behind an unsubscribe link: the choice of this resource or everything, and the
+    button. A GET changes nothing."""
+    target = read_token(Purpose.UNSUBSCRIBE, token)
+    profile, resource = subscriptions.link_scope(target)
+    form = UnsubscribeForm()
+    if resource is not None:
+        form.scope.choices = [("resource", f"{resource.name} only"), ("everything", "Everything")]
+    return render_template("public/unsubscribe.html", form=form, resource=resource, profile=profile)
+
+
+@public.post("/unsubscribe/<token>")
+@csrf.exempt  # checked below, except for RFC 8058's one-click POST
+def unsubscribe(token: str) -> ResponseLike:
+    """Unsubscribe. A mail provider's one-click POST (body ``List-Unsubscribe=One-Click``, no
+    cookie, no CSRF token) is answered 200 at once, with no redirect."""
+    target = read_token(Purpose.UNSUBSCRIBE, token)
+    if request.form.get("List-Unsubscribe") == "One-Click":
+        # An erased profile has nothing left to unsubscribe: the answer is the same.
+        with suppress(GoneProfile):
+            subscriptions.unsubscribe_by_link(
+                target, everything=False, cause=Cause.ONE_CLICK, actor=visitor()
+            )
+        return Response("You are unsubscribed.\n", 200, mimetype="text/plain")
+    csrf.protect()
+    form = UnsubscribeForm()
+    if not form.validate():
+        return error_page(400)
+    profile, resource = subscriptions.link_scope(target)
+    everything = form.scope.data == "everything" or resource is None
+    subscriptions.unsubscribe_by_link(
+        target, everything=everything, cause=Cause.UNSUBSCRIBE_LINK, actor=visitor()
+    )
+    preferences = url_for(
+        "public.preferences", token=make_token(Purpose.PREFERENCES, LinkTarget(profile.id, None))
+    )
+    return render_template(
+        "public/unsubscribed.html",
+        resource=None if everything else resource,
+        preferences_url=preferences,
+    )
+
+
+# --- Preferences ----------------------------------------------------------------------------------
+
+
+def _render_preferences(
+    token: str,
+    profile_id: int,
+    form: PreferencesForm | None = None,
+    status: int = 200,
+    *,
+    erase_form: EraseForm | None = None,
+    notice: str | None = None,
+) -> tuple[str, int]:
+    prefs = subscriptions.preferences_of(profile_id)
+    if form is None:
+        form = PreferencesForm(
+            name=prefs.profile.name,
+            locale=prefs.profile.locale or "",
+            resources=[row.resource.slug for row in prefs.rows if row.active],
+        )
+    form.resources.choices = [(row.resource.slug, row.resource.name) for row in prefs.rows]
+    page = render_template(
+        "public/preferences.html",
+        token=token,
+        prefs=prefs,
+        form=form,
+        pause_form=PauseForm(),
+        everything_form=ButtonForm(),
+        erase_form=erase_form or EraseForm(),
+        notice=notice,
+    )
+    return page, status
+
+
+@public.get("/preferences/<token>")
+def preferences(token: str) -> ResponseLike:
+    """The preference center."""
+    target = read_token(Purpose.PREFERENCES, token)
+    return _render_preferences(token, target.profile_id)
+
+
+@public.post("/preferences/<token>")
+def save_preferences(token: str) -> ResponseLike:
+    """Save name, language and what the customer receives."""
+    target = read_token(Purpose.PREFERENCES, token)
+    prefs = subscriptions.preferences_of(target.profile_id)
+    form = PreferencesForm()
+    form.resources.choices = [(row.resource.slug, row.resource.name) for row in prefs.rows]
+    if not form.validate_on_submit():
+        return _render_preferences(token, target.profile_id, form, 400)
+    subscriptions.update_preferences(
+        target.profile_id,
+        wanted=set(form.resources.data or []),
+        name=(form.name.data or "").strip() or None,
+        locale=form.locale.data or None,
+        actor=visitor(),
+    )
+    return _render_preferences(token, target.profile_id, notice="Your preferences are saved.")
+
+
+@public.post("/preferences/<token>/pause")
+def pause(token: str) -> ResponseLike:
+    """Pause every subscription for 14, 30, 60 or 90 days."""
+    target = read_token(Purpose.PREFERENCES, token)
+    form = PauseForm()
+    if not form.validate_on_submit():
+        return _render_preferences(token, target.profile_id, status=400)
+    until = subscriptions.pause_all(target.profile_id, int(form.days.data), actor=visitor())
+    notice = f"Paused until {until:%d %B %Y}. Mail starts again by itself after that."
+    return _render_preferences(token, target.profile_id, notice=notice)
+
+
+@public.post("/preferences/<token>/everything")
+def unsubscribe_everything(token: str) -> ResponseLike:
+    """Unsubscribe from everything: the global status (SPEC §1 rule 2)."""
+    target = read_token(Purpose.PREFERENCES, token)
+    if not ButtonForm().validate_on_submit():
+        return error_page(400)
+    subscriptions.unsubscribe_everything(target.profile_id, actor=visitor())
+    notice = "You are unsubscribed from everything. Nothing more will be sent to you."
+    return _render_preferences(token, target.profile_id, notice=notice)
+
+
+@public.get("/preferences/<token>/data.json")
+def download_data(token: str) -> ResponseLike:
+    """Download my data: everything optin holds about the profile, as JSON."""
+    target = read_token(Purpose.PREFERENCES, token)
+    response = jsonify(subscriptions.export_data(target.profile_id))
+    response.headers["Content-Disposition"] = "attachment; filename=my-subscription-data.json"
+    return response
+
+
+@public.post("/preferences/<token>/erase")
+def erase(token: str) -> ResponseLike:
+    """Erase my data: the profile goes, only a hash of the address stays suppressed."""
+    target = read_token(Purpose.PREFERENCES, token)
+    form = EraseForm()
+    if not form.validate_on_submit():
+        return _render_preferences(token, target.profile_id, status=400, erase_form=form)
+    subscriptions.erase(target.profile_id, actor=visitor())
+    return render_template("public/erased.html")
+
+
+@public.route("/preferences", methods=["GET", "POST"])
+@limiter.limit(per_ip, methods=["POST"])
+@limiter.limit(per_address, key_func=address_key, methods=["POST"])
+def request_preferences_link() -> ResponseLike:
+    """Enter an address, receive a preference link; the same answer whether it is known or not."""
+    form = PreferencesRequestForm()
+    if form.validate_on_submit():
+        subscriptions.request_preferences_link(form.email.data)
+        return render_template("public/preferences_sent.html", email=form.email.data)
+    status = 400 if request.method == "POST" else 200
+    return render_template("public/preferences_request.html", form=form), status

@@ -1,0 +1,193 @@
+"""The one door for email (STYLE §4).
+
+``enqueue`` writes a message into the outbox table in the transaction of the change that caused
+it, so a status change and its email commit together or not at all. ``deliver_due`` sends what is
+due: it claims rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of workers can run;
+SQLite serialises writers anyway), renders each message from ``templates/email/<name>/``,
+re-checks ``can_send`` for messages that need consent, adds the List-Unsubscribe headers, hands it
+to the mailer, and on failure tries again later with backoff. A mail server that is down delays
+mail; it never loses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask, current_app, g, render_template
+from flask_mail import Message
+from sqlalchemy import or_, select
+
+from app import queries
+from app.database import utcnow, write_transaction
+from app.extensions import db
+from app.links import links_for
+from app.mailer import MailerError, deliver
+from app.models import OutboxMessage, Profile
+from app.status import can_send
+
+# Transactional messages go to whoever asked for them; every other message needs can_send.
+TRANSACTIONAL = frozenset({"confirm", "preferences_link"})
+# The confirmation itself carries no unsubscribe headers (there is nothing to unsubscribe from).
+WITHOUT_UNSUBSCRIBE = frozenset({"confirm"})
+LEASE = timedelta(minutes=5)
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_WAIT = timedelta(hours=1)
+
+
+def enqueue(
+    to: str,
+    template: str,
+    *,
+    profile_id: int | None,
+    resource_id: int | None = None,
+    **context: Any,
+) -> OutboxMessage:
+    """Queue an email in the current transaction; it is sent after the commit."""
+    message = OutboxMessage(
+        to_address=to,
+        template=template,
+        context=context,
+        profile_id=profile_id,
+        resource_id=resource_id,
+        next_attempt_at=utcnow(),
+    )
+    db.session.add(message)
+    g.outbox_has_mail = True
+    return message
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    dropped: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.failed + self.dropped
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, ... up to an hour between tries; tries never stop."""
+    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), LONGEST_WAIT)
+
+
+def _claim(limit: int, now: datetime) -> list[int]:
+    with write_transaction() as session:
+        query = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.sent_at.is_(None),
+                OutboxMessage.next_attempt_at <= now,
+                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            )
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = list(session.scalars(query))
+        for message in claimed:
+            message.claimed_until = now + LEASE
+        return [message.id for message in claimed]
+
+
+def render(message: OutboxMessage) -> Message:
+    """The email of an outbox row: subject, a text and an HTML part, and the unsubscribe headers."""
+    context: dict[str, Any] = dict(message.context)
+    headers: dict[str, str] = {}
+    if message.template not in WITHOUT_UNSUBSCRIBE and message.profile_id is not None:
+        links = links_for(message.profile_id, message.resource_id)
+        context.setdefault("unsubscribe_url", links.unsubscribe_url)
+        context.setdefault("preferences_url", links.preferences_url)
+        headers["List-Unsubscribe"] = links.list_unsubscribe
+        headers["List-Unsubscribe-Post"] = links.list_unsubscribe_post
+    folder = f"email/{message.template}"
+    subject = render_template(f"{folder}/subject.txt", **context)
+    return Message(
+        # A subject is one line, whatever a resource's name contains.
+        subject=" ".join(subject.split()),
+        recipients=[message.to_address],
+        body=render_template(f"{folder}/body.txt", **context),
+        html=render_template(f"{folder}/body.html", **context),
+        extra_headers=headers,
+    )
+
+
+def _why_not(message: OutboxMessage, now: datetime) -> str | None:
+    """Why a message may no longer be sent, checked at send time (None: it may)."""
+    if message.template in TRANSACTIONAL or message.profile_id is None:
+        return None
+    profile = db.session.get(Profile, message.profile_id)
+    if profile is None:
+        return "profile_erased"
+    subscription = None
+    if message.resource_id is not None:
+        subscriptions = [s for s in profile.subscriptions if s.resource_id == message.resource_id]
+        subscription = subscriptions[0].state if subscriptions else None
+    suppressed = queries.suppression_of(profile.email_hash) is not None
+    decision = can_send(
+        profile.state,
+        subscription,
+        suppressed=suppressed,
+        resource_named=message.resource_id is not None,
+        now=now,
+    )
+    return None if decision.allowed else decision.reason
+
+
+def _deliver_one(message_id: int, now: datetime, report: DeliveryReport) -> None:
+    message = db.session.get(OutboxMessage, message_id)
+    if message is None or message.sent_at is not None:
+        return
+    reason = _why_not(message, now)
+    error: str | None = None
+    if reason is None:
+        try:
+            deliver(render(message))
+        except MailerError as failure:
+            error = str(failure)
+    with write_transaction():
+        message = db.session.get(OutboxMessage, message_id)
+        assert message is not None
+        message.claimed_until = None
+        message.attempts += 1
+        if reason is not None:
+            message.sent_at = now
+            message.dropped_reason = reason
+            report.dropped += 1
+        elif error is None:
+            message.sent_at = utcnow()
+            report.sent += 1
+        else:
+            message.last_error = error
+            message.next_attempt_at = utcnow() + backoff(message.attempts)
+            report.failed += 1
+
+
+def deliver_due(limit: int = 100, *, now: datetime | None = None) -> DeliveryReport:
+    """Send the messages that are due, at most ``limit`` of them. Safe to run in any number of
+    processes at once: each message is claimed by one of them."""
+    now = now or utcnow()
+    report = DeliveryReport()
+    for message_id in _claim(limit, now):
+        _deliver_one(message_id, now, report)
+    return report
+
+
+def deliver_after_response(app: Flask) -> None:
+    """The embedded default (OUTBOX_DELIVER_INLINE): when a request queued mail, send it from the
+    web process once the response is out, so nothing waits on the mail server."""
+
+    @app.after_request
+    def _schedule(response):  # type: ignore[no-untyped-def]
+        if g.get("outbox_has_mail") and current_app.config["OUTBOX_DELIVER_INLINE"]:
+            flask_app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+            def _send() -> None:
+                with flask_app.app_context():
+                    deliver_due()
+
+            response.call_on_close(_send)
+        return response

@@ -1,0 +1,538 @@
+"""What end customers do on the public pages (SPEC §2): sign up, confirm, unsubscribe, manage
+preferences, take their data away or erase it. Each function is one transaction in which the
+status changes (through the rules of status.py) and the emails they cause are written together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import update
+
+from app import outbox, queries
+from app.addresses import email_hash, normalize_email
+from app.database import in_write_transaction, utcnow
+from app.extensions import db
+from app.links import confirm_url, preferences_url
+from app.models import ConsentRecord, ConsentText, Profile, Resource, StatusEvent, Suppression
+from app.services import statuses
+from app.services.errors import NotFound, UnknownResource
+from app.services.statuses import Actor, Result, parse_channel
+from app.status import (
+    LIFTED_BY_CONFIRMATION,
+    Cause,
+    Channel,
+    Confirm,
+    Pause,
+    Signup,
+    Status,
+    Unsubscribe,
+    effective,
+)
+from app.tokens import LinkTarget
+
+PAUSE_DAYS = (14, 30, 60, 90)
+# What a confirmation link without a resource confirms: every signup still waiting for a click.
+CONFIRMABLE = frozenset({Status.UNCONFIRMED, *LIFTED_BY_CONFIRMATION})
+GENERAL_CONSENT_TEXT = (
+    "Yes, send me the newsletters I ticked. I can unsubscribe at any time with the link in every "
+    "message."
+)
+
+
+class GoneProfile(NotFound):
+    """The link points at a profile that was erased, or a signup that expired (rule 8)."""
+
+    def __init__(self) -> None:
+        super().__init__("this link points at something that no longer exists")
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    confirmed: list[Resource]
+    already: bool
+    thank_you_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PreferenceRow:
+    resource: Resource
+    status: Status | None
+    suspended_until: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        """Ticked on the preference page: mail flows, waits for a click, or is paused."""
+        return self.status in (Status.SUBSCRIBED, Status.UNCONFIRMED, Status.SUSPENDED)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    profile: Profile
+    rows: list[PreferenceRow] = field(default_factory=list)
+
+
+def _consent_text(resource_id: int | None) -> ConsentText:
+    """The consent text a form shows now; the all-resources form gets a general one on first use."""
+    text = queries.current_consent_text(resource_id)
+    if text is None:
+        text = ConsentText(
+            resource_id=resource_id,
+            version=1,
+            text=GENERAL_CONSENT_TEXT,
+        )
+        db.session.add(text)
+        db.session.flush()
+    return text
+
+
+def consent_text_for(resource: Resource | None) -> str:
+    """The words to print under a signup form."""
+    text = queries.current_consent_text(resource.id if resource else None)
+    return text.text if text else GENERAL_CONSENT_TEXT
+
+
+def _resources(slugs: Sequence[str], channel: Channel) -> list[Resource]:
+    found = []
+    for slug in dict.fromkeys(slugs):
+        found.append(statuses.resource_for(slug, channel))
+    if not found:
+        raise UnknownResource("")
+    return found
+
+
+def _confirmation_allowed(address: str, now: datetime) -> bool:
+    limit = current_app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"]
+    sent = queries.emails_sent_to_since(address, "confirm", now - timedelta(days=1))
+    return sent < limit
+
+
+def _queue_confirmation(
+    profile: Profile,
+    resources: list[Resource],
+    channel: Channel,
+    form: str,
+    now: datetime,
+) -> None:
+    if not _confirmation_allowed(profile.email, now):
+        return  # rule 4: at most a few a day; the page says the same either way
+    single = resources[0] if len(resources) == 1 else None
+    consent = _consent_text(single.id if single else None)
+    target = LinkTarget(profile.id, single.id if single else None, channel.value, form, consent.id)
+    outbox.enqueue(
+        profile.email,
+        "confirm",
+        profile_id=profile.id,
+        resource_id=single.id if single else None,
+        confirm_url=confirm_url(target),
+        resource_names=[r.name for r in resources],
+        name=profile.name,
+    )
+
+
+def _queue_welcome(profile: Profile, resource: Resource) -> None:
+    outbox.enqueue(
+        profile.email,
+        "welcome",
+        profile_id=profile.id,
+        resource_id=resource.id,
+        resource_name=resource.name,
+        resource_description=resource.description,
+        name=profile.name,
+    )
+
+
+def _became_subscribed(result: Result) -> bool:
+    return any(c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in result.events)
+
+
+def request_signup(
+    email: str,
+    slugs: Sequence[str],
+    *,
+    channel: str = "email",
+    name: str | None = None,
+    form: str,
+    actor: Actor,
+    now: datetime | None = None,
+) -> list[Result]:
+    """A signup from a form: rule 4 for each resource, then one confirmation email for all the
+    resources that need a click, and a welcome for each single-opt-in one that subscribed.
+
+    The caller shows the same page whatever happened, so an address cannot be probed."""
+    address = normalize_email(email)
+    parsed = parse_channel(channel)
+    chosen = _resources(slugs, parsed)
+
+    def work() -> list[Result]:
+        moment = now or utcnow()
+        results = [
+            statuses.apply_in_transaction(
+                address,
+                Signup(double_opt_in=resource.double_opt_in),
+                resource.slug,
+                parsed,
+                actor=actor,
+                name=name,
+                now=moment,
+            )
+            for resource in chosen
+        ]
+        profile = queries.profile_by_email(address)
+        assert profile is not None
+        pairs = list(zip(chosen, results, strict=True))
+        needing = [resource for resource, result in pairs if result.outcome.send_confirmation]
+        if needing:
+            _queue_confirmation(profile, needing, parsed, form, moment)
+        for resource, result in pairs:
+            if _became_subscribed(result):
+                _queue_welcome(profile, resource)
+        return results
+
+    return in_write_transaction(work)
+
+
+def pending_confirmation(target: LinkTarget) -> list[Resource]:
+    """What a confirmation link would confirm, for the page that asks for the click."""
+    profile = queries.profile_by_id(target.profile_id)
+    if profile is None:
+        raise GoneProfile()
+    return [resource for resource, _ in _to_confirm(profile, target)]
+
+
+def _to_confirm(profile: Profile, target: LinkTarget) -> list[tuple[Resource, Status]]:
+    rows = []
+    for subscription in queries.subscriptions_of_profile(profile.id):
+        if subscription.channel != target.channel:
+            continue
+        if target.resource_id is not None and subscription.resource_id != target.resource_id:
+            continue
+        status = Status(subscription.status)
+        if target.resource_id is None and status not in {
+            Status.UNCONFIRMED,
+            *LIFTED_BY_CONFIRMATION,
+        }:
+            continue
+        rows.append((subscription.resource, status))
+    return rows
+
+
+def confirm_signup(
+    target: LinkTarget, *, actor: Actor, now: datetime | None = None
+) -> ConfirmResult:
+    """Rule 5 for every subscription the link names, with the proof of consent and a welcome
+    email for each. Confirming twice changes nothing the second time (rule 9)."""
+
+    def work() -> ConfirmResult:
+        moment = now or utcnow()
+        profile = queries.profile_by_id(target.profile_id)
+        if profile is None:
+            raise GoneProfile()
+        pending = _to_confirm(profile, target)
+        if target.resource_id is not None and not pending:
+            raise GoneProfile()  # the unconfirmed signup expired (rule 8)
+        channel = Channel(target.channel)
+        confirmed: list[Resource] = []
+        slugs: list[str | None] = [resource.slug for resource, _ in pending] or [None]
+        for slug in slugs:
+            result = statuses.apply_in_transaction(
+                profile.email, Confirm(), slug, channel, actor=actor, now=moment
+            )
+            resource = queries.resource_by_slug(slug) if slug else None
+            if resource is not None and _became_subscribed(result):
+                subscription = queries.subscription_of(profile.id, resource.id, channel.value)
+                assert subscription is not None
+                db.session.add(
+                    ConsentRecord(
+                        subscription_id=subscription.id,
+                        consent_text_id=target.consent_text_id,
+                        confirmed_at=moment,
+                        ip=actor.ip,
+                        user_agent=actor.user_agent,
+                        form=target.form,
+                    )
+                )
+                _queue_welcome(profile, resource)
+                confirmed.append(resource)
+        thank_you = confirmed[0].thank_you_url if len(confirmed) == 1 else None
+        return ConfirmResult(confirmed, already=not confirmed, thank_you_url=thank_you)
+
+    return in_write_transaction(work)
+
+
+def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> None:
+    """A fresh link for an expired one, if there is still something to confirm (rate-capped)."""
+
+    def work() -> None:
+        moment = now or utcnow()
+        profile = queries.profile_by_id(target.profile_id)
+        if profile is None:
+            return
+        pending = [resource for resource, _ in _to_confirm(profile, target)]
+        if pending:
+            form = target.form or "resend"
+            _queue_confirmation(profile, pending, Channel(target.channel), form, moment)
+
+    in_write_transaction(work)
+
+
+def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
+    """The profile and resource an unsubscribe or preference link is about."""
+    profile = queries.profile_by_id(target.profile_id)
+    if profile is None:
+        raise GoneProfile()
+    resource = queries.resource_by_id(target.resource_id) if target.resource_id else None
+    return profile, resource
+
+
+def unsubscribe_by_link(
+    target: LinkTarget, *, everything: bool, cause: Cause, actor: Actor
+) -> Result:
+    """Rule 2: the link's resource only, or the global status when the link names none or the
+    customer chose "everything". Repeating it changes nothing."""
+
+    def work() -> Result:
+        profile, resource = link_scope(target)
+        slug = None if everything or resource is None else resource.slug
+        return statuses.apply_in_transaction(
+            profile.email, Unsubscribe(cause), slug, Channel(target.channel), actor=actor
+        )
+
+    return in_write_transaction(work)
+
+
+def preferences_of(profile_id: int, *, now: datetime | None = None) -> Preferences:
+    """The preference center's rows: every public resource and every resource the profile has a
+    subscription to (private ones included), with the status as it stands now."""
+    moment = now or utcnow()
+    profile = queries.profile_by_id(profile_id)
+    if profile is None:
+        raise GoneProfile()
+    email_subscriptions = {
+        s.resource_id: s
+        for s in queries.subscriptions_of_profile(profile_id)
+        if s.channel == Channel.EMAIL.value
+    }
+    resources = {r.id: r for r in queries.public_resources()}
+    for subscription in email_subscriptions.values():
+        resources.setdefault(subscription.resource_id, subscription.resource)
+    rows = []
+    for resource in sorted(resources.values(), key=lambda r: r.name.lower()):
+        subscription = email_subscriptions.get(resource.id)
+        state = effective(subscription.state, moment) if subscription else None
+        rows.append(
+            PreferenceRow(
+                resource,
+                state.status if state else None,
+                state.suspended_until if state else None,
+            )
+        )
+    return Preferences(profile, rows)
+
+
+def update_preferences(
+    profile_id: int,
+    *,
+    wanted: set[str],
+    name: str | None,
+    locale: str | None,
+    actor: Actor,
+) -> None:
+    """Save the preference page: name and language, and each resource ticked or not. A newly
+    ticked resource goes through signup (and confirmation where it needs one); an unticked one
+    is unsubscribed (cause `preferences`)."""
+    current = preferences_of(profile_id)
+    offered = {row.resource.slug for row in current.rows}
+    unknown = wanted - offered
+    if unknown:
+        raise UnknownResource(sorted(unknown)[0])
+
+    def work() -> None:
+        profile = queries.profile_by_id(profile_id)
+        if profile is None:
+            raise GoneProfile()
+        profile.name = name or None
+        profile.locale = locale or None
+        moment = utcnow()
+        to_confirm: list[Resource] = []
+        for row in current.rows:
+            slug = row.resource.slug
+            if slug in wanted and not row.active:
+                result = statuses.apply_in_transaction(
+                    profile.email,
+                    Signup(double_opt_in=row.resource.double_opt_in),
+                    slug,
+                    Channel.EMAIL,
+                    actor=actor,
+                    now=moment,
+                )
+                if result.outcome.send_confirmation:
+                    to_confirm.append(row.resource)
+                elif _became_subscribed(result):
+                    _queue_welcome(profile, row.resource)
+            elif slug not in wanted and row.active:
+                statuses.apply_in_transaction(
+                    profile.email,
+                    Unsubscribe(Cause.PREFERENCES),
+                    slug,
+                    Channel.EMAIL,
+                    actor=actor,
+                    now=moment,
+                )
+        if to_confirm:
+            _queue_confirmation(profile, to_confirm, Channel.EMAIL, "preferences", moment)
+
+    in_write_transaction(work)
+
+
+def pause_all(profile_id: int, days: int, *, actor: Actor, now: datetime | None = None) -> datetime:
+    """Suspend every subscribed subscription for ``days`` (14, 30, 60 or 90); each comes back by
+    itself afterwards."""
+    if days not in PAUSE_DAYS:
+        raise ValueError(f"a pause is {', '.join(map(str, PAUSE_DAYS))} days")
+    moment = now or utcnow()
+    until = moment + timedelta(days=days)
+
+    def work() -> None:
+        profile = queries.profile_by_id(profile_id)
+        if profile is None:
+            raise GoneProfile()
+        for subscription in queries.subscriptions_of_profile(profile_id):
+            if subscription.status in (Status.SUBSCRIBED.value, Status.SUSPENDED.value):
+                statuses.apply_in_transaction(
+                    profile.email,
+                    Pause(until, Cause.PREFERENCES),
+                    subscription.resource.slug,
+                    Channel(subscription.channel),
+                    actor=actor,
+                    now=moment,
+                )
+
+    in_write_transaction(work)
+    return until
+
+
+def unsubscribe_everything(profile_id: int, *, actor: Actor) -> Result:
+    """The preference page's "unsubscribe from everything": the global status (rule 2)."""
+
+    def work() -> Result:
+        profile = queries.profile_by_id(profile_id)
+        if profile is None:
+            raise GoneProfile()
+        return statuses.apply_in_transaction(
+            profile.email, Unsubscribe(Cause.PREFERENCES), None, Channel.EMAIL, actor=actor
+        )
+
+    return in_write_transaction(work)
+
+
+def export_data(profile_id: int) -> dict[str, Any]:
+    """Everything optin holds about a profile, as JSON-ready data ("download my data")."""
+    profile = queries.profile_by_id(profile_id)
+    if profile is None:
+        raise GoneProfile()
+    slugs = {r.id: r.slug for r in queries.all_resources()}
+
+    def iso(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment else None
+
+    return {
+        "email": profile.email,
+        "name": profile.name,
+        "locale": profile.locale,
+        "global_status": profile.status,
+        "suspended_until": iso(profile.suspended_until),
+        "created_at": iso(profile.created_at),
+        "subscriptions": [
+            {
+                "resource": slugs.get(s.resource_id),
+                "channel": s.channel,
+                "status": s.status,
+                "suspended_until": iso(s.suspended_until),
+                "created_at": iso(s.created_at),
+                "confirmed_at": iso(s.confirmed_at),
+            }
+            for s in queries.subscriptions_of_profile(profile_id)
+        ],
+        "consent": [
+            {
+                "confirmed_at": iso(c.confirmed_at),
+                "ip": c.ip,
+                "user_agent": c.user_agent,
+                "form": c.form,
+                "consent_text_id": c.consent_text_id,
+            }
+            for c in queries.consent_records_of_profile(profile_id)
+        ],
+        "events": [
+            {
+                "at": iso(e.occurred_at),
+                "scope": slugs.get(e.resource_id, "global") if e.resource_id else "global",
+                "channel": e.channel,
+                "old_status": e.old_status,
+                "new_status": e.new_status,
+                "cause": e.cause,
+                "actor": e.actor,
+                "ip": e.ip,
+                "user_agent": e.user_agent,
+            }
+            for e in queries.events_of_profile(profile_id)
+        ],
+    }
+
+
+def erase(profile_id: int, *, actor: Actor) -> None:
+    """Delete the profile, its subscriptions and consent records, blank the personal data in its
+    events, and keep only the address's hash on the suppression list, so no import brings it
+    back (SPEC §2)."""
+
+    def work() -> None:
+        profile = queries.profile_by_id(profile_id)
+        if profile is None:
+            raise GoneProfile()
+        hashed = email_hash(profile.email)
+        db.session.execute(
+            update(StatusEvent)
+            .where(StatusEvent.profile_id == profile.id)
+            .values(profile_id=None, ip=None, user_agent=None)
+        )
+        suppression = queries.suppression_of(hashed)
+        if suppression is None:
+            db.session.add(
+                Suppression(email_hash=hashed, email=None, reason="erased", actor=actor.name)
+            )
+        else:
+            suppression.email = None
+        db.session.delete(profile)
+
+    in_write_transaction(work)
+
+
+def request_preferences_link(email: str, *, now: datetime | None = None) -> None:
+    """Email a preference link to a known address; nothing for an unknown one. The caller answers
+    the same either way."""
+    address = normalize_email(email)
+
+    def work() -> None:
+        moment = now or utcnow()
+        profile = queries.profile_by_email(address)
+        if profile is None:
+            return
+        recent = queries.emails_sent_to_since(
+            address, "preferences_link", moment - timedelta(days=1)
+        )
+        if recent >= current_app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"]:
+            return
+        outbox.enqueue(
+            address,
+            "preferences_link",
+            profile_id=profile.id,
+            preferences_link=preferences_url(profile.id),
+            name=profile.name,
+        )
+
+    in_write_transaction(work)

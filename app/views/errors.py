@@ -1,0 +1,49 @@
+"""One clear page for every error a visitor can meet, with the right status code."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+MESSAGES = {
+    400: ("Something in that request was wrong", "Please go back and try again."),
+    403: ("Not allowed", "You cannot open this page."),
+    404: ("Page not found", "There is nothing at this address. Check the link and try again."),
+    405: ("Not like this", "This page cannot be used that way."),
+    410: ("This link no longer works", "What it pointed to is gone."),
+    413: ("Too much data", "What you sent is larger than this form accepts."),
+    429: ("Too many attempts", "Please wait a little and try again later."),
+    500: ("Something went wrong on our side", "Nothing was changed. Please try again later."),
+}
+
+
+def error_page(status: int, title: str | None = None, detail: str | None = None) -> tuple[str, int]:
+    default_title, default_detail = MESSAGES.get(status, MESSAGES[400])
+    page = render_template(
+        "errors/error.html",
+        status=status,
+        title=title or default_title,
+        detail=detail or default_detail,
+    )
+    return page, status
+
+
+def register_error_pages(app: Flask) -> None:
+    """Handlers for the HTTP errors and for a missing or wrong CSRF token."""
+
+    @app.errorhandler(CSRFError)
+    def _csrf(_error: CSRFError) -> tuple[str, int]:
+        return error_page(
+            400,
+            "This form has expired",
+            "For your safety, forms only work for a while. Go back, reload the page and try again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> tuple[str, int]:
+        return error_page(error.code or 500)
+
+    @app.errorhandler(InternalServerError)
+    def _internal(_error: InternalServerError) -> tuple[str, int]:
+        return error_page(500)

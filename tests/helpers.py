@@ -1,0 +1,88 @@
+"""Small helpers for the page tests: CSRF tokens from forms, links from received emails."""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from app import outbox
+from app.extensions import db
+from app.models import OutboxMessage, Profile, StatusEvent, Subscription, Suppression
+
+BASE_URL = "https://optin.test"
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+LINK = re.compile(r"https://optin\.test(/[^\s<>\"]+)")
+
+
+def csrf_token(client: FlaskClient, path: str) -> str:
+    """The CSRF token of the form on ``path``, as a browser would get it."""
+    page = client.get(path)
+    assert page.status_code == 200, page.status_code
+    found = CSRF.search(page.get_data(as_text=True))
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def submit(client: FlaskClient, path: str, data: dict[str, object], form_path: str | None = None):  # type: ignore[no-untyped-def]
+    """Fill in and send the form found on ``form_path`` (default: ``path``)."""
+    token = csrf_token(client, form_path or path)
+    return client.post(path, data={"csrf_token": token, **data})
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return part.get_content()
+
+
+def html_of(message: EmailMessage) -> str:
+    part = message.get_body(("html",))
+    assert part is not None
+    return part.get_content()
+
+
+def links_in(message: EmailMessage) -> list[str]:
+    """The optin paths linked from an email's text part, in order."""
+    return LINK.findall(text_of(message))
+
+
+def link_to(message: EmailMessage, prefix: str) -> str:
+    """The one path in ``message`` that starts with ``prefix`` (e.g. "/confirm/")."""
+    found = [path for path in links_in(message) if path.startswith(prefix)]
+    assert found, f"no {prefix} link in: {text_of(message)}"
+    return found[0]
+
+
+def run_worker() -> outbox.DeliveryReport:
+    """What `flask outbox work --once` does."""
+    return outbox.deliver_due()
+
+
+def count(model: type) -> int:
+    return db.session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def database_state() -> tuple[int, ...]:
+    """Counts that any change to statuses, profiles or mail would move."""
+    db.session.rollback()
+    states = tuple(
+        sorted(
+            (p.email, p.status, str(p.suspended_until)) for p in db.session.scalars(select(Profile))
+        )
+    )
+    subscriptions = tuple(
+        sorted(
+            (s.profile_id, s.resource_id, s.channel, s.status)
+            for s in db.session.scalars(select(Subscription))
+        )
+    )
+    return (
+        hash(states),
+        hash(subscriptions),
+        count(StatusEvent),
+        count(Suppression),
+        count(OutboxMessage),
+    )
