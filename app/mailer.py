@@ -2,7 +2,8 @@
 
 ``console`` (the default, for trying optin out) prints the message and writes it as an ``.eml``
 file under ``instance/mail/``, so a person can open the confirmation link; ``smtp`` sends it with
-Flask-Mail using the ``MAIL_*`` settings. Messages reach this module only through the outbox, which
+Flask-Mail using the ``MAIL_*`` settings; ``discard`` builds the whole MIME message, as SMTP would,
+and drops it (for benchmarks). Messages reach this module only through the outbox, which
 decides what may be sent and retries what fails.
 """
 
@@ -18,7 +19,7 @@ from flask_mail import Message
 
 from app.extensions import mail
 
-BACKENDS = ("console", "smtp")
+BACKENDS = ("console", "smtp", "discard")
 
 
 class MailerError(RuntimeError):
@@ -30,6 +31,9 @@ def deliver(message: Message) -> None:
     backend = current_app.config["MAIL_BACKEND"]
     if backend == "console":
         _write_to_console(message)
+    elif backend == "discard":
+        message.sender = message.sender or current_app.config["MAIL_DEFAULT_SENDER"]
+        message.as_bytes()
     elif backend == "smtp":
         try:
             mail.send(message)
