@@ -9,6 +9,7 @@ from wtforms import (
     BooleanField,
     EmailField,
     RadioField,
+    SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -21,7 +22,13 @@ from wtforms.validators import InputRequired, Length, Optional
 from app.addresses import InvalidEmail, normalize_email
 from app.services.subscriptions import PAUSE_DAYS
 
-LANGUAGES = [("", "Not set"), ("en", "English"), ("de", "Deutsch"), ("fr", "Français")]
+
+def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+    """Choices for a select, radio or checkbox field, from (value, label) pairs."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+LANGUAGES = options([("", "Not set"), ("en", "English"), ("de", "Deutsch"), ("fr", "Français")])
 
 
 def valid_address(_form: Any, field: Any) -> None:
@@ -78,7 +85,7 @@ class ButtonForm(FlaskForm):
 class UnsubscribeForm(FlaskForm):
     scope = RadioField(
         "Unsubscribe from",
-        choices=[("resource", "This newsletter only"), ("everything", "Everything")],
+        choices=options([("resource", "This newsletter only"), ("everything", "Everything")]),
         default="resource",
     )
     submit = SubmitField("Unsubscribe")
@@ -94,7 +101,7 @@ class PreferencesForm(FlaskForm):
 class PauseForm(FlaskForm):
     days = RadioField(
         "Pause everything for",
-        choices=[(str(days), f"{days} days") for days in PAUSE_DAYS],
+        choices=options([(str(days), f"{days} days") for days in PAUSE_DAYS]),
         default=str(PAUSE_DAYS[0]),
         validators=[InputRequired()],
     )

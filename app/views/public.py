@@ -35,6 +35,7 @@ from app.forms import (
     SignupAllForm,
     SignupForm,
     UnsubscribeForm,
+    options,
 )
 from app.models import Resource
 from app.services import subscriptions
@@ -199,7 +200,7 @@ def subscribe_all() -> ResponseLike:
     """One form for every public resource, with a checkbox for each."""
     resources = queries.public_resources()
     form = SignupAllForm()
-    form.resources.choices = [(r.slug, r.name) for r in resources]
+    form.resources.choices = options([(r.slug, r.name) for r in resources])
     if form.validate_on_submit():
         return _signup(form, list(form.resources.data or []), "subscribe", None)
     status = 400 if request.method == "POST" else 200
@@ -266,7 +267,9 @@ def unsubscribe_page(token: str) -> ResponseLike:
     profile, resource = subscriptions.link_scope(target)
     form = UnsubscribeForm()
     if resource is not None:
-        form.scope.choices = [("resource", f"{resource.name} only"), ("everything", "Everything")]
+        form.scope.choices = options(
+            [("resource", f"{resource.name} only"), ("everything", "Everything")]
+        )
     return render_template("public/unsubscribe.html", form=form, resource=resource, profile=profile)
 
 
@@ -321,7 +324,7 @@ def _render_preferences(
             locale=prefs.profile.locale or "",
             resources=[row.resource.slug for row in prefs.rows if row.active],
         )
-    form.resources.choices = [(row.resource.slug, row.resource.name) for row in prefs.rows]
+    form.resources.choices = options([(row.resource.slug, row.resource.name) for row in prefs.rows])
     page = render_template(
         "public/preferences.html",
         token=token,
@@ -348,7 +351,7 @@ def save_preferences(token: str) -> ResponseLike:
     target = read_token(Purpose.PREFERENCES, token)
     prefs = subscriptions.preferences_of(target.profile_id)
     form = PreferencesForm()
-    form.resources.choices = [(row.resource.slug, row.resource.name) for row in prefs.rows]
+    form.resources.choices = options([(row.resource.slug, row.resource.name) for row in prefs.rows])
     if not form.validate_on_submit():
         return _render_preferences(token, target.profile_id, form, 400)
     subscriptions.update_preferences(
