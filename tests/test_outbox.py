@@ -1,0 +1,166 @@
+"""The outbox: a change and its email commit together, a mail server that is down delays mail and
+never loses it, and any number of workers send each message once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from app import outbox, queries
+from app.database import utcnow
+from app.extensions import db
+from app.models import OutboxMessage, Profile, Resource
+from app.services import statuses, subscriptions
+from app.services.statuses import Actor
+from tests.conftest import make_app
+from tests.helpers import count, submit
+from tests.smtp import SmtpServer, free_port
+
+ALICE = "alice@example.com"
+
+
+def pending() -> list[OutboxMessage]:
+    db.session.rollback()
+    return list(db.session.scalars(select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))))
+
+
+def test_a_status_change_and_its_email_commit_together_or_not_at_all(
+    app: Flask, newsletter: Resource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_enqueue(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(outbox, "enqueue", broken_enqueue)
+    with pytest.raises(RuntimeError):
+        subscriptions.request_signup(ALICE, ["newsletter"], form="test", actor=Actor())
+    assert queries.profile_by_email(ALICE) is None
+    assert count(Profile) == 0
+
+
+def test_a_mail_server_that_is_down_delays_the_mail_and_loses_nothing(
+    database_url: str, _schema: None, newsletter: Resource
+) -> None:
+    port = free_port()
+    down = make_app(
+        database_url,
+        MAIL_BACKEND="smtp",
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=port,
+        OUTBOX_DELIVER_INLINE=True,
+    )
+    with down.app_context():
+        client = down.test_client()
+        page = submit(client, "/subscribe/newsletter", {"email": ALICE})
+        assert page.status_code == 200
+        assert "Check your inbox" in page.get_data(as_text=True)
+        page.close()  # the web process tries to deliver once the response is done
+        (waiting,) = pending()
+        assert waiting.attempts == 1 and "SMTP delivery failed" in (waiting.last_error or "")
+        assert waiting.next_attempt_at > utcnow()
+
+        # Nothing is due yet: a worker leaves it alone until the backoff has passed.
+        assert outbox.deliver_due().handled == 0
+
+        server = SmtpServer(port).start()
+        try:
+            later = utcnow() + timedelta(minutes=5)
+            assert outbox.deliver_due(now=later).sent == 1
+            assert outbox.deliver_due(now=later + timedelta(hours=1)).handled == 0
+            (received,) = server.messages
+            assert received["To"] == ALICE
+        finally:
+            server.stop()
+        assert pending() == []
+        db.session.remove()
+
+
+def test_the_web_process_delivers_right_after_the_response(
+    database_url: str, _schema: None, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    smtp_server.messages.clear()
+    inline = make_app(
+        database_url,
+        MAIL_BACKEND="smtp",
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_server.port,
+        OUTBOX_DELIVER_INLINE=True,
+    )
+    with inline.app_context():
+        page = submit(inline.test_client(), "/subscribe/newsletter", {"email": ALICE})
+        page.close()
+        assert [m["To"] for m in smtp_server.messages] == [ALICE]
+        db.session.remove()
+
+
+def test_two_workers_send_each_message_exactly_once(
+    app: Flask, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    for number in range(30):
+        subscriptions.request_signup(
+            f"user{number}@example.com", ["newsletter"], form="test", actor=Actor()
+        )
+    db.session.remove()
+    reports: list[outbox.DeliveryReport] = []
+
+    def worker() -> None:
+        with app.app_context():
+            while True:
+                report = outbox.deliver_due(limit=3)
+                reports.append(report)
+                if report.handled == 0:
+                    break
+            db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    received = sorted(m["To"] for m in smtp_server.messages)
+    assert received == sorted(f"user{n}@example.com" for n in range(30))
+    assert sum(r.sent for r in reports) == 30
+    assert pending() == []
+
+
+def test_a_message_that_may_no_longer_be_sent_is_dropped_not_sent(
+    app: Flask, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    statuses.signup(ALICE, "newsletter")
+    subscriptions.confirm_signup(
+        subscriptions_target(ALICE, newsletter), actor=Actor()
+    )  # queues the welcome
+    statuses.unsubscribe(ALICE, None)  # ... and the customer leaves before it goes out
+    report = outbox.deliver_due()
+    assert (report.sent, report.dropped) == (0, 1)
+    assert smtp_server.messages == []
+    dropped = db.session.scalars(select(OutboxMessage)).one()
+    assert dropped.dropped_reason == "global_unsubscribed"
+
+
+def subscriptions_target(email: str, resource: Resource):  # type: ignore[no-untyped-def]
+    from app.tokens import LinkTarget
+
+    profile = queries.profile_by_email(email)
+    assert profile is not None
+    return LinkTarget(profile.id, resource.id)
+
+
+def test_confirmation_emails_are_capped_per_address_per_day(
+    client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource, app: Flask
+) -> None:
+    for _ in range(5):
+        assert submit(client, "/subscribe/newsletter", {"email": ALICE}).status_code == 200
+    outbox.deliver_due()
+    assert len(smtp_server.messages) == app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"] == 3
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    waits = [outbox.backoff(n) for n in range(1, 12)]
+    assert waits[0] == timedelta(seconds=30)
+    assert waits == sorted(waits)
+    assert waits[-1] == timedelta(hours=1)
