@@ -65,18 +65,22 @@ def make_app(database_url: str, **config: object) -> Flask:
     )
 
 
+def mail_app(database_url: str, smtp_port: int, **config: object) -> Flask:
+    """An app that sends its mail over SMTP to 127.0.0.1:``smtp_port``. Flask-Mail reads its
+    settings when the app is made, as in production, so each mail server needs its own app."""
+    settings: dict[str, object] = {"OUTBOX_DELIVER_INLINE": True, **config}
+    return make_app(
+        database_url, MAIL_BACKEND="smtp", MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_port, **settings
+    )
+
+
 @pytest.fixture
 def app(database_url: str, _schema: None, smtp_server: SmtpServer) -> Iterator[Flask]:
     """The app on the test database, sending mail over SMTP to ``smtp_server``. Queued mail is
     delivered when a test runs the worker (``deliver_due``), as in production."""
     smtp_server.messages.clear()
-    app = make_app(
-        database_url,
-        MAIL_BACKEND="smtp",
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=smtp_server.port,
-        OUTBOX_DELIVER_INLINE=False,
-        BASE_URL="https://optin.test",
+    app = mail_app(
+        database_url, smtp_server.port, OUTBOX_DELIVER_INLINE=False, BASE_URL="https://optin.test"
     )
     with app.app_context():
         yield app

@@ -23,7 +23,7 @@ from app.extensions import db
 from app.models import Resource
 from app.services import eligibility
 from app.status import Decision
-from tests.conftest import make_app
+from tests.conftest import mail_app
 from tests.helpers import text_of
 from tests.smtp import SmtpServer, free_port
 
@@ -59,14 +59,7 @@ def live_server(
     sends each queued email right after its response."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    served = make_app(
-        database_url,
-        BASE_URL=base,
-        MAIL_BACKEND="smtp",
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=smtp_server.port,
-        OUTBOX_DELIVER_INLINE=True,
-    )
+    served = mail_app(database_url, smtp_server.port, BASE_URL=base)
     server = make_server("127.0.0.1", port, served, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

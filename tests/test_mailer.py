@@ -9,7 +9,7 @@ from flask import Flask
 from flask_mail import Message
 
 from app.mailer import MailerError, deliver
-from tests.conftest import make_app
+from tests.conftest import mail_app
 from tests.smtp import SmtpServer, free_port
 
 
@@ -34,16 +34,11 @@ def test_the_console_backend_prints_and_saves_each_message(
     assert any("Subject: Please confirm" in path.read_text() for path in saved)
 
 
-def smtp_app(database_url: str, port: int) -> Flask:
-    """Flask-Mail reads its settings when the app is made, as in production."""
-    return make_app(database_url, MAIL_BACKEND="smtp", MAIL_SERVER="127.0.0.1", MAIL_PORT=port)
-
-
 def test_the_smtp_backend_delivers_to_a_real_server(
     database_url: str, smtp_server: SmtpServer
 ) -> None:
     smtp_server.messages.clear()
-    with smtp_app(database_url, smtp_server.port).app_context():
+    with mail_app(database_url, smtp_server.port).app_context():
         deliver(a_message())
     (received,) = smtp_server.messages
     assert received["To"] == "alice@example.com"
@@ -56,7 +51,7 @@ def test_the_smtp_backend_delivers_to_a_real_server(
 
 
 def test_a_mail_server_that_is_down_is_a_mailer_error(database_url: str) -> None:
-    with smtp_app(database_url, free_port()).app_context(), pytest.raises(MailerError):
+    with mail_app(database_url, free_port()).app_context(), pytest.raises(MailerError):
         deliver(a_message())
 
 

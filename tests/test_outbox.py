@@ -17,7 +17,7 @@ from app.extensions import db
 from app.models import OutboxMessage, Profile, Resource
 from app.services import statuses, subscriptions
 from app.services.statuses import Actor
-from tests.conftest import make_app
+from tests.conftest import mail_app
 from tests.helpers import count, submit
 from tests.smtp import SmtpServer, free_port
 
@@ -46,13 +46,7 @@ def test_a_mail_server_that_is_down_delays_the_mail_and_loses_nothing(
     database_url: str, _schema: None, newsletter: Resource
 ) -> None:
     port = free_port()
-    down = make_app(
-        database_url,
-        MAIL_BACKEND="smtp",
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=port,
-        OUTBOX_DELIVER_INLINE=True,
-    )
+    down = mail_app(database_url, port)
     with down.app_context():
         client = down.test_client()
         page = submit(client, "/subscribe/newsletter", {"email": ALICE})
@@ -83,13 +77,7 @@ def test_the_web_process_delivers_right_after_the_response(
     database_url: str, _schema: None, smtp_server: SmtpServer, newsletter: Resource
 ) -> None:
     smtp_server.messages.clear()
-    inline = make_app(
-        database_url,
-        MAIL_BACKEND="smtp",
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=smtp_server.port,
-        OUTBOX_DELIVER_INLINE=True,
-    )
+    inline = mail_app(database_url, smtp_server.port)
     with inline.app_context():
         page = submit(inline.test_client(), "/subscribe/newsletter", {"email": ALICE})
         page.close()
