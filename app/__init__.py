@@ -44,10 +44,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import models  # noqa: F401  (the tables must be known to Alembic and create_all)
     from app.cli import register_commands
     from app.outbox import deliver_after_response
+    from app.views.api import register_api
     from app.views.errors import register_error_pages
     from app.views.public import public
 
     app.register_blueprint(public)
+    register_api(app)
     register_error_pages(app)
     deliver_after_response(app)
     register_commands(app)

@@ -8,13 +8,15 @@ import click
 from flask import Flask, current_app
 
 from app import outbox, queries
-from app.services.errors import InvalidInput
+from app.services import api_keys
+from app.services.errors import InvalidInput, NotFound
 from app.services.maintenance import expire
 from app.services.resources import create_resource
 
 resources_cli = click.Group("resources", help="Create and list resources.")
 statuses_cli = click.Group("statuses", help="Status upkeep.")
 outbox_cli = click.Group("outbox", help="The queue of emails to send.")
+api_keys_cli = click.Group("api-keys", help="Keys for the JSON API.")
 
 
 @resources_cli.command("add")
@@ -96,9 +98,40 @@ def work_outbox(once: bool, batch: int, idle: float) -> None:
             time.sleep(idle)
 
 
+@api_keys_cli.command("create")
+@click.argument("name")
+def create_api_key(name: str) -> None:
+    """Create a key and print it. It is shown this once; only its hash is kept."""
+    try:
+        _row, key = api_keys.create_key(name)
+    except InvalidInput as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(key)
+
+
+@api_keys_cli.command("revoke")
+@click.argument("name")
+def revoke_api_key(name: str) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    try:
+        api_keys.revoke_key(name)
+    except NotFound as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"revoked {name}")
+
+
+@api_keys_cli.command("list")
+def list_api_keys() -> None:
+    """Every key: name, first characters, created, revoked."""
+    for row in api_keys.all_keys():
+        revoked = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+        click.echo(f"{row.name}\t{row.prefix}…\t{row.created_at:%Y-%m-%d}\t{revoked}")
+
+
 def register_commands(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(resources_cli)
     app.cli.add_command(statuses_cli)
     app.cli.add_command(outbox_cli)
+    app.cli.add_command(api_keys_cli)
     app.cli.add_command(demo)

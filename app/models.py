@@ -216,3 +216,41 @@ class OutboxMessage(db.Model):
     dropped_reason: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)
+
+
+class ApiKey(db.Model):
+    """A key the sending platform uses (``Authorization: Bearer ...``). Only its SHA-256 is
+    stored: keys are long random strings, so a fast hash is enough and lookups stay O(1)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters, to tell keys apart in listings without revealing them.
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeliveryEvent(db.Model):
+    """A delivery event reported by the sending platform or a provider webhook. The provider's
+    event id makes a second delivery of the same event a no-op (rule 9); soft bounces are
+    counted from here for the suspension policy."""
+
+    __tablename__ = "delivery_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(16))
+    email_hash: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resources.id", ondelete="SET NULL"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index("ix_delivery_events_soft_bounces", "email_hash", "type", "occurred_at"),
+    )

@@ -330,6 +330,8 @@ def apply(action: Action, snapshot: Snapshot, now: datetime) -> Outcome:
         case Complaint():
             g = _complained(g)
             s = _complained(s)
+            # An address whose owner complained before optin knew it: block it like a bounce.
+            suppressed = suppressed or g is None
 
         case HardBounce():
             # Rule 6: suppression blocks every send to the address, whatever the statuses say.

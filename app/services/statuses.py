@@ -126,9 +126,10 @@ def apply_in_transaction(
     # The clock is read once the profile is locked, so events are in the order they happened.
     now = now or utcnow()
     if profile is None and not isinstance(action, CREATING_ACTIONS):
-        if isinstance(action, HardBounce):
-            # Rule 6 holds for addresses optin has never seen: they are suppressed too.
-            return _suppress_unknown(address, actor, now)
+        if isinstance(action, HardBounce | Complaint):
+            # Rule 6 holds for addresses optin has never seen: they are suppressed too, and so
+            # is an address whose owner complained before optin knew it.
+            return _suppress_unknown(address, action.cause, actor, now)
         raise UnknownProfile(address)
     subscription = (
         queries.subscription_of(profile.id, resource.id, channel.value)
@@ -226,11 +227,11 @@ def _record(
     )
 
 
-def _suppress_unknown(address: str, actor: Actor, now: datetime) -> Result:
+def _suppress_unknown(address: str, cause: Cause, actor: Actor, now: datetime) -> Result:
     hashed = email_hash(address)
     before = Snapshot(None, suppressed=queries.suppression_of(hashed) is not None)
     if not before.suppressed:
-        db.session.add(_suppression(hashed, address, Cause.BOUNCE, actor, now))
+        db.session.add(_suppression(hashed, address, cause, actor, now))
     return Result(None, Outcome(before, Snapshot(None, suppressed=True), ()))
 
 

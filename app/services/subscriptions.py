@@ -28,6 +28,7 @@ from app.status import (
     Channel,
     Confirm,
     Pause,
+    SetStatus,
     Signup,
     Status,
     Unsubscribe,
@@ -192,6 +193,69 @@ def request_signup(
             if _became_subscribed(result):
                 _queue_welcome(profile, resource)
         return results
+
+    return in_write_transaction(work)
+
+
+def api_signup(
+    email: str,
+    slug: str,
+    *,
+    channel: Channel,
+    name: str | None,
+    actor: Actor,
+) -> bool:
+    """A signup through the API without proof of consent: the same as a form's, so a
+    double-opt-in resource sends its confirmation email. True when one was queued."""
+    results = request_signup(
+        email, [slug], channel=channel.value, name=name, form="api", actor=actor
+    )
+    return results[0].outcome.send_confirmation
+
+
+@dataclass(frozen=True)
+class ConsentProof:
+    """Consent the sending platform collected itself, given through the API."""
+
+    confirmed_at: datetime
+    ip: str | None = None
+    user_agent: str | None = None
+    form: str = "api"
+
+
+def subscription_with_consent(
+    email: str, slug: str, *, channel: Channel, proof: ConsentProof, actor: Actor
+) -> Result:
+    """`subscribed` through the API with proof of consent: the subscription and the proof are
+    stored together, and the welcome email is queued as after a confirmation."""
+    address = normalize_email(email)
+
+    def work() -> Result:
+        result = statuses.apply_in_transaction(
+            address,
+            SetStatus(Status.SUBSCRIBED, Cause.API, consent_proof=True),
+            slug,
+            channel,
+            actor=actor,
+        )
+        profile = queries.profile_by_email(address)
+        resource = queries.resource_by_slug(slug)
+        assert profile is not None and resource is not None
+        if _became_subscribed(result):
+            subscription = queries.subscription_of(profile.id, resource.id, channel.value)
+            assert subscription is not None
+            db.session.add(
+                ConsentRecord(
+                    subscription_id=subscription.id,
+                    consent_text_id=None,
+                    confirmed_at=proof.confirmed_at,
+                    ip=proof.ip,
+                    user_agent=proof.user_agent,
+                    form=proof.form,
+                )
+            )
+            _queue_welcome(profile, resource)
+        return result
 
     return in_write_transaction(work)
 

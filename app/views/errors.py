@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template
+from flask import Flask, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -41,9 +42,23 @@ def register_error_pages(app: Flask) -> None:
         )
 
     @app.errorhandler(HTTPException)
-    def _http(error: HTTPException) -> tuple[str, int]:
+    def _http(error: HTTPException) -> ResponseReturnValue:
+        if wants_json():
+            return json_error(error.code or 500, error.name.lower().replace(" ", "_"))
         return error_page(error.code or 500)
 
     @app.errorhandler(InternalServerError)
-    def _internal(_error: InternalServerError) -> tuple[str, int]:
+    def _internal(_error: InternalServerError) -> ResponseReturnValue:
+        if wants_json():
+            return json_error(500, "internal_error")
         return error_page(500)
+
+
+def wants_json() -> bool:
+    """API and webhook clients get JSON errors, people get pages."""
+    return request.path.startswith(("/api/", "/webhooks/"))
+
+
+def json_error(status: int, code: str) -> ResponseReturnValue:
+    _title, detail = MESSAGES.get(status, MESSAGES[400])
+    return jsonify({"error": {"code": code, "message": detail}}), status

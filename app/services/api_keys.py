@@ -1,0 +1,65 @@
+"""API keys for the sending platform: created once and shown once, stored as a hash, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+
+from app.database import in_write_transaction, utcnow
+from app.extensions import db
+from app.models import ApiKey
+from app.services.errors import InvalidInput, NotFound
+
+KEY_PREFIX = "optin_"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_key(name: str) -> tuple[ApiKey, str]:
+    """A new key named ``name``; returns the row and the key itself, which is never seen again."""
+    name = name.strip()
+    if not name or len(name) > 100 or any(ch.isspace() for ch in name):
+        raise InvalidInput("a key name is 1 to 100 characters without spaces, like 'sender-prod'")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+
+    def work() -> ApiKey:
+        if db.session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
+            raise InvalidInput(f"a key named {name!r} exists already")
+        row = ApiKey(name=name, key_hash=_hash(key), prefix=key[: len(KEY_PREFIX) + 4])
+        db.session.add(row)
+        return row
+
+    return in_write_transaction(work), key
+
+
+def revoke_key(name: str) -> ApiKey:
+    """Stop a key from working; its name stays in the history of what it changed."""
+
+    def work() -> ApiKey:
+        row = db.session.scalar(select(ApiKey).where(ApiKey.name == name))
+        if row is None:
+            raise NotFound(f"no key named {name!r}")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+        return row
+
+    return in_write_transaction(work)
+
+
+def authenticate(key: str) -> ApiKey | None:
+    """The live key that ``key`` is, or None. Comparing hashes in the database leaks no timing
+    about the key itself."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    row = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(key)))
+    if row is None or row.revoked_at is not None:
+        return None
+    return row
+
+
+def all_keys() -> list[ApiKey]:
+    return list(db.session.scalars(select(ApiKey).order_by(ApiKey.name)))

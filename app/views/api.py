@@ -1,0 +1,431 @@
+"""The JSON API for the sending platform (SPEC §3), under /api/v1.
+
+Every request carries ``Authorization: Bearer <key>``; the check is attached when the blueprint is
+registered (``register_api``), so a new route cannot forget it. Errors are always
+``{"error": {"code", "message"}}`` (with ``field`` for a bad field) and a 4xx status.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, jsonify, request, stream_with_context
+
+from app import queries
+from app.addresses import InvalidEmail, normalize_email
+from app.database import utcnow
+from app.extensions import csrf
+from app.links import links_for
+from app.models import Profile
+from app.openapi import openapi_document
+from app.services import api_keys, events, statuses
+from app.services.eligibility import MAX_BATCH, decide_many
+from app.services.errors import (
+    InvalidInput,
+    NotFound,
+    TransitionRefused,
+    UnknownChannel,
+    UnknownProfile,
+    UnknownResource,
+    UnknownStatus,
+)
+from app.services.events import EventType, IncomingEvent, InvalidEvent
+from app.services.statuses import Actor, parse_channel, resource_for
+from app.services.subscriptions import ConsentProof, api_signup, subscription_with_consent
+from app.status import Cause, Channel, Decision, Status, parse_status
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+AUDIENCE_FIELDS = [
+    "email",
+    "name",
+    "unsubscribe_url",
+    "preferences_url",
+    "list_unsubscribe",
+    "list_unsubscribe_post",
+]
+
+
+class ApiError(Exception):
+    """A request the API answers with a JSON error."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return {"error": error}
+
+
+@api.errorhandler(ApiError)
+def _api_error(error: ApiError) -> tuple[Response, int]:
+    return jsonify(error_body(error.code, error.message, error.field)), error.status
+
+
+# Domain errors, mapped once for every endpoint: (status, code, field).
+DOMAIN_ERRORS: list[tuple[type[Exception], int, str, str | None]] = [
+    (InvalidEmail, 400, "invalid_email", "email"),
+    (UnknownStatus, 400, "invalid_status", "status"),
+    (UnknownChannel, 400, "unknown_channel", "channel"),
+    (InvalidEvent, 400, "invalid_event", None),
+    (InvalidInput, 400, "invalid", None),
+    (UnknownResource, 404, "unknown_resource", "resource"),
+    (UnknownProfile, 404, "unknown_profile", "email"),
+    (NotFound, 404, "not_found", None),
+    (TransitionRefused, 409, "transition_refused", "status"),
+]
+
+
+def _domain_error(error: Exception) -> tuple[Response, int]:
+    for kind, status, code, field in DOMAIN_ERRORS:
+        if isinstance(error, kind):
+            where = getattr(error, "field", None) or field
+            return jsonify(error_body(code, str(error), where)), status
+    raise error
+
+
+for _kind, *_ in DOMAIN_ERRORS:
+    api.register_error_handler(_kind, _domain_error)
+
+
+# --- Authentication, attached at registration ---------------------------------------------------
+
+
+def require_api_key() -> None:
+    """Every API request needs a live key; its name is the actor of every change it makes."""
+    if request.endpoint == "api.openapi":
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    row = api_keys.authenticate(key.strip()) if scheme.lower() == "bearer" else None
+    if row is None:
+        raise ApiError(401, "unauthorized", "a valid API key is needed: Authorization: Bearer KEY")
+    g.api_key_name = row.name
+
+
+def actor(reason: str | None = None) -> Actor:
+    return Actor(name=f"api:{g.api_key_name}", ip=request.remote_addr, reason=reason)
+
+
+def register_api(app: Flask) -> None:
+    """Register the API with its guard: bearer keys instead of cookies and CSRF tokens."""
+    app.register_blueprint(api)
+    # The guard belongs to this app's registration of the blueprint, for every route in it.
+    app.before_request_funcs.setdefault(api.name, []).append(require_api_key)
+    csrf.exempt(api)
+
+
+# --- Parsing -------------------------------------------------------------------------------------
+
+
+def json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, "missing_field", f"{name} is required", name)
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_type", f"{name} must be a string", name)
+    return value
+
+
+def status_field(body: dict[str, Any]) -> Status:
+    if "status" not in body:
+        raise ApiError(400, "missing_field", "status is required", "status")
+    value = body["status"]
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ApiError(400, "invalid_status", "status is a word of SPEC §1 or 0-6", "status")
+    return parse_status(value)
+
+
+def time_field(body: dict[str, Any], name: str) -> datetime | None:
+    """An ISO 8601 time; without a zone it is read as UTC."""
+    value = text_field(body, name)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, "invalid_time", f"{name} must be an ISO 8601 time", name) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def channel_arg(value: str | None) -> Channel:
+    return parse_channel(value or Channel.EMAIL.value)
+
+
+# --- Representations -----------------------------------------------------------------------------
+
+
+def decision_json(email: str, decision: Decision) -> dict[str, Any]:
+    return {
+        "email": email,
+        "allowed": decision.allowed,
+        "reason": decision.reason,
+        "global_status": decision.global_status,
+        "subscription_status": decision.subscription_status,
+    }
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def profile_json(profile: Profile) -> dict[str, Any]:
+    slugs = {r.id: r.slug for r in queries.all_resources()}
+    return {
+        "email": profile.email,
+        "name": profile.name,
+        "global_status": profile.status,
+        "suspended_until": iso(profile.suspended_until),
+        "subscriptions": [
+            {
+                "resource": slugs[s.resource_id],
+                "channel": s.channel,
+                "status": s.status,
+                "suspended_until": iso(s.suspended_until),
+                "created_at": iso(s.created_at),
+                "confirmed_at": iso(s.confirmed_at),
+            }
+            for s in queries.subscriptions_of_profile(profile.id)
+        ],
+        "events": [
+            {
+                "at": iso(e.occurred_at),
+                "scope": slugs.get(e.resource_id, "global") if e.resource_id else "global",
+                "channel": e.channel,
+                "old_status": e.old_status,
+                "new_status": e.new_status,
+                "cause": e.cause,
+                "actor": e.actor,
+                "reason": e.reason,
+            }
+            for e in queries.events_of_profile(profile.id)
+        ],
+    }
+
+
+def profile_of(email: str) -> Profile:
+    address = normalize_email(email)
+    profile = queries.profile_by_email(address)
+    if profile is None:
+        raise UnknownProfile(address)
+    return profile
+
+
+# --- Endpoints ----------------------------------------------------------------------------------
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of this API (no key needed to read it)."""
+    return jsonify(openapi_document())
+
+
+@api.get("/eligibility")
+def eligibility() -> Response:
+    """May we send to this address, on this resource and channel? (SPEC §1 rule 1)"""
+    email = request.args.get("email")
+    if not email:
+        raise ApiError(400, "missing_field", "email is required", "email")
+    address = normalize_email(email)
+    resource = request.args.get("resource") or None
+    ((_, decision),) = decide_many([address], resource, channel_arg(request.args.get("channel")))
+    return jsonify(decision_json(address, decision))
+
+
+@api.post("/eligibility")
+def eligibility_batch() -> Response:
+    """The same for up to 10,000 addresses, answered in the order asked."""
+    body = json_body()
+    emails = body.get("emails")
+    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+        raise ApiError(400, "invalid_type", "emails must be a list of strings", "emails")
+    if len(emails) > MAX_BATCH:
+        raise ApiError(
+            413, "batch_too_large", f"at most {MAX_BATCH} addresses in one call", "emails"
+        )
+    resource = text_field(body, "resource")
+    channel = channel_arg(text_field(body, "channel"))
+    answers = decide_many(emails, resource, channel)
+    return jsonify({"results": [decision_json(email, d) for email, d in answers]})
+
+
+@api.get("/links")
+def links() -> Response:
+    """The unsubscribe and preferences links and the List-Unsubscribe header values for one
+    recipient (no resource: the links of a message sent to the whole database)."""
+    email = request.args.get("email")
+    if not email:
+        raise ApiError(400, "missing_field", "email is required", "email")
+    profile = profile_of(email)
+    channel = channel_arg(request.args.get("channel"))
+    slug = request.args.get("resource") or None
+    resource = resource_for(slug, channel) if slug else None
+    found = links_for(profile.id, resource.id if resource else None, channel.value)
+    return jsonify(vars(found))
+
+
+@api.get("/resources/<slug>/audience")
+def audience(slug: str) -> Response:
+    """Everyone who may be sent this resource on this channel, streamed in constant memory as
+    NDJSON (default) or CSV (``Accept: text/csv``), each with their links."""
+    channel = channel_arg(request.args.get("channel"))
+    resource = resource_for(slug, channel)
+    now = utcnow()
+    as_csv = request.accept_mimetypes.best_match(["application/x-ndjson", "text/csv"]) == "text/csv"
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for row in queries.stream_audience(resource.id, channel.value, now):
+            found = links_for(row.id, resource.id, channel.value)
+            yield {"email": row.email, "name": row.name, **vars(found)}
+
+    def as_ndjson() -> Iterator[str]:
+        for row in rows():
+            yield json.dumps(row, separators=(",", ":")) + "\n"
+
+    def as_csv_lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=AUDIENCE_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows():
+            writer.writerow(row)
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    if as_csv:
+        return Response(stream_with_context(as_csv_lines()), mimetype="text/csv")
+    return Response(stream_with_context(as_ndjson()), mimetype="application/x-ndjson")
+
+
+@api.get("/profiles/<path:email>")
+def profile(email: str) -> Response:
+    """A profile, its subscriptions and its whole event history."""
+    return jsonify(profile_json(profile_of(email)))
+
+
+@api.put("/profiles/<path:email>/status")
+def put_status(email: str) -> Response:
+    """Change the global status (``suspended`` needs ``suspended_until``)."""
+    body = json_body()
+    status = status_field(body)
+    until = time_field(body, "suspended_until")
+    reason = text_field(body, "reason")
+    statuses.set_status(
+        email,
+        status,
+        suspended_until=until,
+        cause=Cause.API,
+        consent_proof=False,
+        actor=actor(reason),
+    )
+    return jsonify(profile_json(profile_of(email)))
+
+
+@api.put("/profiles/<path:email>/subscriptions/<slug>")
+def put_subscription(email: str, slug: str) -> tuple[Response, int]:
+    """Create or change a subscription. ``subscribed`` without consent proof is a signup: the
+    confirmation email goes out (202) where the resource needs double opt-in."""
+    body = json_body()
+    status = status_field(body)
+    channel = channel_arg(text_field(body, "channel"))
+    until = time_field(body, "suspended_until")
+    reason = text_field(body, "reason")
+    consent = body.get("consent")
+    if consent is not None and not isinstance(consent, dict):
+        raise ApiError(400, "invalid_type", "consent must be an object", "consent")
+    resource_for(slug, channel)
+    if status is Status.SUBSCRIBED and consent is None:
+        confirmation_sent = api_signup(
+            email, slug, channel=channel, name=text_field(body, "name"), actor=actor(reason)
+        )
+        return jsonify(
+            {**profile_json(profile_of(email)), "confirmation_sent": confirmation_sent}
+        ), 202 if confirmation_sent else 200
+    if status is Status.SUBSCRIBED:
+        assert consent is not None
+        proof = ConsentProof(
+            confirmed_at=time_field(consent, "confirmed_at") or utcnow(),
+            ip=text_field(consent, "ip"),
+            user_agent=text_field(consent, "user_agent"),
+            form=text_field(consent, "form") or "api",
+        )
+        subscription_with_consent(email, slug, channel=channel, proof=proof, actor=actor(reason))
+    else:
+        statuses.set_status(
+            email,
+            status,
+            resource=slug,
+            channel=channel,
+            suspended_until=until,
+            cause=Cause.API,
+            actor=actor(reason),
+        )
+    return jsonify(profile_json(profile_of(email))), 200
+
+
+@api.post("/events")
+def post_events() -> Response:
+    """Delivery events in the generic format: hard_bounce, soft_bounce, complaint, unsubscribe.
+    The same event_id twice is a duplicate and changes nothing."""
+    body = json_body()
+    items = body.get("events")
+    if not isinstance(items, list):
+        raise ApiError(400, "invalid_type", "events must be a list", "events")
+    if len(items) > MAX_BATCH:
+        raise ApiError(413, "batch_too_large", f"at most {MAX_BATCH} events in one call", "events")
+    parsed = [_event(index, item) for index, item in enumerate(items)]
+    report = events.record_events(parsed, source="api", actor=actor())
+    return jsonify({"accepted": report.accepted, "duplicates": report.duplicates})
+
+
+def _event(index: int, item: object) -> IncomingEvent:
+    where = f"events[{index}]"
+    if not isinstance(item, dict):
+        raise ApiError(400, "invalid_type", f"{where} must be an object", where)
+    kind = text_field(item, "type", required=True)
+    try:
+        event_type = EventType(kind)
+    except ValueError:
+        choices = ", ".join(t.value for t in EventType)
+        raise ApiError(400, "invalid_event", f"type is one of {choices}", f"{where}.type") from None
+    for name in ("email", "event_id"):
+        if not isinstance(item.get(name), str) or not item[name]:
+            raise ApiError(400, "missing_field", f"{name} is required", f"{where}.{name}")
+    try:
+        occurred = time_field(item, "occurred_at") or utcnow()
+    except ApiError as error:
+        raise ApiError(400, error.code, error.message, f"{where}.occurred_at") from None
+    resource = item.get("resource")
+    if resource is not None and not isinstance(resource, str):
+        raise ApiError(400, "invalid_type", "resource must be a string", f"{where}.resource")
+    channel = item.get("channel") or Channel.EMAIL.value
+    if not isinstance(channel, str):
+        raise ApiError(400, "invalid_type", "channel must be a string", f"{where}.channel")
+    return IncomingEvent(
+        type=event_type,
+        email=item["email"],
+        event_id=item["event_id"],
+        occurred_at=occurred,
+        resource=resource,
+        channel=channel,
+    )
