@@ -27,7 +27,8 @@ def _error(description: str) -> dict[str, Any]:
 
 
 TIME = {"type": "string", "format": "date-time"}
-EMAIL_PARAM = {"name": "email", "in": "query", "required": True, "schema": {"type": "string"}}
+EMAIL = {"type": "string", "format": "email", "maxLength": 254}
+EMAIL_PARAM = {"name": "email", "in": "query", "required": True, "schema": EMAIL}
 RESOURCE_PARAM = {
     "name": "resource",
     "in": "query",
@@ -40,7 +41,7 @@ CHANNEL_PARAM = {
     "required": False,
     "schema": {"type": "string", "enum": [c.value for c in Channel], "default": "email"},
 }
-EMAIL_PATH = {"name": "email", "in": "path", "required": True, "schema": {"type": "string"}}
+EMAIL_PATH = {"name": "email", "in": "path", "required": True, "schema": EMAIL}
 SLUG_PATH = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
 STATUS_INPUT = {
     "description": "A status word, or Altcraft's number (0-6); `complained` means `complainer`.",
@@ -85,7 +86,12 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["emails"],
         "properties": {
-            "emails": {"type": "array", "items": {"type": "string"}, "maxItems": 10000},
+            "emails": {
+                "type": "array",
+                "items": {"type": "string"},
+                "maxItems": 10000,
+                "description": "Malformed addresses are answered `invalid_email`, not refused.",
+            },
             "resource": _nullable({"type": "string"}),
             "channel": {"type": "string", "enum": [c.value for c in Channel]},
         },
@@ -224,7 +230,7 @@ SCHEMAS: dict[str, Any] = {
                             "type": "string",
                             "enum": ["hard_bounce", "soft_bounce", "complaint", "unsubscribe"],
                         },
-                        "email": {"type": "string"},
+                        "email": EMAIL,
                         "resource": _nullable({"type": "string"}),
                         "channel": {"type": "string", "enum": [c.value for c in Channel]},
                         "occurred_at": TIME,
@@ -353,6 +359,7 @@ PATHS: dict[str, Any] = {
             "Report delivery events; a repeated event_id changes nothing.",
             {
                 "200": {"description": "What was applied", **_json(_ref("EventsReport"))},
+                "404": _error("An event names an unknown resource; `error.field` says which"),
                 "413": _error("More than 10,000 events"),
             },
             body="Events",

@@ -28,9 +28,10 @@ class NotFound(LookupError):
 
 
 class UnknownResource(NotFound):
-    def __init__(self, slug: str) -> None:
+    def __init__(self, slug: str, field: str = "resource") -> None:
         super().__init__(f"no resource {slug!r}")
         self.slug = slug
+        self.field = field
 
 
 class UnknownProfile(NotFound):

@@ -73,7 +73,7 @@ def _checked(events: Sequence[IncomingEvent]) -> list[tuple[IncomingEvent, str]]
             if event.resource is not None:
                 statuses.resource_for(event.resource, channel)
         except UnknownResource:
-            raise InvalidEvent(f"{where}.resource", f"no resource {event.resource!r}") from None
+            raise UnknownResource(event.resource or "", f"{where}.resource") from None
         except UnknownChannel as error:
             raise InvalidEvent(f"{where}.channel", str(error)) from None
         checked.append((event, address))
