@@ -47,9 +47,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.views.api import register_api
     from app.views.errors import register_error_pages
     from app.views.public import public
+    from app.views.webhooks import register_webhooks
 
     app.register_blueprint(public)
     register_api(app)
+    register_webhooks(app)
     register_error_pages(app)
     deliver_after_response(app)
     register_commands(app)

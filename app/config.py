@@ -48,6 +48,17 @@ DEFAULTS: dict[str, Any] = {
     # Flask-Limiter limits for the public forms, per client IP and per email address.
     "SIGNUP_LIMIT_PER_IP": "30 per hour; 10 per minute",
     "SIGNUP_LIMIT_PER_ADDRESS": "5 per day",
+    # Provider webhooks. SES through SNS: the signing certificate and SubscribeURL must be on a
+    # host matching this pattern, over HTTPS; older messages are replays.
+    "SNS_HOST_PATTERN": r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?",
+    "SNS_REQUIRE_HTTPS": True,
+    "SNS_MAX_AGE": 3600,
+    # SendGrid's signed Event Webhook: the verification key (base64 DER), and the replay window.
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": None,
+    "SENDGRID_MAX_AGE": 600,
+    # Postmark: the basic-auth credentials put into the webhook's URL.
+    "POSTMARK_WEBHOOK_USERNAME": None,
+    "POSTMARK_WEBHOOK_PASSWORD": None,
     # Seconds a confirmation link stays valid (7 days).
     "CONFIRM_MAX_AGE": 7 * 24 * 3600,
     # Rule 8: unconfirmed subscriptions older than this are deleted by `statuses expire`.

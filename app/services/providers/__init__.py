@@ -1,0 +1,51 @@
+"""Mail providers' webhooks: how each one signs its requests, and how its events map onto the
+generic delivery events of services/events.py.
+
+Each provider module offers ``verify(request_data, config)``, which raises ``NotAuthentic`` for a
+forged, replayed or unsigned request, and ``events(request_data, config)``, which returns the
+generic events (and does any handshake the provider asks for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any
+
+
+class NotAuthentic(Exception):
+    """The request cannot be shown to come from the provider."""
+
+
+class NotConfigured(Exception):
+    """This provider's webhook has no key or credentials set, so it is off."""
+
+
+class BadPayload(ValueError):
+    """Signed, but not in the provider's documented format."""
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """What a provider module needs of an HTTP request."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    authorization: Any = None  # werkzeug's parsed Authorization header, for basic auth
+
+
+def parse_time(value: object) -> datetime:
+    """A provider's ISO 8601 time (``Z`` allowed); when it has none, now."""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def registry() -> dict[str, ModuleType]:
+    from app.services.providers import postmark, sendgrid, ses
+
+    return {"ses": ses, "sendgrid": sendgrid, "postmark": postmark}

@@ -1,0 +1,103 @@
+"""SendGrid's signed Event Webhook.
+
+SendGrid signs ``timestamp + body`` with ECDSA (P-256, SHA-256); the signature and timestamp come
+in the ``X-Twilio-Email-Event-Webhook-Signature`` and ``-Timestamp`` headers, and the public key
+is shown in SendGrid's settings (SENDGRID_WEBHOOK_PUBLIC_KEY, base64 DER). A timestamp older than
+SENDGRID_MAX_AGE seconds is a replay.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from app.services.events import EventType, IncomingEvent
+from app.services.providers import BadPayload, NotAuthentic, NotConfigured, WebhookRequest
+
+SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+TYPES = {
+    "spamreport": EventType.COMPLAINT,
+    "unsubscribe": EventType.UNSUBSCRIBE,
+    "group_unsubscribe": EventType.UNSUBSCRIBE,
+}
+
+
+def _public_key(config: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+    encoded = config.get("SENDGRID_WEBHOOK_PUBLIC_KEY")
+    if not encoded:
+        raise NotConfigured("SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
+    key = serialization.load_der_public_key(base64.b64decode(encoded))
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise NotConfigured("SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA key")
+    return key
+
+
+def verify(data: WebhookRequest, config: Mapping[str, Any]) -> None:
+    key = _public_key(config)
+    signature, stamp = data.headers.get(SIGNATURE), data.headers.get(TIMESTAMP)
+    if not signature or not stamp:
+        raise NotAuthentic("the signature headers are missing")
+    try:
+        sent = int(stamp)
+        raw_signature = base64.b64decode(signature, validate=True)
+    except ValueError:
+        raise NotAuthentic("malformed signature headers") from None
+    if abs(time.time() - sent) > config["SENDGRID_MAX_AGE"]:
+        raise NotAuthentic("the timestamp is too old: a replay")
+    try:
+        key.verify(raw_signature, stamp.encode() + data.body, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise NotAuthentic("the signature does not match") from None
+
+
+def events(data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEvent]:
+    try:
+        items = json.loads(data.body)
+    except ValueError:
+        raise BadPayload("the body is not JSON") from None
+    if not isinstance(items, list):
+        raise BadPayload("SendGrid sends a JSON array of events")
+    found = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise BadPayload("an event is not an object")
+        event_type = _type(item)
+        if event_type is None:
+            continue  # deliveries, opens, clicks: nothing to do with consent
+        email, event_id = item.get("email"), item.get("sg_event_id")
+        if not isinstance(email, str) or not isinstance(event_id, str):
+            raise BadPayload("an event without email or sg_event_id")
+        stamp = item.get("timestamp")
+        occurred = (
+            datetime.fromtimestamp(stamp, UTC)
+            if isinstance(stamp, int | float)
+            else datetime.now(UTC)
+        )
+        resource = item.get("optin_resource")  # a custom arg the sender may set
+        found.append(
+            IncomingEvent(
+                event_type,
+                email,
+                event_id,
+                occurred,
+                resource if isinstance(resource, str) else None,
+            )
+        )
+    return found
+
+
+def _type(item: Mapping[str, Any]) -> EventType | None:
+    kind = item.get("event")
+    if kind == "bounce":
+        # "bounce" is a hard bounce; "blocked" a temporary refusal.
+        return EventType.SOFT_BOUNCE if item.get("type") == "blocked" else EventType.HARD_BOUNCE
+    return TYPES.get(str(kind))

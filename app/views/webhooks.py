@@ -1,0 +1,63 @@
+"""Provider webhooks at /webhooks/<provider> (SPEC §3): Amazon SES through SNS, SendGrid and
+Postmark, each verified the way that provider signs its requests. The check is attached when
+the blueprint is registered (``register_webhooks``), before any view runs."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import Forbidden, NotFound
+
+from app.extensions import csrf
+from app.services import events
+from app.services.providers import (
+    BadPayload,
+    NotAuthentic,
+    NotConfigured,
+    WebhookRequest,
+    registry,
+)
+from app.services.statuses import Actor
+
+webhooks = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+def _incoming() -> WebhookRequest:
+    return WebhookRequest(
+        body=request.get_data(cache=True),
+        headers=request.headers,
+        authorization=request.authorization,
+    )
+
+
+def verify_provider() -> None:
+    """Refuse anything the named provider did not sign (403), and providers that are off (404)."""
+    provider = registry().get((request.view_args or {}).get("provider", ""))
+    if provider is None:
+        raise NotFound()
+    try:
+        provider.verify(_incoming(), current_app.config)
+    except NotConfigured:
+        raise NotFound() from None
+    except (NotAuthentic, BadPayload) as error:
+        current_app.logger.warning("webhook refused: %s", error)
+        raise Forbidden() from None
+    g.provider = provider
+
+
+@webhooks.post("/<provider>")
+def receive(provider: str) -> tuple[Response, int]:
+    """Apply the provider's bounce, complaint and unsubscribe events; answer what was new."""
+    try:
+        found = g.provider.events(_incoming(), current_app.config)
+    except BadPayload as error:
+        body = {"error": {"code": "bad_payload", "message": str(error)}}
+        return jsonify(body), 400
+    report = events.record_events(found, source=provider, actor=Actor(name=f"webhook:{provider}"))
+    return jsonify({"accepted": report.accepted, "duplicates": report.duplicates}), 200
+
+
+def register_webhooks(app: Flask) -> None:
+    """Register the webhooks with their guard: provider signatures, no cookies or CSRF."""
+    app.register_blueprint(webhooks)
+    app.before_request_funcs.setdefault(webhooks.name, []).append(verify_provider)
+    csrf.exempt(webhooks)
