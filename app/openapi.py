@@ -27,13 +27,15 @@ def _error(description: str) -> dict[str, Any]:
 
 
 TIME = {"type": "string", "format": "date-time"}
+# Any text: everything but the NUL character, which no database column of optin can hold.
+TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
 EMAIL = {"type": "string", "format": "email", "maxLength": 254}
 EMAIL_PARAM = {"name": "email", "in": "query", "required": True, "schema": EMAIL}
 RESOURCE_PARAM = {
     "name": "resource",
     "in": "query",
     "required": False,
-    "schema": {"type": "string"},
+    "schema": TEXT,
 }
 CHANNEL_PARAM = {
     "name": "channel",
@@ -42,7 +44,7 @@ CHANNEL_PARAM = {
     "schema": {"type": "string", "enum": [c.value for c in Channel], "default": "email"},
 }
 EMAIL_PATH = {"name": "email", "in": "path", "required": True, "schema": EMAIL}
-SLUG_PATH = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+SLUG_PATH = {"name": "slug", "in": "path", "required": True, "schema": TEXT}
 STATUS_INPUT = {
     "description": "A status word, or Altcraft's number (0-6); `complained` means `complainer`.",
     "anyOf": [
@@ -64,9 +66,9 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "field": {"type": "string"},
+                    "code": TEXT,
+                    "message": TEXT,
+                    "field": TEXT,
                 },
             }
         },
@@ -75,9 +77,9 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["email", "allowed", "reason", "global_status", "subscription_status"],
         "properties": {
-            "email": {"type": "string"},
+            "email": TEXT,
             "allowed": {"type": "boolean"},
-            "reason": {"type": "string"},
+            "reason": TEXT,
             "global_status": _nullable({"type": "string", "enum": STATUS_WORDS}),
             "subscription_status": _nullable({"type": "string", "enum": STATUS_WORDS}),
         },
@@ -88,11 +90,11 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "emails": {
                 "type": "array",
-                "items": {"type": "string"},
+                "items": TEXT,
                 "maxItems": 10000,
                 "description": "Malformed addresses are answered `invalid_email`, not refused.",
             },
-            "resource": _nullable({"type": "string"}),
+            "resource": _nullable(TEXT),
             "channel": {"type": "string", "enum": [c.value for c in Channel]},
         },
     },
@@ -112,7 +114,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "unsubscribe_url": {"type": "string", "format": "uri"},
             "preferences_url": {"type": "string", "format": "uri"},
-            "list_unsubscribe": {"type": "string"},
+            "list_unsubscribe": TEXT,
             "list_unsubscribe_post": {"type": "string", "const": "List-Unsubscribe=One-Click"},
         },
     },
@@ -122,7 +124,7 @@ SCHEMAS: dict[str, Any] = {
             {
                 "type": "object",
                 "required": ["email", "name"],
-                "properties": {"email": {"type": "string"}, "name": _nullable({"type": "string"})},
+                "properties": {"email": TEXT, "name": _nullable(TEXT)},
             },
         ]
     },
@@ -137,8 +139,8 @@ SCHEMAS: dict[str, Any] = {
             "events",
         ],
         "properties": {
-            "email": {"type": "string"},
-            "name": _nullable({"type": "string"}),
+            "email": TEXT,
+            "name": _nullable(TEXT),
             "global_status": {"type": "string", "enum": STATUS_WORDS},
             "suspended_until": _nullable(TIME),
             "confirmation_sent": {"type": "boolean"},
@@ -148,8 +150,8 @@ SCHEMAS: dict[str, Any] = {
                     "type": "object",
                     "required": ["resource", "channel", "status", "created_at", "confirmed_at"],
                     "properties": {
-                        "resource": {"type": "string"},
-                        "channel": {"type": "string"},
+                        "resource": TEXT,
+                        "channel": TEXT,
                         "status": {"type": "string", "enum": STATUS_WORDS},
                         "suspended_until": _nullable(TIME),
                         "created_at": TIME,
@@ -172,13 +174,13 @@ SCHEMAS: dict[str, Any] = {
                     ],
                     "properties": {
                         "at": TIME,
-                        "scope": {"type": "string"},
-                        "channel": _nullable({"type": "string"}),
+                        "scope": TEXT,
+                        "channel": _nullable(TEXT),
                         "old_status": _nullable({"type": "string", "enum": STATUS_WORDS}),
                         "new_status": {"type": "string", "enum": STATUS_WORDS},
                         "cause": {"type": "string", "enum": [c.value for c in Cause]},
-                        "actor": _nullable({"type": "string"}),
-                        "reason": _nullable({"type": "string"}),
+                        "actor": _nullable(TEXT),
+                        "reason": _nullable(TEXT),
                     },
                 },
             },
@@ -190,7 +192,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "status": STATUS_INPUT,
             "suspended_until": TIME,
-            "reason": {"type": "string"},
+            "reason": TEXT,
         },
     },
     "SubscriptionChange": {
@@ -200,17 +202,17 @@ SCHEMAS: dict[str, Any] = {
             "status": STATUS_INPUT,
             "channel": {"type": "string", "enum": [c.value for c in Channel]},
             "suspended_until": TIME,
-            "reason": {"type": "string"},
-            "name": {"type": "string"},
+            "reason": TEXT,
+            "name": TEXT,
             "consent": {
                 "type": "object",
                 "description": "Proof of consent collected by the caller; without it, "
                 "`subscribed` sends the confirmation email where the resource needs one.",
                 "properties": {
                     "confirmed_at": TIME,
-                    "ip": {"type": "string"},
-                    "user_agent": {"type": "string"},
-                    "form": {"type": "string"},
+                    "ip": TEXT,
+                    "user_agent": TEXT,
+                    "form": TEXT,
                 },
             },
         },
@@ -231,10 +233,10 @@ SCHEMAS: dict[str, Any] = {
                             "enum": ["hard_bounce", "soft_bounce", "complaint", "unsubscribe"],
                         },
                         "email": EMAIL,
-                        "resource": _nullable({"type": "string"}),
+                        "resource": _nullable(TEXT),
                         "channel": {"type": "string", "enum": [c.value for c in Channel]},
                         "occurred_at": TIME,
-                        "event_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "event_id": {**TEXT, "minLength": 1, "maxLength": 200},
                     },
                 },
             }
@@ -299,7 +301,7 @@ PATHS: dict[str, Any] = {
                     "description": "One row per recipient: NDJSON, or CSV with Accept: text/csv",
                     "content": {
                         "application/x-ndjson": {"schema": _ref("AudienceRow")},
-                        "text/csv": {"schema": {"type": "string"}},
+                        "text/csv": {"schema": TEXT},
                     },
                 },
                 "404": _error("Unknown resource"),

@@ -187,3 +187,22 @@ def test_an_unexpected_error_gets_the_500_page_and_no_half_made_change(
         assert page.status_code == 500
         assert "Nothing was changed" in page.get_data(as_text=True)
         assert database_state() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        ("get", "/subscribe/news%00letter", None),
+        ("get", "/?ref=a%00b", None),
+        ("post", "/subscribe/newsletter/embed", {"email": "a@example.com", "name": "A\x00B"}),
+        ("post", "/preferences", {"email": "a\x00@example.com"}),
+    ],
+)
+def test_a_nul_character_anywhere_is_a_clear_400(
+    client: FlaskClient, newsletter: Resource, method: str, path: str, data: dict | None
+) -> None:
+    # PostgreSQL cannot store NUL; found by schemathesis as a 500 before this check existed.
+    before = database_state()
+    page = getattr(client, method)(path, data=data) if data else getattr(client, method)(path)
+    assert page.status_code == 400
+    assert database_state() == before

@@ -223,6 +223,16 @@ def test_a_batch_over_ten_thousand_addresses_gets_413(api: Api, newsletter: Reso
             "events[0].occurred_at",
         ),
         ("post", "/events", {"events": {}}, 400, "events"),
+        ("get", "/eligibility?email=a@b.co&resource=%00", None, 400, None),
+        ("post", "/eligibility", {"emails": ["a@b.co"], "resource": "news\x00"}, 400, None),
+        (
+            "post",
+            "/events",
+            {"events": [{"type": "complaint", "email": "a@b.co", "event_id": "x\x00"}]},
+            400,
+            None,
+        ),
+        ("get", "/profiles/alice%00@example.com", None, 400, None),
     ],
 )
 def test_bad_input_gets_a_clear_json_error_and_changes_nothing(

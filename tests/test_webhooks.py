@@ -451,3 +451,20 @@ def test_a_signed_but_malformed_payload_is_a_clear_400(
     answer = client.post("/webhooks/postmark", data=b"[1,2]", headers=postmark)
     assert answer.status_code == 400
     assert answer.get_json()["error"]["code"] == "bad_payload"
+
+
+def test_a_signed_event_with_a_malformed_address_changes_nothing(
+    client: FlaskClient, sendgrid: Any, newsletter: Resource
+) -> None:
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    before = database_state()
+    batch = [
+        {**sendgrid_events(ALICE)[1], "sg_event_id": "good"},
+        {**sendgrid_events("not an address")[1], "sg_event_id": "bad"},
+    ]
+    answer = sendgrid(client, batch)
+    assert answer.status_code == 400
+    assert database_state() == before
+    unknown = [{**sendgrid_events(ALICE)[1], "optin_resource": "nope", "sg_event_id": "u"}]
+    assert sendgrid(client, unknown).status_code == 400

@@ -66,8 +66,10 @@ def _checked(events: Sequence[IncomingEvent]) -> list[tuple[IncomingEvent, str]]
             address = normalize_email(event.email)
         except InvalidEmail as error:
             raise InvalidEvent(f"{where}.email", str(error)) from None
-        if not event.event_id or len(event.event_id) > 200:
+        if not event.event_id or len(event.event_id) > 200 or "\x00" in event.event_id:
             raise InvalidEvent(f"{where}.event_id", "an event id of 1 to 200 characters is needed")
+        if event.resource is not None and "\x00" in event.resource:
+            raise UnknownResource(event.resource, f"{where}.resource")
         try:
             channel = parse_channel(event.channel)
             if event.resource is not None:

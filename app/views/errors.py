@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -30,8 +30,19 @@ def error_page(status: int, title: str | None = None, detail: str | None = None)
     return page, status
 
 
+def refuse_nul_bytes() -> None:
+    """No text optin stores may hold a NUL character (PostgreSQL refuses them outright), so a
+    request carrying one in its path, query or form is a clear 400 before any view runs."""
+    values = [*(request.view_args or {}).values(), *request.args.keys(), *request.args.values()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += [*request.form.keys(), *request.form.values()]
+    if any(isinstance(value, str) and "\x00" in value for value in values):
+        abort(400)
+
+
 def register_error_pages(app: Flask) -> None:
     """Handlers for the HTTP errors and for a missing or wrong CSRF token."""
+    app.before_request(refuse_nul_bytes)
 
     @app.errorhandler(CSRFError)
     def _csrf(_error: CSRFError) -> tuple[str, int]:

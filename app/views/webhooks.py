@@ -9,6 +9,8 @@ from werkzeug.exceptions import Forbidden, NotFound
 
 from app.extensions import csrf
 from app.services import events
+from app.services.errors import InvalidInput
+from app.services.errors import NotFound as NotFoundError
 from app.services.providers import (
     BadPayload,
     NotAuthentic,
@@ -49,10 +51,14 @@ def receive(provider: str) -> tuple[Response, int]:
     """Apply the provider's bounce, complaint and unsubscribe events; answer what was new."""
     try:
         found = g.provider.events(_incoming(), current_app.config)
-    except BadPayload as error:
+        report = events.record_events(
+            found, source=provider, actor=Actor(name=f"webhook:{provider}")
+        )
+    except (BadPayload, InvalidInput, NotFoundError) as error:
+        # Signed, but nothing optin can apply (a malformed address, an unknown resource): the
+        # provider should not retry it, and nothing of the batch was applied.
         body = {"error": {"code": "bad_payload", "message": str(error)}}
         return jsonify(body), 400
-    report = events.record_events(found, source=provider, actor=Actor(name=f"webhook:{provider}"))
     return jsonify({"accepted": report.accepted, "duplicates": report.duplicates}), 200
 
 
