@@ -4,11 +4,10 @@ values of RFC 2369 and RFC 8058. The emails, the API and the audience export all
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from flask import current_app
 
-from app.tokens import LinkTarget, Purpose, make_token
+from app.tokens import LinkSigner, LinkTarget, Purpose, make_token
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
@@ -31,19 +30,37 @@ def confirm_url(target: LinkTarget) -> str:
 
 
 def preferences_url(profile_id: int) -> str:
-    return absolute(f"/preferences/{make_token(Purpose.PREFERENCES, LinkTarget(profile_id, None))}")
+    return LinkMaker().preferences_url(profile_id)
+
+
+class LinkMaker:
+    """Builds recipients' links with the settings and signers read once: the audience export
+    makes them for every row."""
+
+    def __init__(self) -> None:
+        config = current_app.config
+        self._base = config["BASE_URL"].rstrip("/")
+        self._mailto = config["UNSUBSCRIBE_MAILTO"]
+        self._unsubscribe = LinkSigner(Purpose.UNSUBSCRIBE)
+        self._preferences = LinkSigner(Purpose.PREFERENCES)
+
+    def preferences_url(self, profile_id: int) -> str:
+        return f"{self._base}/preferences/{self._preferences.token(profile_id, None)}"
+
+    def links(self, profile_id: int, resource_id: int | None, channel: str = "email") -> Links:
+        token = self._unsubscribe.token(profile_id, resource_id, channel)
+        unsubscribe_url = f"{self._base}/unsubscribe/{token}"
+        # The token is URL-safe already: letters, digits, "-", "_" and ".".
+        mailto_url = f"mailto:{self._mailto}?subject=unsubscribe%20{token}"
+        return Links(
+            unsubscribe_url=unsubscribe_url,
+            preferences_url=self.preferences_url(profile_id),
+            list_unsubscribe=f"<{unsubscribe_url}>, <{mailto_url}>",
+            list_unsubscribe_post=ONE_CLICK,
+        )
 
 
 def links_for(profile_id: int, resource_id: int | None, channel: str = "email") -> Links:
     """The links for one recipient of a message about ``resource_id`` (None: a message sent to the
     whole database, whose unsubscribe link is global, SPEC §1 rule 2)."""
-    token = make_token(Purpose.UNSUBSCRIBE, LinkTarget(profile_id, resource_id, channel))
-    unsubscribe_url = absolute(f"/unsubscribe/{token}")
-    mailto = current_app.config["UNSUBSCRIBE_MAILTO"]
-    mailto_url = f"mailto:{mailto}?subject={quote('unsubscribe ' + token)}"
-    return Links(
-        unsubscribe_url=unsubscribe_url,
-        preferences_url=preferences_url(profile_id),
-        list_unsubscribe=f"<{unsubscribe_url}>, <{mailto_url}>",
-        list_unsubscribe_post=ONE_CLICK,
-    )
+    return LinkMaker().links(profile_id, resource_id, channel)

@@ -20,7 +20,7 @@ from app import queries
 from app.addresses import InvalidEmail, normalize_email
 from app.database import utcnow
 from app.extensions import csrf
-from app.links import links_for
+from app.links import LinkMaker, links_for
 from app.models import Profile
 from app.openapi import openapi_document
 from app.services import api_keys, events, statuses
@@ -131,19 +131,7 @@ def json_body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    if _has_nul(body):
-        raise ApiError(400, "invalid_text", "text may not contain NUL characters")
     return body
-
-
-def _has_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
 
 
 def text_field(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -154,6 +142,9 @@ def text_field(body: dict[str, Any], name: str, *, required: bool = False) -> st
         return None
     if not isinstance(value, str):
         raise ApiError(400, "invalid_type", f"{name} must be a string", name)
+    if "\x00" in value:
+        # No column can hold it (PostgreSQL refuses NUL outright); fields optin ignores may.
+        raise ApiError(400, "invalid_text", f"{name} may not contain NUL characters", name)
     return value
 
 
@@ -303,9 +294,11 @@ def audience(slug: str) -> Response:
     now = utcnow()
     as_csv = request.accept_mimetypes.best_match(["application/x-ndjson", "text/csv"]) == "text/csv"
 
+    maker = LinkMaker()
+
     def rows() -> Iterator[dict[str, Any]]:
         for row in queries.stream_audience(resource.id, channel.value, now):
-            found = links_for(row.id, resource.id, channel.value)
+            found = maker.links(row.id, resource.id, channel.value)
             yield {"email": row.email, "name": row.name, **vars(found)}
 
     def as_ndjson() -> Iterator[str]:
