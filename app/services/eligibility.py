@@ -33,16 +33,25 @@ def decide_many(
     now = now or utcnow()
     parsed_channel = parse_channel(channel)
     found_resource = resource_for(resource, parsed_channel) if resource is not None else None
+    resource_id = found_resource.id if found_resource else None
+    # Most addresses a sender asks about came from optin and are stored exactly so: look them up
+    # as given (trimmed, lower-cased) first, and run the full validation, which costs about 60 us
+    # an address, only on the ones not found that way.
+    quick = [raw.strip().lower() if isinstance(raw, str) else "" for raw in emails]
+    rows = queries.eligibility_rows([a for a in quick if a], resource_id, parsed_channel.value)
     normalized: list[str | None] = []
-    for raw in emails:
+    for raw, address in zip(emails, quick, strict=True):
+        if address in rows:
+            normalized.append(address)
+            continue
         try:
             normalized.append(normalize_email(raw))
         except InvalidEmail:
             normalized.append(None)
+    missing = {a for a in normalized if a is not None and a not in rows}
+    if missing:
+        rows.update(queries.eligibility_rows(missing, resource_id, parsed_channel.value))
     known = [address for address in normalized if address is not None]
-    rows = queries.eligibility_rows(
-        known, found_resource.id if found_resource else None, parsed_channel.value
-    )
     # Suppression covers addresses without a profile too (rule 6).
     unknown_hashes = {email_hash(a): a for a in known if a not in rows}
     suppressed_unknown = queries.suppressed_hashes(unknown_hashes)
