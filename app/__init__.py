@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from app.config import DEFAULTS, database_uri, from_environment
-from app.extensions import csrf, db, limiter, mail, migrate
+from app.extensions import babel, csrf, db, limiter, mail, migrate
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,6 +40,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     mail.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    from app.i18n import register_template_helpers, select_locale
+
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        default_translation_directories=os.path.join(PROJECT_ROOT, "translations"),
+    )
+    register_template_helpers(app)
 
     from app import models  # noqa: F401  (the tables must be known to Alembic and create_all)
     from app.cli import register_commands

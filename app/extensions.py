@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_mail import Mail
@@ -32,3 +33,4 @@ mail = Mail()
 csrf = CSRFProtect()
 # Limits are declared on the views that need them; RATELIMIT_* settings configure the storage.
 limiter = Limiter(key_func=get_remote_address)
+babel = Babel()

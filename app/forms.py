@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -20,27 +21,28 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, Optional
 
 from app.addresses import InvalidEmail, normalize_email
+from app.i18n import LANGUAGES
 from app.services.subscriptions import PAUSE_DAYS
 
 
-def options(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+def options(pairs: list[tuple[str, Any]]) -> list[SelectChoice]:
     """Choices for a select, radio or checkbox field, from (value, label) pairs."""
     return [SelectChoice(value, label) for value, label in pairs]
 
 
-LANGUAGES = options([("", "Not set"), ("en", "English"), ("de", "Deutsch"), ("fr", "Français")])
+LANGUAGE_CHOICES = options([("", _l("Not set")), *LANGUAGES.items()])
 
 
 def valid_address(_form: Any, field: Any) -> None:
     try:
         field.data = normalize_email(field.data or "")
     except InvalidEmail:
-        raise ValidationError("Enter an email address like name@example.com.") from None
+        raise ValidationError(_l("Enter an email address like name@example.com.")) from None
 
 
 def one_line(_form: Any, field: Any) -> None:
     if field.data and any(ch in field.data for ch in "\r\n\0"):
-        raise ValidationError("Use a single line.")
+        raise ValidationError(_l("Use a single line."))
 
 
 class CheckboxesField(SelectMultipleField):
@@ -52,26 +54,26 @@ class CheckboxesField(SelectMultipleField):
 
 class SignupForm(FlaskForm):
     email = EmailField(
-        "Email address",
-        validators=[InputRequired("Enter your email address."), Length(max=254), valid_address],
+        _l("Email address"),
+        validators=[InputRequired(_l("Enter your email address.")), Length(max=254), valid_address],
         render_kw={"autocomplete": "email"},
     )
     name = StringField(
-        "Name (optional)",
+        _l("Name (optional)"),
         validators=[Optional(), Length(max=200), one_line],
         render_kw={"autocomplete": "name"},
     )
     # The honeypot: hidden from people, filled in by form-spamming robots.
     website = StringField(
-        "Leave this field empty", render_kw={"autocomplete": "off", "tabindex": "-1"}
+        _l("Leave this field empty"), render_kw={"autocomplete": "off", "tabindex": "-1"}
     )
-    submit = SubmitField("Subscribe")
+    submit = SubmitField(_l("Subscribe"))
 
 
 class SignupAllForm(SignupForm):
     resources = CheckboxesField(
-        "Choose what you want to receive",
-        validators=[InputRequired("Choose at least one.")],
+        _l("Choose what you want to receive"),
+        validators=[InputRequired(_l("Choose at least one."))],
         choices=[],
     )
 
@@ -79,47 +81,49 @@ class SignupAllForm(SignupForm):
 class ButtonForm(FlaskForm):
     """A form that is only a button (and its CSRF token): confirm, resend."""
 
-    submit = SubmitField("Continue")
+    submit = SubmitField(_l("Continue"))
 
 
 class UnsubscribeForm(FlaskForm):
     scope = RadioField(
-        "Unsubscribe from",
-        choices=options([("resource", "This newsletter only"), ("everything", "Everything")]),
+        _l("Unsubscribe from"),
+        choices=options(
+            [("resource", _l("This newsletter only")), ("everything", _l("Everything"))]
+        ),
         default="resource",
     )
-    submit = SubmitField("Unsubscribe")
+    submit = SubmitField(_l("Unsubscribe"))
 
 
 class PreferencesForm(FlaskForm):
-    name = StringField("Name", validators=[Optional(), Length(max=200), one_line])
-    locale = SelectField("Language", choices=LANGUAGES, default="")
-    resources = CheckboxesField("What you receive", choices=[], validate_choice=True)
-    submit = SubmitField("Save my preferences")
+    name = StringField(_l("Name"), validators=[Optional(), Length(max=200), one_line])
+    locale = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, default="")
+    resources = CheckboxesField(_l("What you receive"), choices=[], validate_choice=True)
+    submit = SubmitField(_l("Save my preferences"))
 
 
 class PauseForm(FlaskForm):
     days = RadioField(
-        "Pause everything for",
-        choices=options([(str(days), f"{days} days") for days in PAUSE_DAYS]),
+        _l("Pause everything for"),
+        choices=options([(str(days), _l("%(days)s days", days=days)) for days in PAUSE_DAYS]),
         default=str(PAUSE_DAYS[0]),
         validators=[InputRequired()],
     )
-    submit = SubmitField("Pause")
+    submit = SubmitField(_l("Pause"))
 
 
 class EraseForm(FlaskForm):
     understood = BooleanField(
-        "I understand: my data is deleted and nothing will be sent to this address again.",
-        validators=[InputRequired("Tick the box to confirm.")],
+        _l("I understand: my data is deleted and nothing will be sent to this address again."),
+        validators=[InputRequired(_l("Tick the box to confirm."))],
     )
-    submit = SubmitField("Erase my data")
+    submit = SubmitField(_l("Erase my data"))
 
 
 class PreferencesRequestForm(FlaskForm):
     email = EmailField(
-        "Email address",
-        validators=[InputRequired("Enter your email address."), Length(max=254), valid_address],
+        _l("Email address"),
+        validators=[InputRequired(_l("Enter your email address.")), Length(max=254), valid_address],
         render_kw={"autocomplete": "email"},
     )
-    submit = SubmitField("Send me the link")
+    submit = SubmitField(_l("Send me the link"))

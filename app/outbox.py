@@ -16,12 +16,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app, g, render_template
+from flask_babel import force_locale
 from flask_mail import Message
 from sqlalchemy import or_, select
 
 from app import queries
 from app.database import utcnow, write_transaction
 from app.extensions import db
+from app.i18n import DEFAULT, supported
 from app.links import links_for
 from app.mailer import MailerError, deliver
 from app.models import OutboxMessage, Profile
@@ -104,13 +106,17 @@ def render(message: OutboxMessage) -> Message:
         headers["List-Unsubscribe"] = links.list_unsubscribe
         headers["List-Unsubscribe-Post"] = links.list_unsubscribe_post
     folder = f"email/{message.template}"
-    subject = render_template(f"{folder}/subject.txt", **context)
+    # In the customer's language, where optin has a translation (SPEC §2).
+    with force_locale(supported(context.get("locale")) or DEFAULT):
+        subject = render_template(f"{folder}/subject.txt", **context)
+        body = render_template(f"{folder}/body.txt", **context)
+        html = render_template(f"{folder}/body.html", **context)
     return Message(
         # A subject is one line, whatever a resource's name contains.
         subject=" ".join(subject.split()),
         recipients=[message.to_address],
-        body=render_template(f"{folder}/body.txt", **context),
-        html=render_template(f"{folder}/body.html", **context),
+        body=body,
+        html=html,
         extra_headers=headers,
     )
 

@@ -115,6 +115,7 @@ def apply_in_transaction(
     *,
     actor: Actor = CUSTOMER,
     name: str | None = None,
+    locale: str | None = None,
     now: datetime | None = None,
 ) -> Result:
     """The body of ``apply_action`` for a service that writes more in the same transaction (the
@@ -150,7 +151,9 @@ def apply_in_transaction(
 
     if profile is None:
         assert after.global_state is not None
-        profile = Profile(email=address, email_hash=hashed, name=name, created_at=now)
+        profile = Profile(
+            email=address, email_hash=hashed, name=name, locale=locale, created_at=now
+        )
         profile.state = after.global_state
         session.add(profile)
         session.flush()

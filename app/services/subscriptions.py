@@ -132,6 +132,7 @@ def _queue_confirmation(
         confirm_url=confirm_url(target),
         resource_names=[r.name for r in resources],
         name=profile.name,
+        locale=profile.locale,
     )
 
 
@@ -144,6 +145,7 @@ def _queue_welcome(profile: Profile, resource: Resource) -> None:
         resource_name=resource.name,
         resource_description=resource.description,
         name=profile.name,
+        locale=profile.locale,
     )
 
 
@@ -157,6 +159,7 @@ def request_signup(
     *,
     channel: str = "email",
     name: str | None = None,
+    locale: str | None = None,
     form: str,
     actor: Actor,
     now: datetime | None = None,
@@ -179,6 +182,7 @@ def request_signup(
                 parsed,
                 actor=actor,
                 name=name,
+                locale=locale,
                 now=moment,
             )
             for resource in chosen
@@ -258,6 +262,12 @@ def subscription_with_consent(
         return result
 
     return in_write_transaction(work)
+
+
+def locale_of(profile_id: int) -> str | None:
+    """The language a profile chose (or was signed up in), for the pages its links open."""
+    profile = queries.profile_by_id(profile_id)
+    return profile.locale if profile else None
 
 
 def pending_confirmation(target: LinkTarget) -> list[Resource]:
@@ -597,6 +607,7 @@ def request_preferences_link(email: str, *, now: datetime | None = None) -> None
             profile_id=profile.id,
             preferences_link=preferences_url(profile.id),
             name=profile.name,
+            locale=profile.locale,
         )
 
     in_write_transaction(work)

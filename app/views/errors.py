@@ -4,22 +4,29 @@ from __future__ import annotations
 
 from flask import Flask, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 MESSAGES = {
-    400: ("Something in that request was wrong", "Please go back and try again."),
-    403: ("Not allowed", "You cannot open this page."),
-    404: ("Page not found", "There is nothing at this address. Check the link and try again."),
-    405: ("Not like this", "This page cannot be used that way."),
-    410: ("This link no longer works", "What it pointed to is gone."),
-    413: ("Too much data", "What you sent is larger than this form accepts."),
-    429: ("Too many attempts", "Please wait a little and try again later."),
-    500: ("Something went wrong on our side", "Nothing was changed. Please try again later."),
+    400: (_l("Something in that request was wrong"), _l("Please go back and try again.")),
+    403: (_l("Not allowed"), _l("You cannot open this page.")),
+    404: (
+        _l("Page not found"),
+        _l("There is nothing at this address. Check the link and try again."),
+    ),
+    405: (_l("Not like this"), _l("This page cannot be used that way.")),
+    410: (_l("This link no longer works"), _l("What it pointed to is gone.")),
+    413: (_l("Too much data"), _l("What you sent is larger than this form accepts.")),
+    429: (_l("Too many attempts"), _l("Please wait a little and try again later.")),
+    500: (
+        _l("Something went wrong on our side"),
+        _l("Nothing was changed. Please try again later."),
+    ),
 }
 
 
-def error_page(status: int, title: str | None = None, detail: str | None = None) -> tuple[str, int]:
+def error_page(status: int, title: object = None, detail: object = None) -> tuple[str, int]:
     default_title, default_detail = MESSAGES.get(status, MESSAGES[400])
     page = render_template(
         "errors/error.html",
@@ -48,8 +55,11 @@ def register_error_pages(app: Flask) -> None:
     def _csrf(_error: CSRFError) -> tuple[str, int]:
         return error_page(
             400,
-            "This form has expired",
-            "For your safety, forms only work for a while. Go back, reload the page and try again.",
+            _l("This form has expired"),
+            _l(
+                "For your safety, forms only work for a while. "
+                "Go back, reload the page and try again."
+            ),
         )
 
     @app.errorhandler(HTTPException)
@@ -72,4 +82,4 @@ def wants_json() -> bool:
 
 def json_error(status: int, code: str) -> ResponseReturnValue:
     _title, detail = MESSAGES.get(status, MESSAGES[400])
-    return jsonify({"error": {"code": code, "message": detail}}), status
+    return jsonify({"error": {"code": code, "message": str(detail)}}), status

@@ -21,6 +21,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import format_date, get_locale
+from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from app import queries
@@ -37,6 +39,7 @@ from app.forms import (
     UnsubscribeForm,
     options,
 )
+from app.i18n import use_locale
 from app.models import Resource
 from app.services import subscriptions
 from app.services.errors import TransitionRefused, UnknownChannel, UnknownResource
@@ -105,8 +108,8 @@ def _expired(_error: TokenExpired) -> tuple[str, int]:
 def _invalid(_error: TokenInvalid) -> tuple[str, int]:
     return error_page(
         400,
-        "This link is not valid",
-        "It may have been cut short or changed. Copy the whole link from the email.",
+        _("This link is not valid"),
+        _("It may have been cut short or changed. Copy the whole link from the email."),
     )
 
 
@@ -114,8 +117,8 @@ def _invalid(_error: TokenInvalid) -> tuple[str, int]:
 def _gone(_error: GoneProfile) -> tuple[str, int]:
     return error_page(
         410,
-        "This link no longer works",
-        "What it pointed to has been deleted. You can sign up again from the start page.",
+        _("This link no longer works"),
+        _("What it pointed to has been deleted. You can sign up again from the start page."),
     )
 
 
@@ -142,6 +145,7 @@ def _signup(form: SignupForm, slugs: list[str], form_name: str, thank_you: str |
                 form.email.data,
                 slugs,
                 name=(form.name.data or "").strip() or None,
+                locale=str(get_locale()),
                 form=form_name,
                 actor=visitor(),
             )
@@ -221,6 +225,7 @@ def confirm_page(token: str) -> ResponseLike:
     """The page behind a confirmation link: what will be confirmed, and the button. Mail
     scanners open links, so this GET changes nothing."""
     target = read_token(Purpose.CONFIRM, token)
+    use_locale(subscriptions.locale_of(target.profile_id))
     pending = subscriptions.pending_confirmation(target)
     return render_template("public/confirm.html", form=ButtonForm(), resources=pending)
 
@@ -230,6 +235,7 @@ def confirm_page(token: str) -> ResponseLike:
 def confirm(token: str) -> ResponseLike:
     """Confirm (rule 5). Twice is the same as once."""
     target = read_token(Purpose.CONFIRM, token)
+    use_locale(subscriptions.locale_of(target.profile_id))
     if not ButtonForm().validate_on_submit():
         return error_page(400)
     try:
@@ -253,7 +259,7 @@ def resend_confirmation(token: str) -> ResponseLike:
     except TokenExpired as expired:
         subscriptions.resend_confirmation(expired.target)
         return render_template("public/check_inbox.html", email=None)
-    return error_page(400, "This link still works", "Go back and press the button.")
+    return error_page(400, _("This link still works"), _("Go back and press the button."))
 
 
 # --- Unsubscribe ----------------------------------------------------------------------------------
@@ -265,10 +271,14 @@ def unsubscribe_page(token: str) -> ResponseLike:
     button. A GET changes nothing."""
     target = read_token(Purpose.UNSUBSCRIBE, token)
     profile, resource = subscriptions.link_scope(target)
+    use_locale(profile.locale)
     form = UnsubscribeForm()
     if resource is not None:
         form.scope.choices = options(
-            [("resource", f"{resource.name} only"), ("everything", "Everything")]
+            [
+                ("resource", _("%(name)s only", name=resource.name)),
+                ("everything", _("Everything")),
+            ]
         )
     return render_template("public/unsubscribe.html", form=form, resource=resource, profile=profile)
 
@@ -291,6 +301,7 @@ def unsubscribe(token: str) -> ResponseLike:
     if not form.validate():
         return error_page(400)
     profile, resource = subscriptions.link_scope(target)
+    use_locale(profile.locale)
     everything = form.scope.data == "everything" or resource is None
     subscriptions.unsubscribe_by_link(
         target, everything=everything, cause=Cause.UNSUBSCRIBE_LINK, actor=visitor()
@@ -318,6 +329,7 @@ def _render_preferences(
     notice: str | None = None,
 ) -> tuple[str, int]:
     prefs = subscriptions.preferences_of(profile_id)
+    use_locale(prefs.profile.locale)
     if form is None:
         form = PreferencesForm(
             name=prefs.profile.name,
@@ -349,6 +361,7 @@ def preferences(token: str) -> ResponseLike:
 def save_preferences(token: str) -> ResponseLike:
     """Save name, language and what the customer receives."""
     target = read_token(Purpose.PREFERENCES, token)
+    use_locale(subscriptions.locale_of(target.profile_id))
     prefs = subscriptions.preferences_of(target.profile_id)
     form = PreferencesForm()
     form.resources.choices = options([(row.resource.slug, row.resource.name) for row in prefs.rows])
@@ -361,18 +374,23 @@ def save_preferences(token: str) -> ResponseLike:
         locale=form.locale.data or None,
         actor=visitor(),
     )
-    return _render_preferences(token, target.profile_id, notice="Your preferences are saved.")
+    use_locale(form.locale.data or None)
+    return _render_preferences(token, target.profile_id, notice=_("Your preferences are saved."))
 
 
 @public.post("/preferences/<token>/pause")
 def pause(token: str) -> ResponseLike:
     """Pause every subscription for 14, 30, 60 or 90 days."""
     target = read_token(Purpose.PREFERENCES, token)
+    use_locale(subscriptions.locale_of(target.profile_id))
     form = PauseForm()
     if not form.validate_on_submit():
         return _render_preferences(token, target.profile_id, status=400)
     until = subscriptions.pause_all(target.profile_id, int(form.days.data), actor=visitor())
-    notice = f"Paused until {until:%d %B %Y}. Mail starts again by itself after that."
+    notice = _(
+        "Paused until %(date)s. Mail starts again by itself after that.",
+        date=format_date(until, "long"),
+    )
     return _render_preferences(token, target.profile_id, notice=notice)
 
 
@@ -380,10 +398,11 @@ def pause(token: str) -> ResponseLike:
 def unsubscribe_everything(token: str) -> ResponseLike:
     """Unsubscribe from everything: the global status (SPEC §1 rule 2)."""
     target = read_token(Purpose.PREFERENCES, token)
+    use_locale(subscriptions.locale_of(target.profile_id))
     if not ButtonForm().validate_on_submit():
         return error_page(400)
     subscriptions.unsubscribe_everything(target.profile_id, actor=visitor())
-    notice = "You are unsubscribed from everything. Nothing more will be sent to you."
+    notice = _("You are unsubscribed from everything. Nothing more will be sent to you.")
     return _render_preferences(token, target.profile_id, notice=notice)
 
 

@@ -1,0 +1,95 @@
+"""Pages and emails in the customer's language where a translation exists (SPEC §2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+from flask.testing import FlaskClient
+
+from app import queries
+from app.links import links_for
+from app.models import Resource
+from app.services import statuses
+from tests.helpers import CSRF, link_to, run_worker, text_of
+from tests.smtp import SmtpServer
+
+ROOT = Path(__file__).resolve().parent.parent
+GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
+
+
+def test_a_german_browser_gets_german_pages(client: FlaskClient, newsletter: Resource) -> None:
+    page = client.get("/subscribe/newsletter", headers=GERMAN).get_data(as_text=True)
+    assert '<html lang="de">' in page
+    assert "The Newsletter abonnieren" in page
+    assert "E-Mail-Adresse" in page
+    english = client.get("/subscribe/newsletter").get_data(as_text=True)
+    assert '<html lang="en">' in english and "Subscribe to The Newsletter" in english
+    assert "Seite nicht gefunden" in client.get("/nowhere", headers=GERMAN).get_data(as_text=True)
+
+
+def test_a_german_signup_gets_german_emails_and_german_link_pages(
+    client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    form = client.get("/subscribe/newsletter", headers=GERMAN).get_data(as_text=True)
+    token = CSRF.search(form).group(1)  # type: ignore[union-attr]
+    client.post(
+        "/subscribe/newsletter",
+        data={"csrf_token": token, "email": "anna@example.com", "name": "Anna"},
+        headers=GERMAN,
+    )
+    profile = queries.profile_by_email("anna@example.com")
+    assert profile is not None and profile.locale == "de"
+    run_worker()
+    (message,) = smtp_server.messages
+    assert message["Subject"] == "Bitte bestätigen Sie Ihre Anmeldung zu The Newsletter"
+    assert "Hallo Anna," in text_of(message)
+    # The link opens in German whatever the browser says: the profile chose.
+    confirm = client.get(link_to(message, "/confirm/")).get_data(as_text=True)
+    assert "Anmeldung bestätigen" in confirm
+
+
+def test_the_preference_page_speaks_the_chosen_language(
+    client: FlaskClient, newsletter: Resource
+) -> None:
+    statuses.signup("anna@example.com", "newsletter")
+    statuses.confirm("anna@example.com", "newsletter")
+    profile = queries.profile_by_email("anna@example.com")
+    assert profile is not None
+    path = links_for(profile.id, None).preferences_url.removeprefix("https://optin.test")
+    page = client.get(path).get_data(as_text=True)
+    assert "Your preferences" in page
+    token = CSRF.search(page).group(1)  # type: ignore[union-attr]
+    saved = client.post(
+        path, data={"csrf_token": token, "resources": ["newsletter"], "locale": "de"}
+    ).get_data(as_text=True)
+    assert "Ihre Einstellungen sind gespeichert." in saved
+    assert "Ihre Einstellungen" in client.get(path).get_data(as_text=True)
+
+
+def test_every_text_has_a_german_translation_and_the_compiled_catalog_is_current(
+    tmp_path: Path,
+) -> None:
+    template = tmp_path / "messages.pot"
+    subprocess.run(
+        [
+            sys.executable, "-m", "babel.messages.frontend", "--quiet", "extract",
+            "-F", "babel.cfg", "-k", "_l", "-k", "lazy_gettext",
+            "--ignore-dirs", ".venv bench", "-o", str(template), ".",
+        ],
+        cwd=ROOT,
+        check=True,
+    )  # fmt: skip
+    with template.open("rb") as file:
+        wanted = {m.id for m in read_po(file) if m.id}
+    po_path = ROOT / "translations/de/LC_MESSAGES/messages.po"
+    with po_path.open("rb") as file:
+        german = {m.id: m.string for m in read_po(file) if m.id}
+    untranslated = sorted(str(i) for i in wanted if not german.get(i))
+    assert untranslated == [], "run the commands in README 'Translations'"
+    with (po_path.with_suffix(".mo")).open("rb") as file:
+        compiled = {m.id: m.string for m in read_mo(file) if m.id}
+    assert compiled == german, "messages.mo is older than messages.po: pybabel compile"
