@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ format: $(STAMP)
 ## bench: each figure the issues name beside its raw floor (see bench/README.md)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## bench-peers: optin beside django-newsletter (peer) and bare Flask (floor), over HTTP on 127.0.0.1,
+## then a check that no signup was lost (see bench/peers/README.md). Needs ../shared/peers.
+PEERS_DIR ?= ../shared/peers
+bench-peers:
+	TARGETS="peer bare optin" PEERS_TARGETS="$(CURDIR)/bench/peers" \
+		PEERS_STATE="$(CURDIR)/.bench-state" $(PEERS_DIR)/bench.sh
+	$(PYTHON) bench/peers/check_optin.py "$(CURDIR)/.bench-state/tmp"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
