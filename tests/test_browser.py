@@ -140,7 +140,6 @@ def test_sign_up_confirm_manage_and_unsubscribe_in_a_real_browser(
     page.goto(link(welcome, live_server, "/preferences/"))
     expect(page.get_by_role("heading", name="Your preferences")).to_be_visible()
     page.get_by_label("Offers").check()
-    page.get_by_label("Language").select_option("fr")
     page.get_by_role("button", name="Save my preferences").click()
     expect(page.get_by_role("status")).to_have_text("Your preferences are saved.")
     shot(page, "06-preferences")
