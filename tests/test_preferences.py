@@ -54,7 +54,8 @@ def test_saving_unticks_and_ticks_resources(
         client, path, {"resources": ["newsletter", "offers"], "name": "Alice", "locale": "de"}
     )
     assert saved.status_code == 200
-    assert "Your preferences are saved." in saved.get_data(as_text=True)
+    # The page answers in the language just chosen.
+    assert "Ihre Einstellungen sind gespeichert." in saved.get_data(as_text=True)
     assert decide(ALICE, "brand").reason == "subscription_unsubscribed"
     assert decide(ALICE, "offers").allowed  # single opt-in: at once
     assert decide(ALICE, "newsletter").allowed
