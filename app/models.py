@@ -215,7 +215,12 @@ class OutboxMessage(db.Model):
     # Set when the message was not sent because it may no longer be (can_send said no).
     dropped_reason: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_outbox_pending", "sent_at", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "sent_at", "next_attempt_at"),
+        # The per-address cap on confirmation emails counts recent rows inside the signup's
+        # transaction; without this it scans the whole outbox under the write lock.
+        Index("ix_outbox_recent_to_address", "to_address", "template", "created_at"),
+    )
 
 
 class ApiKey(db.Model):
