@@ -110,7 +110,7 @@ def apply_action(
 def apply_in_transaction(
     address: str,
     action: Action,
-    slug: str | None,
+    slug: str | Resource | None,
     channel: Channel,
     *,
     actor: Actor = CUSTOMER,
@@ -120,9 +120,14 @@ def apply_in_transaction(
 ) -> Result:
     """The body of ``apply_action`` for a service that writes more in the same transaction (the
     email a change causes, its consent record). Needs an open ``write_transaction`` and a
-    normalised address."""
+    normalised address. The resource may be given by slug or, when the caller has it, itself."""
     session = db.session()
-    resource = resource_for(slug, channel) if slug is not None else None
+    if isinstance(slug, Resource):
+        if channel not in slug.channel_list:
+            raise UnknownChannel(channel.value, slug.slug)
+        resource: Resource | None = slug
+    else:
+        resource = resource_for(slug, channel) if slug is not None else None
     profile = queries.profile_by_email(address, for_update=True)
     # The clock is read once the profile is locked, so events are in the order they happened.
     now = now or utcnow()

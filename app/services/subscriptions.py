@@ -178,7 +178,7 @@ def request_signup(
             statuses.apply_in_transaction(
                 address,
                 Signup(double_opt_in=resource.double_opt_in),
-                resource.slug,
+                resource,
                 parsed,
                 actor=actor,
                 name=name,
@@ -187,7 +187,7 @@ def request_signup(
             )
             for resource in chosen
         ]
-        profile = queries.profile_by_email(address)
+        profile = queries.profile_by_id(results[0].profile_id or 0)
         assert profile is not None
         pairs = list(zip(chosen, results, strict=True))
         needing = [resource for resource, result in pairs if result.outcome.send_confirmation]
