@@ -21,6 +21,7 @@ from app.links import confirm_url, preferences_url
 from app.models import ConsentRecord, ConsentText, Profile, Resource, StatusEvent, Suppression
 from app.services import statuses
 from app.services.errors import NotFound, UnknownResource
+from app.services.profiles import profile_record
 from app.services.statuses import Actor, Result, parse_channel
 from app.status import (
     LIFTED_BY_CONFIRMATION,
@@ -509,54 +510,7 @@ def export_data(profile_id: int) -> dict[str, Any]:
     profile = queries.profile_by_id(profile_id)
     if profile is None:
         raise GoneProfile()
-    slugs = {r.id: r.slug for r in queries.all_resources()}
-
-    def iso(moment: datetime | None) -> str | None:
-        return moment.isoformat() if moment else None
-
-    return {
-        "email": profile.email,
-        "name": profile.name,
-        "locale": profile.locale,
-        "global_status": profile.status,
-        "suspended_until": iso(profile.suspended_until),
-        "created_at": iso(profile.created_at),
-        "subscriptions": [
-            {
-                "resource": slugs.get(s.resource_id),
-                "channel": s.channel,
-                "status": s.status,
-                "suspended_until": iso(s.suspended_until),
-                "created_at": iso(s.created_at),
-                "confirmed_at": iso(s.confirmed_at),
-            }
-            for s in queries.subscriptions_of_profile(profile_id)
-        ],
-        "consent": [
-            {
-                "confirmed_at": iso(c.confirmed_at),
-                "ip": c.ip,
-                "user_agent": c.user_agent,
-                "form": c.form,
-                "consent_text_id": c.consent_text_id,
-            }
-            for c in queries.consent_records_of_profile(profile_id)
-        ],
-        "events": [
-            {
-                "at": iso(e.occurred_at),
-                "scope": slugs.get(e.resource_id, "global") if e.resource_id else "global",
-                "channel": e.channel,
-                "old_status": e.old_status,
-                "new_status": e.new_status,
-                "cause": e.cause,
-                "actor": e.actor,
-                "ip": e.ip,
-                "user_agent": e.user_agent,
-            }
-            for e in queries.events_of_profile(profile_id)
-        ],
-    }
+    return profile_record(profile, personal=True)
 
 
 def erase(profile_id: int, *, actor: Actor) -> None:

@@ -35,6 +35,7 @@ from app.services.errors import (
     UnknownStatus,
 )
 from app.services.events import EventType, IncomingEvent, InvalidEvent
+from app.services.profiles import profile_record
 from app.services.statuses import Actor, parse_channel, resource_for
 from app.services.subscriptions import ConsentProof, api_signup, subscription_with_consent
 from app.status import Cause, Channel, Decision, Status, parse_status
@@ -186,42 +187,8 @@ def decision_json(email: str, decision: Decision) -> dict[str, Any]:
     }
 
 
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
 def profile_json(profile: Profile) -> dict[str, Any]:
-    slugs = {r.id: r.slug for r in queries.all_resources()}
-    return {
-        "email": profile.email,
-        "name": profile.name,
-        "global_status": profile.status,
-        "suspended_until": iso(profile.suspended_until),
-        "subscriptions": [
-            {
-                "resource": slugs[s.resource_id],
-                "channel": s.channel,
-                "status": s.status,
-                "suspended_until": iso(s.suspended_until),
-                "created_at": iso(s.created_at),
-                "confirmed_at": iso(s.confirmed_at),
-            }
-            for s in queries.subscriptions_of_profile(profile.id)
-        ],
-        "events": [
-            {
-                "at": iso(e.occurred_at),
-                "scope": slugs.get(e.resource_id, "global") if e.resource_id else "global",
-                "channel": e.channel,
-                "old_status": e.old_status,
-                "new_status": e.new_status,
-                "cause": e.cause,
-                "actor": e.actor,
-                "reason": e.reason,
-            }
-            for e in queries.events_of_profile(profile.id)
-        ],
-    }
+    return profile_record(profile)
 
 
 def profile_of(email: str) -> Profile:
