@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Row, String, and_, any_, exists, func, literal, or_, select
+from sqlalchemy import ARRAY, Row, String, and_, exists, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -109,7 +109,11 @@ def stream_audience(
 ) -> Iterator[Row[Any]]:
     """The audience row by row, in constant memory: a server-side cursor on PostgreSQL, the
     driver's lazy cursor on SQLite. The rows come from one statement, so one snapshot."""
-    with db.engine.connect() as connection:
+    with db.engine.connect() as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            # A cursor is planned for its first 10% of rows by default: here that plan looks the
+            # suppression list up once a row instead of joining it, 12-29% slower to the end.
+            connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
         result = connection.execution_options(yield_per=batch_size).execute(
             audience_query(resource_id, channel, now)
         )
@@ -139,7 +143,7 @@ def eligibility_rows(
     unique = list(dict.fromkeys(emails))
     for start in range(0, len(unique), IN_CLAUSE_CHUNK):
         chunk = unique[start : start + IN_CLAUSE_CHUNK]
-        query = select(*columns).where(_one_of(Profile.email, chunk))
+        query = _matching(select(*columns), Profile, Profile.email, chunk)
         if resource_id is not None:
             query = query.outerjoin(
                 Subscription,
@@ -154,12 +158,14 @@ def eligibility_rows(
     return found
 
 
-def _one_of(column: Any, values: list[str]) -> ColumnElement[bool]:
-    """``column IN (values)``; on PostgreSQL as ``= ANY(array)``, one parameter instead of
-    thousands, which plans several times faster for a batch of 5,000."""
+def _matching(query: Any, table: Any, column: Any, values: list[str]) -> Any:
+    """``query`` restricted to rows of ``table`` whose ``column`` is one of ``values``. On
+    PostgreSQL the values are joined as an unnest()ed array, so each is looked up in the index
+    (``= ANY`` of 5,000 made it scan the whole table, 2.2x slower in the foundation benchmark)."""
     if db.session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(values, ARRAY(String)))
-    return column.in_(values)
+        asked = func.unnest(literal(values, ARRAY(String))).table_valued("value").render_derived()
+        return query.select_from(asked).join(table, column == asked.c.value)
+    return query.where(column.in_(values))
 
 
 def suppressed_hashes(hashes: Iterable[str]) -> set[str]:
@@ -168,7 +174,9 @@ def suppressed_hashes(hashes: Iterable[str]) -> set[str]:
     unique = list(dict.fromkeys(hashes))
     for start in range(0, len(unique), IN_CLAUSE_CHUNK):
         chunk = unique[start : start + IN_CLAUSE_CHUNK]
-        query = select(Suppression.email_hash).where(_one_of(Suppression.email_hash, chunk))
+        query = _matching(
+            select(Suppression.email_hash), Suppression, Suppression.email_hash, chunk
+        )
         found.update(db.session.execute(query).scalars())
     return found
 
