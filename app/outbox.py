@@ -11,6 +11,7 @@ mail; it never loses it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from flask import Flask, current_app, g, render_template
 from flask_babel import force_locale
 from flask_mail import Message
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from app import queries
 from app.database import utcnow, write_transaction
@@ -56,7 +57,8 @@ def enqueue(
         next_attempt_at=utcnow(),
     )
     db.session.add(message)
-    g.outbox_has_mail = True
+    db.session.flush()  # the id, so that the web process can send exactly this after the commit
+    g.setdefault("outbox_ids", []).append(message.id)
     return message
 
 
@@ -76,7 +78,20 @@ def backoff(attempts: int) -> timedelta:
     return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), LONGEST_WAIT)
 
 
-def _claim(limit: int, now: datetime) -> list[int]:
+@dataclass(frozen=True)
+class Claimed:
+    """What a worker needs of a claimed row, copied out so that no reload follows the commit."""
+
+    id: int
+    to_address: str
+    template: str
+    context: dict[str, Any]
+    profile_id: int | None
+    resource_id: int | None
+    attempts: int
+
+
+def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> list[Claimed]:
     with write_transaction() as session:
         query = (
             select(OutboxMessage)
@@ -89,13 +104,26 @@ def _claim(limit: int, now: datetime) -> list[int]:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        claimed = list(session.scalars(query))
-        for message in claimed:
+        if only is not None:
+            query = query.where(OutboxMessage.id.in_(list(only)))
+        claimed = []
+        for message in session.scalars(query):
             message.claimed_until = now + LEASE
-        return [message.id for message in claimed]
+            claimed.append(
+                Claimed(
+                    message.id,
+                    message.to_address,
+                    message.template,
+                    dict(message.context),
+                    message.profile_id,
+                    message.resource_id,
+                    message.attempts,
+                )
+            )
+        return claimed
 
 
-def render(message: OutboxMessage) -> Message:
+def render(message: OutboxMessage | Claimed) -> Message:
     """The email of an outbox row: subject, a text and an HTML part, and the unsubscribe headers."""
     context: dict[str, Any] = dict(message.context)
     headers: dict[str, str] = {}
@@ -121,7 +149,7 @@ def render(message: OutboxMessage) -> Message:
     )
 
 
-def _why_not(message: OutboxMessage, now: datetime) -> str | None:
+def _why_not(message: Claimed, now: datetime) -> str | None:
     """Why a message may no longer be sent, checked at send time (None: it may)."""
     if message.template in TRANSACTIONAL or message.profile_id is None:
         return None
@@ -143,42 +171,59 @@ def _why_not(message: OutboxMessage, now: datetime) -> str | None:
     return None if decision.allowed else decision.reason
 
 
-def _deliver_one(message_id: int, now: datetime, report: DeliveryReport) -> None:
-    message = db.session.get(OutboxMessage, message_id)
-    if message is None or message.sent_at is not None:
-        return
-    reason = _why_not(message, now)
+@dataclass(frozen=True)
+class Attempt:
+    message: Claimed
+    dropped_because: str | None = None
     error: str | None = None
-    if reason is None:
-        try:
-            deliver(render(message))
-        except MailerError as failure:
-            error = str(failure)
-    with write_transaction():
-        message = db.session.get(OutboxMessage, message_id)
-        assert message is not None
-        message.claimed_until = None
-        message.attempts += 1
-        if reason is not None:
-            message.sent_at = now
-            message.dropped_reason = reason
-            report.dropped += 1
-        elif error is None:
-            message.sent_at = utcnow()
-            report.sent += 1
-        else:
-            message.last_error = error
-            message.next_attempt_at = utcnow() + backoff(message.attempts)
-            report.failed += 1
 
 
-def deliver_due(limit: int = 100, *, now: datetime | None = None) -> DeliveryReport:
-    """Send the messages that are due, at most ``limit`` of them. Safe to run in any number of
-    processes at once: each message is claimed by one of them."""
+def _attempt(message: Claimed, now: datetime) -> Attempt:
+    reason = _why_not(message, now)
+    if reason is not None:
+        return Attempt(message, dropped_because=reason)
+    try:
+        deliver(render(message))
+    except MailerError as failure:
+        return Attempt(message, error=str(failure))
+    return Attempt(message)
+
+
+def _record(attempts: list[Attempt], now: datetime, report: DeliveryReport) -> None:
+    """Write what happened to every attempt in one transaction, releasing the claims."""
+    with write_transaction() as session:
+        for attempt in attempts:
+            tries = attempt.message.attempts + 1
+            values: dict[str, Any] = {"claimed_until": None, "attempts": tries}
+            if attempt.dropped_because is not None:
+                values |= {"sent_at": now, "dropped_reason": attempt.dropped_because}
+                report.dropped += 1
+            elif attempt.error is None:
+                values |= {"sent_at": utcnow()}
+                report.sent += 1
+            else:
+                values |= {
+                    "last_error": attempt.error,
+                    "next_attempt_at": utcnow() + backoff(tries),
+                }
+                report.failed += 1
+            session.execute(
+                update(OutboxMessage).where(OutboxMessage.id == attempt.message.id).values(values)
+            )
+
+
+def deliver_due(
+    limit: int = 100, *, now: datetime | None = None, only: Collection[int] | None = None
+) -> DeliveryReport:
+    """Send the messages that are due (``only``: just these ones), at most ``limit`` of them.
+    Safe to run in any number of processes at once: each message is claimed by one of them. A
+    crash between sending and recording sends those messages again after the claim's lease:
+    mail is never lost, at the price of a rare duplicate."""
     now = now or utcnow()
     report = DeliveryReport()
-    for message_id in _claim(limit, now):
-        _deliver_one(message_id, now, report)
+    claimed = _claim(limit, now, only)
+    if claimed:
+        _record([_attempt(message, now) for message in claimed], now, report)
     return report
 
 
@@ -188,12 +233,13 @@ def deliver_after_response(app: Flask) -> None:
 
     @app.after_request
     def _schedule(response):  # type: ignore[no-untyped-def]
-        if g.get("outbox_has_mail") and current_app.config["OUTBOX_DELIVER_INLINE"]:
+        queued = g.pop("outbox_ids", None)
+        if queued and current_app.config["OUTBOX_DELIVER_INLINE"]:
             flask_app = current_app._get_current_object()  # type: ignore[attr-defined]
 
             def _send() -> None:
                 with flask_app.app_context():
-                    deliver_due()
+                    deliver_due(only=queued)
 
             response.call_on_close(_send)
         return response
