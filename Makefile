@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test lint format bench bench-peers clean
+.PHONY: install run test lint format bench bench-status bench-api bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,15 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: each figure the issues name beside its raw floor (see bench/README.md)
-bench: $(STAMP)
+## bench: each figure the issues name beside its raw floor: the status model in process
+## (bench/README.md), then the JSON API over HTTP (bench/API_BENCH.md); bench-peers is separate
+bench: bench-status bench-api
+
+bench-status: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-api: $(STAMP)
+	$(BIN)/python -m bench.http_api $(BENCH_ARGS)
 
 ## bench-peers: optin beside django-newsletter (peer) and bare Flask (floor), over HTTP on 127.0.0.1,
 ## then a check that no signup was lost (see bench/peers/README.md). Needs ../shared/peers.

@@ -3,6 +3,7 @@ values of RFC 2369 and RFC 8058. The emails, the API and the audience export all
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from flask import current_app
@@ -43,6 +44,10 @@ class LinkMaker:
         self._mailto = config["UNSUBSCRIBE_MAILTO"]
         self._unsubscribe = LinkSigner(Purpose.UNSUBSCRIBE)
         self._preferences = LinkSigner(Purpose.PREFERENCES)
+        # For json_fields: the settings JSON-escaped once. Tokens need no escaping (letters,
+        # digits, "-", "_" and "."), so each row is a plain string join.
+        self._json_base = json.dumps(self._base)[1:-1]
+        self._json_mailto = json.dumps(self._mailto)[1:-1]
 
     def preferences_url(self, profile_id: int) -> str:
         return f"{self._base}/preferences/{self._preferences.token(profile_id, None)}"
@@ -57,6 +62,21 @@ class LinkMaker:
             preferences_url=self.preferences_url(profile_id),
             list_unsubscribe=f"<{unsubscribe_url}>, <{mailto_url}>",
             list_unsubscribe_post=ONE_CLICK,
+        )
+
+    def json_fields(self, profile_id: int, resource_id: int | None, channel: str = "email") -> str:
+        """The four link fields of ``links`` as JSON object members, in the same order and bytes
+        as ``json.dumps(vars(links(...)), separators=(",", ":"))`` writes them (a property test
+        holds it to that), at half the cost: the audience export writes one per recipient."""
+        token = self._unsubscribe.token(profile_id, resource_id, channel)
+        preferences = self._preferences.token(profile_id, None)
+        unsubscribe_url = f"{self._json_base}/unsubscribe/{token}"
+        return (
+            f'"unsubscribe_url":"{unsubscribe_url}",'
+            f'"preferences_url":"{self._json_base}/preferences/{preferences}",'
+            f'"list_unsubscribe":"<{unsubscribe_url}>, '
+            f'<mailto:{self._json_mailto}?subject=unsubscribe%20{token}>",'
+            f'"list_unsubscribe_post":"{ONE_CLICK}"'
         )
 
 

@@ -74,3 +74,28 @@ def test_any_one_character_changed_is_refused(app: Flask, position: int, replace
         changed = token[:where] + replacement + token[where + 1 :]
         with pytest.raises(TokenInvalid):
             read_token(purpose, changed)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
+@given(
+    profile_id=st.integers(min_value=1, max_value=2**53),
+    resource_id=st.none() | st.integers(min_value=1, max_value=2**31),
+    base=st.sampled_from(
+        ["https://news.example.org", 'https://ex"ample.org/ü', "http://127.0.0.1:5000/"]
+    ),
+    mailto=st.sampled_from(["unsubscribe@example.org", 'odd"\\name@example.org', "ü@example.org"]),
+)
+def test_the_audience_rows_json_is_exactly_what_json_dumps_writes(
+    app: Flask, profile_id: int, resource_id: int | None, base: str, mailto: str
+) -> None:
+    import json
+
+    from app.links import LinkMaker
+
+    app.config.update(BASE_URL=base, UNSUBSCRIBE_MAILTO=mailto)
+    maker = LinkMaker()
+    fields = maker.json_fields(profile_id, resource_id, "email")
+    expected = json.dumps(
+        vars(maker.links(profile_id, resource_id, "email")), separators=(",", ":")
+    )
+    assert "{" + fields + "}" == expected

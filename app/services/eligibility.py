@@ -55,7 +55,9 @@ def decide_many(
             normalized.append(normalize_email(raw))
         except InvalidEmail:
             normalized.append(None)
-    missing = {a for a in normalized if a is not None and a not in rows}
+    # Look up again only the addresses that validation spelled differently from the first try.
+    searched = set(quick)
+    missing = {a for a in normalized if a is not None and a not in rows and a not in searched}
     if missing:
         rows.update(queries.eligibility_rows(missing, resource_id, parsed_channel.value))
     known = [address for address in normalized if address is not None]

@@ -274,8 +274,10 @@ def audience(slug: str) -> Response:
         # than building the rows does (15.1 s against 11.4 s for 550,000 rows).
         block: list[str] = []
         size = 0
-        for row in rows():
-            line = json.dumps(row, separators=(",", ":")) + "\n"
+        dumps, resource_id, channel_name = json.dumps, resource.id, channel.value
+        for row in queries.stream_audience(resource_id, channel_name, now):
+            links = maker.json_fields(row.id, resource_id, channel_name)
+            line = f'{{"email":{dumps(row.email)},"name":{dumps(row.name)},{links}}}\n'
             block.append(line)
             size += len(line)
             if size >= STREAM_BLOCK:
