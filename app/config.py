@@ -70,6 +70,10 @@ DEFAULTS: dict[str, Any] = {
     # Hosts a resource's thank-you URL may point to (never an open redirect).
     "TRUSTED_REDIRECT_HOSTS": [],
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Proxies in front of optin whose X-Forwarded-For/-Proto to trust (0: none). The client IP
+    # goes into consent records and events, so it must be the customer's, not the proxy's.
+    "PROXY_FIX_X_FOR": 0,
+    "PROXY_FIX_X_PROTO": 0,
     # Slug of the demo resource that `make run` creates.
     "DEMO_RESOURCE": "newsletter",
 }

@@ -71,3 +71,24 @@ def test_a_malformed_number_in_the_environment_is_a_clear_error() -> None:
 )
 def test_database_urls_are_read_as_platforms_give_them(url: str, uri: str) -> None:
     assert database_uri(url, "/unused") == uri
+
+
+def test_behind_a_trusted_proxy_the_customers_ip_is_recorded(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("OPTIN_INSTANCE_PATH", str(tmp_path))
+    seen = {}
+    for hops in (0, 1):
+        app = create_app({"TESTING": True, "PROXY_FIX_X_FOR": hops})
+
+        @app.get("/whoami")
+        def whoami() -> str:
+            from flask import request
+
+            return request.remote_addr or ""
+
+        answer = app.test_client().get(
+            "/whoami",
+            headers={"X-Forwarded-For": "198.51.100.7"},
+            environ_base={"REMOTE_ADDR": "10.0.0.2"},
+        )
+        seen[hops] = answer.get_data(as_text=True)
+    assert seen == {0: "10.0.0.2", 1: "198.51.100.7"}
