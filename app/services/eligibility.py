@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
 
 from app import queries
 from app.addresses import InvalidEmail, email_hash, normalize_email
@@ -65,6 +68,29 @@ def decide_many(
     unknown_hashes = {email_hash(a): a for a in known if a not in rows}
     suppressed_unknown = queries.suppressed_hashes(unknown_hashes)
 
+    resource_named = found_resource is not None
+    # Without a suspension in play, the decision depends on three values only: decide each
+    # combination once (rows of a batch repeat a handful of them thousands of times).
+    plain: dict[tuple[str | None, str | None, bool], Decision] = {}
+
+    def decided(row: Row[Any]) -> Decision:
+        sub_status = row.sub_status if resource_named else None
+        key = (row.status, sub_status, bool(row.suppressed))
+        if Status.SUSPENDED.value not in key and key in plain:
+            return plain[key]
+        decision = can_send(
+            _state(row.status, row.suspended_until, row.resume_status),
+            _state(sub_status, row.sub_suspended_until, row.sub_resume_status)
+            if resource_named
+            else None,
+            suppressed=bool(row.suppressed),
+            resource_named=resource_named,
+            now=now,
+        )
+        if Status.SUSPENDED.value not in key:
+            plain[key] = decision
+        return decision
+
     answers: list[tuple[str, Decision]] = []
     for raw, address in zip(emails, normalized, strict=True):
         if address is None:
@@ -74,21 +100,10 @@ def decide_many(
         if row is None:
             suppressed = email_hash(address) in suppressed_unknown
             decision = can_send(
-                None, None, suppressed=suppressed, resource_named=resource is not None, now=now
+                None, None, suppressed=suppressed, resource_named=resource_named, now=now
             )
         else:
-            subscription = (
-                _state(row.sub_status, row.sub_suspended_until, row.sub_resume_status)
-                if found_resource is not None
-                else None
-            )
-            decision = can_send(
-                _state(row.status, row.suspended_until, row.resume_status),
-                subscription,
-                suppressed=bool(row.suppressed),
-                resource_named=found_resource is not None,
-                now=now,
-            )
+            decision = decided(row)
         answers.append((address, decision))
     return answers
 
