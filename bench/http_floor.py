@@ -300,8 +300,9 @@ Start = Callable[[str, list[tuple[str, str]]], Any]
 
 
 def _json(start: Start, status: str, body: Any) -> list[bytes]:
-    # Flask's jsonify outside debug mode: sorted keys, compact, a final newline.
-    data = (json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n").encode()
+    # As optin's jsonify writes it outside debug mode: keys in insertion order (optin turns
+    # Flask's key sorting off), compact, a final newline.
+    data = (json.dumps(body, separators=(",", ":")) + "\n").encode()
     start(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
     return [data]
 
