@@ -206,3 +206,15 @@ def test_a_nul_character_anywhere_is_a_clear_400(
     page = getattr(client, method)(path, data=data) if data else getattr(client, method)(path)
     assert page.status_code == 400
     assert database_state() == before
+
+
+def test_a_bad_embedded_signup_shows_the_error_on_optins_own_form(
+    app: Flask, newsletter: Resource
+) -> None:
+    page = app.test_client().post(
+        "/subscribe/newsletter/embed", data={"email": "not-an-address", "website": ""}
+    )
+    assert page.status_code == 400
+    html = page.get_data(as_text=True)
+    assert "Enter an email address like name@example.com." in html
+    assert 'name="csrf_token"' in html  # correcting it happens on optin's own, protected form

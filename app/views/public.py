@@ -166,14 +166,7 @@ def subscribe(slug: str) -> ResponseLike:
     form = SignupForm()
     if form.validate_on_submit():
         return _signup(form, [resource.slug], f"subscribe/{resource.slug}", resource.thank_you_url)
-    status = 400 if request.method == "POST" else 200
-    page = render_template(
-        "public/subscribe.html",
-        form=form,
-        resource=resource,
-        consent_text=subscriptions.consent_text_for(resource),
-    )
-    return page, status
+    return _signup_page(form, resource, 400 if request.method == "POST" else 200)
 
 
 @public.post("/subscribe/<slug>/embed")
@@ -187,14 +180,21 @@ def subscribe_embedded(slug: str) -> ResponseLike:
     form = SignupForm(meta={"csrf": False})
     if form.validate():
         return _signup(form, [resource.slug], f"embed/{resource.slug}", resource.thank_you_url)
+    # The corrections happen on optin's own page, whose form carries a CSRF token again.
+    own_form = SignupForm(formdata=request.form)
+    own_form.validate()
+    return _signup_page(own_form, resource, 400)
+
+
+def _signup_page(form: SignupForm, resource: Resource, status: int) -> tuple[str, int]:
+    """One resource's signup form, with the errors the form holds."""
     page = render_template(
         "public/subscribe.html",
-        form=SignupForm(formdata=request.form),
+        form=form,
         resource=resource,
         consent_text=subscriptions.consent_text_for(resource),
-        errors_from_embed=form.errors,
     )
-    return page, 400
+    return page, status
 
 
 @public.route("/subscribe", methods=["GET", "POST"])
