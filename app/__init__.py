@@ -63,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import models  # noqa: F401  (the tables must be known to Alembic and create_all)
     from app.cli import register_commands
     from app.outbox import deliver_after_response
+    from app.views.admin import register_admin
     from app.views.api import register_api
     from app.views.errors import register_error_pages
     from app.views.public import public
@@ -70,6 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(public)
     register_api(app)
+    register_admin(app)
     register_webhooks(app)
     register_error_pages(app)
     deliver_after_response(app)

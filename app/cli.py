@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
 from flask import Flask, current_app
 
 from app import outbox, queries
-from app.services import api_keys
+from app.services import admin_users, api_keys
 from app.services.errors import InvalidInput, NotFound
 from app.services.maintenance import expire
 from app.services.resources import create_resource
@@ -17,6 +18,7 @@ resources_cli = click.Group("resources", help="Create and list resources.")
 statuses_cli = click.Group("statuses", help="Status upkeep.")
 outbox_cli = click.Group("outbox", help="The queue of emails to send.")
 api_keys_cli = click.Group("api-keys", help="Keys for the JSON API.")
+users_cli = click.Group("users", help="Admin users of the admin view.")
 
 
 @resources_cli.command("add")
@@ -128,10 +130,29 @@ def list_api_keys() -> None:
         click.echo(f"{row.name}\t{row.prefix}…\t{row.created_at:%Y-%m-%d}\t{revoked}")
 
 
+@users_cli.command("create")
+@click.argument("email")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (for scripts)."
+)
+def create_user(email: str, password_stdin: bool) -> None:
+    """Create an admin user; the password is prompted for (twice) unless --password-stdin."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = admin_users.create_user(email, password)
+    except InvalidInput as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"created admin user {user.email}")
+
+
 def register_commands(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(resources_cli)
     app.cli.add_command(statuses_cli)
     app.cli.add_command(outbox_cli)
     app.cli.add_command(api_keys_cli)
+    app.cli.add_command(users_cli)
     app.cli.add_command(demo)

@@ -74,6 +74,11 @@ DEFAULTS: dict[str, Any] = {
     # goes into consent records and events, so it must be the customer's, not the proxy's.
     "PROXY_FIX_X_FOR": 0,
     "PROXY_FIX_X_PROTO": 0,
+    # Admin sessions end this many seconds after login, whatever the activity (8 hours).
+    "ADMIN_SESSION_LIFETIME": 8 * 3600,
+    # Flask-Limiter limits on admin login attempts, per client IP and per login address.
+    "ADMIN_LOGIN_LIMIT_PER_IP": "10 per minute; 50 per hour",
+    "ADMIN_LOGIN_LIMIT_PER_ADDRESS": "5 per minute; 20 per hour",
     # Slug of the demo resource that `make run` creates.
     "DEMO_RESOURCE": "newsletter",
 }

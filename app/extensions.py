@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -34,3 +35,5 @@ csrf = CSRFProtect()
 # Limits are declared on the views that need them; RATELIMIT_* settings configure the storage.
 limiter = Limiter(key_func=get_remote_address)
 babel = Babel()
+# Admin sessions; the admin blueprint's guard decides what an anonymous request gets.
+login_manager = LoginManager()

@@ -259,3 +259,65 @@ class DeliveryEvent(db.Model):
         UniqueConstraint("source", "event_id"),
         Index("ix_delivery_events_soft_bounces", "email_hash", "type", "occurred_at"),
     )
+
+
+class AdminUser(db.Model):
+    """A member of the marketing team who may use the admin view (SPEC §4). The password is
+    stored as a Werkzeug hash; the address is the login name and the actor in the event log."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Flask-Login's user protocol: every stored user is an active, authenticated one.
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class ImportJob(db.Model):
+    """One CSV import of existing subscribers (SPEC §4), run in the background. The counters are
+    updated as it goes, so the admin page and the command line can show its progress."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The resource rows without a resource column go to (the import's --resource).
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resources.id", ondelete="SET NULL"))
+    filename: Mapped[str] = mapped_column(String(300))
+    # Where the uploaded file waits for the background worker (under the instance folder).
+    path: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    # queued, running, done or failed.
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    imported_rows: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged_rows: Mapped[int] = mapped_column(Integer, default=0)
+    rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ImportRejection(db.Model):
+    """A row of an import that was not imported, with its line number and why."""
+
+    __tablename__ = "import_rejections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_jobs.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)
+    # The raw address as written in the file (cut to fit), to help find the row.
+    email: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(300))
+
+    __table_args__ = (Index("ix_import_rejections_job_line", "job_id", "line"),)

@@ -21,8 +21,10 @@ os.environ.setdefault("OPTIN_INSTANCE_PATH", tempfile.mkdtemp(prefix="optin-test
 
 from app import create_app
 from app.extensions import db
-from app.models import Resource
+from app.models import AdminUser, Resource
+from app.services.admin_users import create_user
 from app.services.resources import create_resource
+from tests.helpers import submit
 from tests.smtp import SmtpServer
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -117,3 +119,22 @@ def brand(app: Flask) -> Resource:
 def offers(app: Flask) -> Resource:
     """A public single-opt-in resource."""
     return create_resource("offers", "Offers", double_opt_in=False)
+
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def admin_user(app: Flask) -> AdminUser:
+    """An admin user, as ``flask users create`` makes one."""
+    return create_user(ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def admin_client(app: Flask, admin_user: AdminUser) -> FlaskClient:
+    """A browser logged in to the admin view through its login form."""
+    client = app.test_client()
+    answer = submit(client, "/admin/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    assert answer.status_code == 303, answer.status_code
+    return client

@@ -1,0 +1,67 @@
+"""Admin users (SPEC §4): created on the command line, passwords kept as Werkzeug hashes."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.addresses import InvalidEmail, normalize_email
+from app.database import in_write_transaction, utcnow
+from app.extensions import db
+from app.models import AdminUser
+from app.services.errors import InvalidInput
+
+MIN_PASSWORD_LENGTH = 10
+# Checked when the address is unknown, so that a wrong address costs as long as a wrong password
+# and the login answer's timing does not tell which addresses are admins.
+_DUMMY_HASH = generate_password_hash("not a password of anyone")
+
+
+def create_user(email: str, password: str) -> AdminUser:
+    """A new admin user. Refuses a short password and an address that is taken."""
+    try:
+        address = normalize_email(email)
+    except InvalidEmail as error:
+        raise InvalidInput(f"not a valid email address: {error}") from None
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+
+    def work() -> AdminUser:
+        if db.session.scalar(select(AdminUser).where(AdminUser.email == address)) is not None:
+            raise InvalidInput(f"an admin user {address} exists already")
+        user = AdminUser(email=address, password_hash=generate_password_hash(password))
+        db.session.add(user)
+        return user
+
+    return in_write_transaction(work)
+
+
+def authenticate(email: str, password: str) -> AdminUser | None:
+    """The user whose address and password these are, with the login time recorded, or None."""
+    try:
+        address = normalize_email(email)
+    except InvalidEmail:
+        address = None
+    user = (
+        db.session.scalar(select(AdminUser).where(AdminUser.email == address)) if address else None
+    )
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(user.password_hash, password):
+        return None
+
+    def record_login() -> AdminUser:
+        fresh = db.session.get(AdminUser, user.id)
+        assert fresh is not None
+        fresh.last_login_at = utcnow()
+        return fresh
+
+    return in_write_transaction(record_login)
+
+
+def user_by_id(user_id: str) -> AdminUser | None:
+    """Flask-Login's user loader: the user a session names, if it still exists."""
+    if not user_id.isdigit():
+        return None
+    return db.session.get(AdminUser, int(user_id))
