@@ -74,6 +74,17 @@ def admin_actor(reason: str | None = None) -> Actor:
     )
 
 
+@admin.context_processor
+def _navigation() -> dict[str, object]:
+    """The sections every admin page links to, for the ones this app has."""
+    built = [
+        (endpoint, label)
+        for endpoint, label in NAVIGATION
+        if endpoint in current_app.view_functions
+    ]
+    return {"admin_navigation": built}
+
+
 def register_admin(app: Flask) -> None:
     """Register the admin view with its guard: a login session, CSRF on every form."""
     from app.views.admin import auth  # noqa: F401  (each module adds its routes to ``admin``)
@@ -84,12 +95,3 @@ def register_admin(app: Flask) -> None:
     app.register_blueprint(admin)
     # The guard belongs to this app's registration of the blueprint, for every route in it.
     app.before_request_funcs.setdefault(admin.name, []).append(require_login)
-
-    @app.context_processor
-    def _navigation() -> dict[str, object]:
-        if request.blueprint != admin.name:
-            return {}
-        built = [
-            (endpoint, label) for endpoint, label in NAVIGATION if endpoint in app.view_functions
-        ]
-        return {"admin_navigation": built}
