@@ -3,6 +3,8 @@ name, the extensions' own included (SPEC §5)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app import create_app
@@ -92,3 +94,9 @@ def test_behind_a_trusted_proxy_the_customers_ip_is_recorded(tmp_path, monkeypat
         )
         seen[hops] = answer.get_data(as_text=True)
     assert seen == {0: "10.0.0.2", 1: "198.51.100.7"}
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    undocumented = [name for name in DEFAULTS if f"`{name}`" not in readme]
+    assert undocumented == []
