@@ -47,18 +47,27 @@ def enqueue(
     resource_id: int | None = None,
     **context: Any,
 ) -> OutboxMessage:
-    """Queue an email in the current transaction; it is sent after the commit."""
+    """Queue an email in the current transaction; it is sent after the commit.
+
+    With OUTBOX_DELIVER_INLINE the web process claims the message for itself in this same
+    transaction, so that sending it after the response needs no second write transaction; if the
+    process dies first, the claim's lease runs out and any worker sends it."""
+    now = utcnow()
+    inline = current_app.config["OUTBOX_DELIVER_INLINE"]
     message = OutboxMessage(
         to_address=to,
         template=template,
         context=context,
         profile_id=profile_id,
         resource_id=resource_id,
-        next_attempt_at=utcnow(),
+        created_at=now,
+        next_attempt_at=now,
+        claimed_until=now + LEASE if inline else None,
     )
     db.session.add(message)
-    db.session.flush()  # the id, so that the web process can send exactly this after the commit
-    g.setdefault("outbox_ids", []).append(message.id)
+    if inline:
+        db.session.flush()  # the id, so that the web process sends exactly this after the commit
+        g.setdefault("outbox_claims", []).append((message.id, message.claimed_until))
     return message
 
 
@@ -227,19 +236,57 @@ def deliver_due(
     return report
 
 
+def _claimed_here(claims: list[tuple[int, datetime]]) -> list[Claimed]:
+    """The messages this request claimed when it queued them, if its transaction committed.
+
+    A row is ours only with our lease time on it: after a rollback the id may have been reused
+    (SQLite reuses the highest rowid) by another request's message, under its own claim."""
+    leases = dict(claims)
+    rows = db.session.execute(
+        select(OutboxMessage).where(
+            OutboxMessage.id.in_(list(leases)), OutboxMessage.sent_at.is_(None)
+        )
+    ).scalars()
+    mine = [
+        Claimed(
+            row.id,
+            row.to_address,
+            row.template,
+            dict(row.context),
+            row.profile_id,
+            row.resource_id,
+            row.attempts,
+        )
+        for row in rows
+        if row.claimed_until == leases[row.id]
+    ]
+    db.session.rollback()  # end the read, so that recording can take the write lock
+    return mine
+
+
+def deliver_claimed(claims: list[tuple[int, datetime]]) -> DeliveryReport:
+    """Send the messages a request queued and claimed (``enqueue`` with inline delivery)."""
+    now = utcnow()
+    report = DeliveryReport()
+    claimed = _claimed_here(claims)
+    if claimed:
+        _record([_attempt(message, now) for message in claimed], now, report)
+    return report
+
+
 def deliver_after_response(app: Flask) -> None:
     """The embedded default (OUTBOX_DELIVER_INLINE): when a request queued mail, send it from the
     web process once the response is out, so nothing waits on the mail server."""
 
     @app.after_request
     def _schedule(response):  # type: ignore[no-untyped-def]
-        queued = g.pop("outbox_ids", None)
-        if queued and current_app.config["OUTBOX_DELIVER_INLINE"]:
+        claims = g.pop("outbox_claims", None)
+        if claims:
             flask_app = current_app._get_current_object()  # type: ignore[attr-defined]
 
             def _send() -> None:
                 with flask_app.app_context():
-                    deliver_due(only=queued)
+                    deliver_claimed(claims)
 
             response.call_on_close(_send)
         return response

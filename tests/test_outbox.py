@@ -85,6 +85,38 @@ def test_the_web_process_delivers_right_after_the_response(
         db.session.remove()
 
 
+def test_a_worker_leaves_the_web_processs_own_messages_alone(
+    database_url: str, _schema: None, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    """The web process claims what it queues in the same transaction: a worker that runs between
+    the commit and the send after the response does not send it too."""
+    smtp_server.messages.clear()
+    inline = mail_app(database_url, smtp_server.port)
+    with inline.app_context():
+        page = submit(inline.test_client(), "/subscribe/newsletter", {"email": ALICE})
+        (queued,) = pending()
+        assert queued.claimed_until is not None and queued.claimed_until > utcnow()
+        assert outbox.deliver_due().handled == 0
+        page.close()
+        assert [m["To"] for m in smtp_server.messages] == [ALICE]
+        assert pending() == []
+        db.session.remove()
+
+
+def test_a_message_whose_web_process_died_is_sent_when_its_lease_runs_out(
+    database_url: str, _schema: None, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    smtp_server.messages.clear()
+    inline = mail_app(database_url, smtp_server.port)
+    with inline.app_context():
+        submit(inline.test_client(), "/subscribe/newsletter", {"email": ALICE})
+        # The response is never closed: the process "died" before sending.
+        assert outbox.deliver_due().handled == 0
+        assert outbox.deliver_due(now=utcnow() + outbox.LEASE + timedelta(seconds=1)).sent == 1
+        assert [m["To"] for m in smtp_server.messages] == [ALICE]
+        db.session.remove()
+
+
 def test_two_workers_send_each_message_exactly_once(
     app: Flask, smtp_server: SmtpServer, newsletter: Resource
 ) -> None:
