@@ -184,6 +184,7 @@ def main() -> int:
     timed(flask_wtf.csrf, "generate_csrf", "flask_wtf generate_csrf")
     timed(flask_wtf.csrf, "validate_csrf", "flask_wtf validate_csrf")
     timed(sqlalchemy.orm.Session, "commit", "Session.commit (flush + COMMIT)")
+
     def sent_count() -> int:
         with flask_app.app_context():
             query = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL"
