@@ -10,6 +10,7 @@ from flask import Flask, current_app
 
 from app import outbox, queries
 from app.services import admin_users, api_keys
+from app.services.demo import DEMO_DOMAIN, seed_history
 from app.services.errors import InvalidInput, NotFound
 from app.services.maintenance import expire
 from app.services.resources import create_resource
@@ -69,8 +70,15 @@ def expire_statuses() -> None:
 
 
 @click.command("demo")
-def demo() -> None:
-    """Create the demo resource (DEMO_RESOURCE) unless it exists: what `make run` starts with."""
+@click.option(
+    "--people",
+    default=120,
+    show_default=True,
+    help="Demo profiles with a month of history, made when the demo resource is created.",
+)
+def demo(people: int) -> None:
+    """Create the demo resource (DEMO_RESOURCE) unless it exists, with a month of made-up
+    history for the admin view: what `make run` starts with. No email is sent."""
     slug = current_app.config["DEMO_RESOURCE"]
     if queries.resource_by_slug(slug) is not None:
         click.echo(f"demo resource {slug} is there")
@@ -82,6 +90,13 @@ def demo() -> None:
         "to the console and saved under instance/mail.",
     )
     click.echo(f"created demo resource {slug}")
+    if people > 0:
+        report = seed_history(slug, people=people)
+        click.echo(
+            f"demo history: {report.people} signups at @{DEMO_DOMAIN}, {report.confirmed} "
+            f"confirmed, {report.unsubscribed} unsubscribed, {report.bounced} bounced, "
+            f"{report.complained} complained, {report.paused} paused"
+        )
 
 
 @outbox_cli.command("work")

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flask.testing import FlaskCliRunner
+from sqlalchemy import func, select
 
 from app import queries
-from app.models import Resource
+from app.extensions import db
+from app.models import ConsentRecord, OutboxMessage, Profile, Resource, StatusEvent
 from app.services import statuses
+from tests.helpers import count
 
 
 def test_resources_add_and_list(runner: FlaskCliRunner) -> None:
@@ -48,8 +51,40 @@ def test_resources_add_refuses_bad_input_and_changes_nothing(runner: FlaskCliRun
 
 def test_demo_creates_the_demo_resource_once(runner: FlaskCliRunner) -> None:
     assert "created demo resource newsletter" in runner.invoke(args=["demo"]).output
+    events = count(StatusEvent)
     assert "is there" in runner.invoke(args=["demo"]).output
     assert len(queries.all_resources()) == 1
+    assert count(StatusEvent) == events
+
+
+def test_demo_history_is_a_month_of_real_status_changes_and_sends_no_email(
+    runner: FlaskCliRunner,
+) -> None:
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    assert "demo history: 120 signups" in result.output
+    profiles = db.session.scalars(select(Profile)).all()
+    assert len(profiles) == 120
+    assert all(p.email.endswith("@demo.example") for p in profiles)
+    causes = set(db.session.scalars(select(StatusEvent.cause)))
+    assert {"signup", "confirm", "unsubscribe_link", "bounce"} <= causes
+    times = list(db.session.scalars(select(StatusEvent.occurred_at)))
+    assert min(times) >= datetime.now(UTC) - timedelta(days=31)
+    assert len({t.date() for t in times}) > 10  # spread over the month, not all today
+    # Every confirmed subscription carries its proof of consent, as a real confirmation does.
+    confirmations = db.session.scalar(
+        select(func.count()).where(StatusEvent.cause == "confirm", StatusEvent.channel.is_not(None))
+    )
+    assert count(ConsentRecord) == confirmations > 0
+    assert count(OutboxMessage) == 0
+    # The statuses are what the rules made of that history: bounced addresses are suppressed.
+    bounced = [p for p in profiles if p.status == "hardbounced"]
+    assert bounced and all(queries.suppression_of(p.email_hash) for p in bounced)
+
+
+def test_demo_without_history(runner: FlaskCliRunner) -> None:
+    assert runner.invoke(args=["demo", "--people", "0"]).exit_code == 0
+    assert count(Profile) == 0
 
 
 def test_statuses_expire_reports_what_it_did(runner: FlaskCliRunner, newsletter: Resource) -> None:

@@ -150,6 +150,33 @@ def _queue_welcome(profile: Profile, resource: Resource) -> None:
     )
 
 
+def record_consent(
+    profile_id: int,
+    resource_id: int,
+    channel: Channel,
+    *,
+    consent_text_id: int | None,
+    confirmed_at: datetime,
+    ip: str | None,
+    user_agent: str | None,
+    form: str | None,
+) -> None:
+    """Store the proof of consent with the subscription just confirmed (rule 7), in the
+    transaction of the confirmation."""
+    subscription = queries.subscription_of(profile_id, resource_id, channel.value)
+    assert subscription is not None
+    db.session.add(
+        ConsentRecord(
+            subscription_id=subscription.id,
+            consent_text_id=consent_text_id,
+            confirmed_at=confirmed_at,
+            ip=ip,
+            user_agent=user_agent,
+            form=form,
+        )
+    )
+
+
 def _became_subscribed(result: Result) -> bool:
     return any(c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in result.events)
 
@@ -247,17 +274,15 @@ def subscription_with_consent(
         resource = queries.resource_by_slug(slug)
         assert profile is not None and resource is not None
         if _became_subscribed(result):
-            subscription = queries.subscription_of(profile.id, resource.id, channel.value)
-            assert subscription is not None
-            db.session.add(
-                ConsentRecord(
-                    subscription_id=subscription.id,
-                    consent_text_id=None,
-                    confirmed_at=proof.confirmed_at,
-                    ip=proof.ip,
-                    user_agent=proof.user_agent,
-                    form=proof.form,
-                )
+            record_consent(
+                profile.id,
+                resource.id,
+                channel,
+                consent_text_id=None,
+                confirmed_at=proof.confirmed_at,
+                ip=proof.ip,
+                user_agent=proof.user_agent,
+                form=proof.form,
             )
             _queue_welcome(profile, resource)
         return result
@@ -319,17 +344,15 @@ def confirm_signup(
             )
             resource = queries.resource_by_slug(slug) if slug else None
             if resource is not None and _became_subscribed(result):
-                subscription = queries.subscription_of(profile.id, resource.id, channel.value)
-                assert subscription is not None
-                db.session.add(
-                    ConsentRecord(
-                        subscription_id=subscription.id,
-                        consent_text_id=target.consent_text_id,
-                        confirmed_at=moment,
-                        ip=actor.ip,
-                        user_agent=actor.user_agent,
-                        form=target.form,
-                    )
+                record_consent(
+                    profile.id,
+                    resource.id,
+                    channel,
+                    consent_text_id=target.consent_text_id,
+                    confirmed_at=moment,
+                    ip=actor.ip,
+                    user_agent=actor.user_agent,
+                    form=target.form,
                 )
                 _queue_welcome(profile, resource)
                 confirmed.append(resource)
