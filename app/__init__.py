@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -76,4 +77,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_pages(app)
     deliver_after_response(app)
     register_commands(app)
+    if app.config["GC_FREEZE"] and not app.testing:
+        gc.freeze()
     return app
