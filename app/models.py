@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -96,6 +97,23 @@ class Profile(StatusColumns, db.Model):
     __table_args__ = (Index("ix_profiles_global_status", "global_status"),)
 
 
+# The admin's profile search (queries.search_profiles): a prefix of the lower-cased name, and of
+# the email, which is stored lower-case. PostgreSQL finds a LIKE prefix in a natural-language
+# collation only through text_pattern_ops; SQLite reads a byte-order range of lower(name) here
+# and of the email in its unique index (so this email index exists on PostgreSQL alone; its
+# lower() is what the address already is, and keeps it an expression SQLite's Alembic skips).
+Index(
+    "ix_profiles_name_prefix",
+    func.lower(Profile.name).label("name_lower"),
+    postgresql_ops={"name_lower": "text_pattern_ops"},
+)
+Index(
+    "ix_profiles_email_prefix",
+    func.lower(Profile.email).label("email_lower"),
+    postgresql_ops={"email_lower": "text_pattern_ops"},
+).ddl_if(dialect="postgresql")
+
+
 class Subscription(StatusColumns, db.Model):
     """A profile's subscription to one resource on one channel, with its own status."""
 
@@ -161,6 +179,21 @@ class Suppression(db.Model):
     reason: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SuppressionEvent(db.Model):
+    """An address put on the suppression list or taken off it by hand, with who and why. The
+    list itself keeps only its current rows; this is their history (rule 7 for the list)."""
+
+    __tablename__ = "suppression_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # "added" or "lifted".
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ConsentText(db.Model):
