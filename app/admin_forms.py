@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SubmitField
-from wtforms.validators import InputRequired, Length
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+    URLField,
+    ValidationError,
+)
+from wtforms.validators import InputRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from app.forms import options
+from app.status import Channel, Status
 
 
 class LoginForm(FlaskForm):
@@ -19,3 +37,79 @@ class ButtonForm(FlaskForm):
     """A form that is only a button and its CSRF token: log out, revoke, lift."""
 
     submit = SubmitField("Go")
+
+
+def aware_utc(moment: datetime | None) -> datetime | None:
+    """A ``datetime-local`` input has no zone; the admin view states its times in UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None else None
+
+
+class StatusForm(FlaskForm):
+    """A status change on the profile page, global or of one subscription. The page offers the
+    statuses of ``status.admin_targets``; the service checks that again, so any status word is
+    accepted here and a forged one is refused there, with the rule's own message."""
+
+    status = SelectField("New status", choices=options([(s.value, s.value) for s in Status]))
+    suspended_until = DateTimeLocalField(
+        "Suspended until (UTC)", format="%Y-%m-%dT%H:%M", validators=[Optional()]
+    )
+    reason = StringField("Reason", validators=[Length(max=500)])
+    submit = SubmitField("Change")
+
+    def validate_suspended_until(self, field: DateTimeLocalField) -> None:
+        if self.status.data == Status.SUSPENDED.value and field.data is None:
+            raise ValidationError("A suspension needs an end time.")
+        if self.status.data != Status.SUSPENDED.value and field.data is not None:
+            raise ValidationError("Only a suspension takes an end time.")
+
+    def validate_reason(self, field: StringField) -> None:
+        if self.status.data == Status.INVALID.value and not (field.data or "").strip():
+            raise ValidationError("Say why the address is invalid.")
+
+
+class SuppressionForm(FlaskForm):
+    """Add an address to the suppression list by hand."""
+
+    email = StringField("Email address", validators=[InputRequired(), Length(max=320)])
+    reason = StringField(
+        "Reason", validators=[InputRequired("Say why the address is suppressed."), Length(max=500)]
+    )
+    submit = SubmitField("Suppress")
+
+
+class LiftForm(FlaskForm):
+    """Take one address off the suppression list, saying why."""
+
+    reason = StringField(
+        "Reason", validators=[InputRequired("Say why the suppression is lifted."), Length(max=500)]
+    )
+    submit = SubmitField("Lift")
+
+
+class ResourceForm(FlaskForm):
+    """Create or edit a resource. The slug is set once, at creation (links carry it)."""
+
+    slug = StringField("Slug (in links; cannot change later)", validators=[Length(max=64)])
+    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
+    description = TextAreaField("Description", validators=[Length(max=2000)])
+    channels = SelectMultipleField(
+        "Channels",
+        choices=options([(c.value, c.value) for c in Channel]),
+        default=[Channel.EMAIL.value],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
+    public = BooleanField("Shown on the public pages", default=True)
+    double_opt_in = BooleanField("Double opt-in (a confirmation email)", default=True)
+    thank_you_url = URLField("Thank-you URL (optional)", validators=[Length(max=500)])
+    consent_text = TextAreaField(
+        "Consent text (a change adds a new version)", validators=[Length(max=5000)]
+    )
+    submit = SubmitField("Save")
+
+
+class ApiKeyForm(FlaskForm):
+    """Create an API key for the sending platform."""
+
+    name = StringField("Key name", validators=[InputRequired(), Length(max=100)])
+    submit = SubmitField("Create key")

@@ -316,7 +316,7 @@ DAILY_SERIES: tuple[tuple[str, ColumnElement[bool]], ...] = (
 def profiles_by_global_status() -> dict[str, int]:
     """How many profiles have each global status (the dashboard), from the status index alone."""
     query = select(Profile.status, func.count()).group_by(Profile.status)
-    return {status: total for status, total in db.session.execute(query).tuples()}
+    return {status: total for status, total in db.session.execute(query)}
 
 
 def subscriptions_by_status() -> list[tuple[int, str, str, int]]:
@@ -325,7 +325,7 @@ def subscriptions_by_status() -> list[tuple[int, str, str, int]]:
     query = select(
         Subscription.resource_id, Subscription.channel, Subscription.status, func.count()
     ).group_by(Subscription.resource_id, Subscription.channel, Subscription.status)
-    return [tuple(row) for row in db.session.execute(query).tuples()]  # type: ignore[misc]
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
 
 
 def suppression_count() -> int:
@@ -410,7 +410,7 @@ def events_with_scope_of_profile(profile_id: int) -> list[tuple[StatusEvent, str
         .where(StatusEvent.profile_id == profile_id)
         .order_by(StatusEvent.occurred_at, StatusEvent.id)
     )
-    return [tuple(row) for row in db.session.execute(query).tuples()]  # type: ignore[misc]
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
 
 
 def consent_proof_of_profile(
@@ -425,7 +425,7 @@ def consent_proof_of_profile(
         .where(Subscription.profile_id == profile_id)
         .order_by(ConsentRecord.confirmed_at, ConsentRecord.id)
     )
-    return [tuple(row) for row in db.session.execute(query).tuples()]  # type: ignore[misc]
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
 
 
 def consent_texts_of_resource(resource_id: int) -> Sequence[ConsentText]:
@@ -461,14 +461,25 @@ def suppression_events_of(email_hash: str) -> Sequence[SuppressionEvent]:
     return db.session.execute(query).scalars().all()
 
 
-def recent_suppression_events(limit: int = 20) -> Sequence[SuppressionEvent]:
-    """The latest hand-made changes to the suppression list, newest first."""
+def recent_suppression_events(limit: int = 20) -> list[tuple[SuppressionEvent, str | None]]:
+    """The latest hand-made changes to the suppression list, newest first, each with its address
+    where optin still has it (on the list, or as a profile); the events keep only the hash, so
+    that an erasure leaves no address behind in them."""
+    address = func.coalesce(
+        select(Suppression.email)
+        .where(Suppression.email_hash == SuppressionEvent.email_hash)
+        .scalar_subquery(),
+        select(Profile.email)
+        .where(Profile.email_hash == SuppressionEvent.email_hash)
+        .limit(1)
+        .scalar_subquery(),
+    )
     query = (
-        select(SuppressionEvent)
+        select(SuppressionEvent, address)
         .order_by(SuppressionEvent.occurred_at.desc(), SuppressionEvent.id.desc())
         .limit(limit)
     )
-    return db.session.execute(query).scalars().all()
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
 
 
 def api_key_by_id(key_id: int) -> ApiKey | None:

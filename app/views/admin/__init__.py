@@ -76,7 +76,14 @@ def admin_actor(reason: str | None = None) -> Actor:
 
 def register_admin(app: Flask) -> None:
     """Register the admin view with its guard: a login session, CSRF on every form."""
-    from app.views.admin import auth  # noqa: F401  (each module adds its routes to ``admin``)
+    from app.views.admin import (
+        api_keys,  # noqa: F401
+        auth,  # noqa: F401  (each module adds its routes to ``admin``)
+        dashboard,  # noqa: F401
+        profiles,  # noqa: F401
+        resources,  # noqa: F401
+        suppressions,  # noqa: F401
+    )
 
     login_manager.init_app(app)
     login_manager.user_loader(user_by_id)
