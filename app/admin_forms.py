@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -56,15 +57,21 @@ class StatusForm(FlaskForm):
     reason = StringField("Reason", validators=[Length(max=500)])
     submit = SubmitField("Change")
 
-    def validate_suspended_until(self, field: DateTimeLocalField) -> None:
-        if self.status.data == Status.SUSPENDED.value and field.data is None:
-            raise ValidationError("A suspension needs an end time.")
-        if self.status.data != Status.SUSPENDED.value and field.data is not None:
-            raise ValidationError("Only a suspension takes an end time.")
-
-    def validate_reason(self, field: StringField) -> None:
-        if self.status.data == Status.INVALID.value and not (field.data or "").strip():
-            raise ValidationError("Say why the address is invalid.")
+    def validate(self, extra_validators: Any = None) -> bool:
+        """The fields, then what one field asks of another (an Optional() end time stops its
+        own validators when empty, so the suspension's need of one is checked here)."""
+        valid = super().validate(extra_validators)
+        suspending = self.status.data == Status.SUSPENDED.value
+        if suspending and self.suspended_until.data is None and not self.suspended_until.errors:
+            self.suspended_until.errors = ["A suspension needs an end time."]
+            valid = False
+        elif not suspending and self.suspended_until.data is not None:
+            self.suspended_until.errors = ["Only a suspension takes an end time."]
+            valid = False
+        if self.status.data == Status.INVALID.value and not (self.reason.data or "").strip():
+            self.reason.errors = ["Say why the address is invalid."]
+            valid = False
+        return valid
 
 
 class SuppressionForm(FlaskForm):
