@@ -17,7 +17,6 @@ from wtforms import (
     SubmitField,
     TextAreaField,
     URLField,
-    ValidationError,
 )
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
