@@ -18,7 +18,7 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
-from wtforms.validators import InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.forms import options
@@ -37,6 +37,10 @@ class ButtonForm(FlaskForm):
     """A form that is only a button and its CSRF token: log out, revoke, lift."""
 
     submit = SubmitField("Go")
+
+
+def strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
 
 
 def aware_utc(moment: datetime | None) -> datetime | None:
@@ -76,9 +80,11 @@ class StatusForm(FlaskForm):
 class SuppressionForm(FlaskForm):
     """Add an address to the suppression list by hand."""
 
-    email = StringField("Email address", validators=[InputRequired(), Length(max=320)])
+    email = StringField("Email address", validators=[DataRequired(), Length(max=320)])
     reason = StringField(
-        "Reason", validators=[InputRequired("Say why the address is suppressed."), Length(max=500)]
+        "Reason",
+        filters=[strip],
+        validators=[DataRequired("Say why the address is suppressed."), Length(max=500)],
     )
     submit = SubmitField("Suppress")
 
@@ -87,7 +93,9 @@ class LiftForm(FlaskForm):
     """Take one address off the suppression list, saying why."""
 
     reason = StringField(
-        "Reason", validators=[InputRequired("Say why the suppression is lifted."), Length(max=500)]
+        "Reason",
+        filters=[strip],
+        validators=[DataRequired("Say why the suppression is lifted."), Length(max=500)],
     )
     submit = SubmitField("Lift")
 

@@ -72,6 +72,6 @@ def lift(email_hash: str) -> ResponseReturnValue:
         abort(404)
     except (RuleError, InvalidInput) as error:
         flash(f"Not lifted: {error}.", "error")
-        return render_suppressions(status=409)
+        return render_suppressions(status=409 if isinstance(error, RuleError) else 400)
     flash(f"Lifted the suppression of {address}.", "notice")
     return redirect(url_for("admin.suppressions"), code=303)
