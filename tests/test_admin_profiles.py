@@ -122,7 +122,7 @@ def test_the_forms_offer_only_what_the_rules_allow(
 ) -> None:
     profile = signed_up()
     html = page_text(admin_client, f"/admin/profiles/{profile.id}")
-    assert options_of(html, "global-status") == [
+    assert options_of(html, "global-change-status") == [
         "unsubscribed",
         "complainer",
         "suspended",
@@ -131,7 +131,7 @@ def test_the_forms_offer_only_what_the_rules_allow(
     statuses.unsubscribe(ALICE, None)
     html = page_text(admin_client, f"/admin/profiles/{profile.id}")
     # Nothing to pause in a stopped status; hardbounced and unconfirmed are never offered.
-    assert options_of(html, "global-status") == ["subscribed", "complainer", "invalid"]
+    assert options_of(html, "global-change-status") == ["subscribed", "complainer", "invalid"]
 
 
 # --- Changing statuses -------------------------------------------------------------------------
