@@ -97,20 +97,25 @@ class Profile(StatusColumns, db.Model):
     __table_args__ = (Index("ix_profiles_global_status", "global_status"),)
 
 
-# The admin's profile search (queries.search_profiles): a prefix of the lower-cased name, and of
-# the email, which is stored lower-case. PostgreSQL finds a LIKE prefix in a natural-language
-# collation only through text_pattern_ops; SQLite reads a byte-order range of lower(name) here
-# and of the email in its unique index (so this email index exists on PostgreSQL alone; its
-# lower() is what the address already is, and keeps it an expression SQLite's Alembic skips).
+# The admin's profile search (queries.search_profiles) reads a prefix range of the lower-cased
+# name, and of the email (stored lower-case), in index order with the id for ties. The order is
+# byte order: SQLite's own; on PostgreSQL the "C" collation, since in a natural-language
+# collation a prefix range is not the strings with that prefix. (The collation is given as
+# the expression's "operator class" because Alembic compares neither, and a COLLATE in the
+# expression itself reads back differently and would look like a changed index.)
+C_ORDER = 'COLLATE "C"'
 Index(
     "ix_profiles_name_prefix",
     func.lower(Profile.name).label("name_lower"),
-    postgresql_ops={"name_lower": "text_pattern_ops"},
+    Profile.id,
+    postgresql_ops={"name_lower": C_ORDER},
 )
+# SQLite reads the email's range in its unique index, which holds the id (its rowid) too.
 Index(
     "ix_profiles_email_prefix",
     func.lower(Profile.email).label("email_lower"),
-    postgresql_ops={"email_lower": "text_pattern_ops"},
+    Profile.id,
+    postgresql_ops={"email_lower": C_ORDER},
 ).ddl_if(dialect="postgresql")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Row, String, and_, exists, func, literal, or_, select, union
+from sqlalchemy import ARRAY, Row, String, and_, exists, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -362,43 +362,62 @@ def _next_prefix(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _byte_order(expression: Any) -> Any:
+    """``expression`` compared and sorted in code point order: SQLite's own order for text,
+    the "C" collation on PostgreSQL (whose natural-language collations would break a prefix
+    range). The search indexes in models.py are built in the same order."""
+    return expression.collate("C") if _on_postgres() else expression
 
 
-def _starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
-    """``column`` starts with the non-empty, lower-case ``prefix``, in a form the database finds
-    in an index (see the indexes in models.py): a LIKE prefix on PostgreSQL (text_pattern_ops),
-    a range on SQLite, whose LIKE uses only a NOCASE index."""
-    if _on_postgres():
-        return column.like(_like_prefix(prefix), escape="\\")
-    return and_(column >= prefix, column < _next_prefix(prefix))
+def _starts_with(key: Any, prefix: str) -> ColumnElement[bool]:
+    """``key`` (in byte order) starts with the non-empty ``prefix``: a range an index reads."""
+    return and_(key >= prefix, key < _next_prefix(prefix))
+
+
+def search_keys() -> tuple[Any, Any]:
+    """The two things the profile search matches, as the indexes hold them: the email (stored
+    lower-case; PostgreSQL's index is on lower(email), which is the same text) and the
+    lower-cased name."""
+    email = Profile.email if not _on_postgres() else func.lower(Profile.email)
+    return _byte_order(email), _byte_order(func.lower(Profile.name))
 
 
 def search_profiles(
-    term: str, *, after: int | None = None, limit: int = SEARCH_PAGE_SIZE
-) -> list[Profile]:
-    """Profiles whose email or name starts with ``term`` (case-insensitive), by id, ``limit``
-    rows from the id ``after``: a keyset page, as fast on page 1,000 as on page 1.
+    term: str, *, after: tuple[str, int] | None = None, limit: int = SEARCH_PAGE_SIZE
+) -> list[tuple[str, Profile]]:
+    """Profiles whose email or name starts with ``term``, case-insensitive, as (the text that
+    matched, the profile), ordered by that text: ``limit`` rows after the (text, id) ``after``
+    of the previous page's last row, a keyset page as fast on page 1,000 as on page 1.
 
-    Each half is its own index range, so the two are unioned by id rather than OR-ed (an OR of
-    two prefixes is planned as a scan of the whole table). Ordering by id keeps the result
-    stable while profiles are added, and a page reads at most ``limit`` rows of each range
-    past ``after``.
+    Each half is its own index range read in index order, so a page reads at most ``limit``
+    entries of each, however many profiles share a prefix ("user1" matches 111,111 of a
+    million); an OR of the two would be planned as a scan of the whole table. A profile whose
+    email and name both match is listed once, under its email.
     """
     prefix = term.strip().lower()
     if not prefix:
         return []
-    email = func.lower(Profile.email) if _on_postgres() else Profile.email
+    email_key, name_key = search_keys()
     halves = []
-    for condition in (_starts_with(email, prefix), _starts_with(func.lower(Profile.name), prefix)):
-        half = select(Profile.id).where(condition)
+    for key, extra in (
+        (email_key, None),
+        (name_key, ~_starts_with(email_key, prefix)),
+    ):
+        half = select(key.label("key"), Profile.id.label("id")).where(_starts_with(key, prefix))
+        if extra is not None:
+            half = half.where(extra)
         if after is not None:
-            half = half.where(Profile.id > after)
-        halves.append(half.order_by(Profile.id).limit(limit).subquery().select())
-    ids = union(*halves).subquery()
-    query = select(Profile).join(ids, ids.c.id == Profile.id).order_by(Profile.id).limit(limit)
-    return list(db.session.execute(query).scalars())
+            after_key, after_id = after
+            half = half.where(key >= after_key, or_(key > after_key, Profile.id > after_id))
+        halves.append(half.order_by(key, Profile.id).limit(limit))
+    rows = sorted((row.key, row.id) for half in halves for row in db.session.execute(half))[:limit]
+    profiles = {
+        profile.id: profile
+        for profile in db.session.execute(
+            select(Profile).where(Profile.id.in_([profile_id for _, profile_id in rows]))
+        ).scalars()
+    }
+    return [(key, profiles[profile_id]) for key, profile_id in rows if profile_id in profiles]
 
 
 def events_with_scope_of_profile(profile_id: int) -> list[tuple[StatusEvent, str | None]]:
@@ -446,7 +465,7 @@ def search_suppressions(
     query = select(Suppression)
     prefix = prefix.strip().lower()
     if prefix:
-        query = query.where(_starts_with(Suppression.email, prefix))
+        query = query.where(_starts_with(_byte_order(Suppression.email), prefix))
     query = query.order_by(Suppression.created_at.desc(), Suppression.email_hash)
     return db.session.execute(query.offset(offset).limit(limit)).scalars().all()
 

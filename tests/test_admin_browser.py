@@ -79,10 +79,11 @@ def confirmed_profile(email: str, name: str, resource: Resource) -> None:
     )
 
 
-def save_for_readme(page: Page, name: str) -> None:
+def save_for_readme(browser_page: Page, name: str) -> None:
+    """A README screenshot, kept with the other screenshots of the run too."""
     DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_SCREENSHOTS / f"{name}.png"), full_page=True)
-    shot(page, name)
+    browser_page.screenshot(path=str(DOCS_SCREENSHOTS / f"{name}.png"), full_page=True)
+    shot(browser_page, name)
 
 
 def test_an_admin_finds_suspends_and_lifts_in_a_real_browser(

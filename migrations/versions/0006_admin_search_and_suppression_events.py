@@ -29,14 +29,14 @@ def upgrade():
     with op.batch_alter_table('suppression_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_suppression_events_email_hash'), ['email_hash'], unique=False)
 
-    # The admin's prefix search (queries.search_profiles, see models.py): PostgreSQL matches a
-    # LIKE prefix through text_pattern_ops whatever the database's collation; SQLite reads a
-    # range of lower(name), and of the email in its unique index.
+    # The admin's prefix search (queries.search_profiles, see models.py): byte-order ranges of
+    # the lower-cased name and email with the id for ties; "C" on PostgreSQL whatever the
+    # database's collation; SQLite reads the email's range in its unique index.
     if op.get_bind().dialect.name == 'postgresql':
-        op.execute('CREATE INDEX ix_profiles_name_prefix ON profiles (lower(name) text_pattern_ops)')
-        op.execute('CREATE INDEX ix_profiles_email_prefix ON profiles (lower(email) text_pattern_ops)')
+        op.execute('CREATE INDEX ix_profiles_name_prefix ON profiles (lower(name) COLLATE "C", id)')
+        op.execute('CREATE INDEX ix_profiles_email_prefix ON profiles (lower(email) COLLATE "C", id)')
     else:
-        op.execute('CREATE INDEX ix_profiles_name_prefix ON profiles (lower(name))')
+        op.execute('CREATE INDEX ix_profiles_name_prefix ON profiles (lower(name), id)')
 
 
 def downgrade():

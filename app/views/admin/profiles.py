@@ -23,17 +23,22 @@ from app.views.admin import admin, admin_actor
 
 @admin.get("/profiles")
 def profiles() -> ResponseReturnValue:
-    """Search by the start of an email address or a name; a page of results at a time."""
+    """Search by the start of an email address or a name; a page of results at a time, the
+    next one starting after the last (matched text, id) of this one."""
     term = request.args.get("q", "").strip()[:320]
-    after = request.args.get("after", type=int)
-    found = queries.search_profiles(term, after=after, limit=queries.SEARCH_PAGE_SIZE + 1)
-    more = len(found) > queries.SEARCH_PAGE_SIZE
-    found = found[: queries.SEARCH_PAGE_SIZE]
+    after_id = request.args.get("after_id", type=int)
+    after_key = request.args.get("after", "")[:320]
+    after = (after_key, after_id) if after_id is not None else None
+    size = queries.SEARCH_PAGE_SIZE
+    found = queries.search_profiles(term, after=after, limit=size + 1)
+    more = len(found) > size
+    found = found[:size]
+    last = found[-1] if more else None
     return render_template(
         "admin/profiles.html",
         term=term,
-        profiles=found,
-        next_after=found[-1].id if more else None,
+        profiles=[profile for _, profile in found],
+        next_page={"after": last[0], "after_id": last[1].id} if last else None,
         first_page=after is None,
     )
 
