@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Row, String, and_, exists, func, literal, or_, select
+from sqlalchemy import ARRAY, Row, String, and_, exists, func, literal, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -403,12 +403,18 @@ def search_profiles(
         (email_key, None),
         (name_key, ~_starts_with(email_key, prefix)),
     ):
-        half = select(key.label("key"), Profile.id.label("id")).where(_starts_with(key, prefix))
+        # A later page enters the index at the previous page's last key, which has the
+        # prefix, rather than at the prefix's start; its id is checked as a row value, which
+        # PostgreSQL seeks in the index too (SQLite reads past the profiles that share that
+        # key, a few thousand at most for a common name).
+        lowest = max(after[0], prefix) if after is not None else prefix
+        half = select(key.label("key"), Profile.id.label("id")).where(
+            key >= lowest, key < _next_prefix(prefix)
+        )
+        if after is not None:
+            half = half.where(tuple_(key, Profile.id) > tuple_(literal(after[0]), after[1]))
         if extra is not None:
             half = half.where(extra)
-        if after is not None:
-            after_key, after_id = after
-            half = half.where(key >= after_key, or_(key > after_key, Profile.id > after_id))
         halves.append(half.order_by(key, Profile.id).limit(limit))
     rows = sorted((row.key, row.id) for half in halves for row in db.session.execute(half))[:limit]
     profiles = {
