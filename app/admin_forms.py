@@ -40,6 +40,7 @@ class ButtonForm(FlaskForm):
 
 
 def strip(value: str | None) -> str | None:
+    """A field filter: a reason of spaces alone is no reason."""
     return value.strip() if isinstance(value, str) else value
 
 

@@ -329,6 +329,7 @@ def subscriptions_by_status() -> list[tuple[int, str, str, int]]:
 
 
 def suppression_count() -> int:
+    """How many addresses the suppression list blocks (the dashboard, the list's page)."""
     return db.session.execute(select(func.count()).select_from(Suppression)).scalar_one()
 
 
@@ -508,8 +509,10 @@ def recent_suppression_events(limit: int = 20) -> list[tuple[SuppressionEvent, s
 
 
 def api_key_by_id(key_id: int) -> ApiKey | None:
+    """The key a revoke button names by its id."""
     return db.session.get(ApiKey, key_id)
 
 
 def subscription_by_id(subscription_id: int) -> Subscription | None:
+    """The subscription an admin's status form names by its id."""
     return db.session.get(Subscription, subscription_id)

@@ -16,6 +16,7 @@ from app.views.admin import admin
 def render_keys(
     form: ApiKeyForm | None = None, *, new_key: str | None = None, status: int = 200
 ) -> ResponseReturnValue:
+    """The keys' page; with ``new_key``, the answer to its creation, the one time it is shown."""
     page = render_template(
         "admin/api_keys.html",
         keys=api_keys.all_keys(),

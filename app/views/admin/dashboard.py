@@ -32,6 +32,8 @@ SERIES_LABELS = {
 
 @dataclass(frozen=True)
 class Bar:
+    """One day's bar: its count, and where it is drawn in the chart's coordinates."""
+
     day: date
     count: int
     x: float

@@ -114,6 +114,7 @@ def _targets(status: str, until: datetime | None, resume: str | None, now: datet
 
 
 def render_profile(profile: Profile, *, status: int = 200) -> ResponseReturnValue:
+    """The profile page; also the answer to a refused change, with its message flashed."""
     now = utcnow()
     subscriptions = queries.subscriptions_of_profile(profile.id)
     resources = {resource.id: resource for resource in queries.all_resources()}
@@ -140,6 +141,7 @@ def render_profile(profile: Profile, *, status: int = 200) -> ResponseReturnValu
 
 
 def profile_or_404(profile_id: int) -> Profile:
+    """The profile of a URL, or the 404 page."""
     profile = queries.profile_by_id(profile_id)
     if profile is None:
         abort(404)

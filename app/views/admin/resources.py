@@ -106,6 +106,7 @@ def embed_snippet(resource: Resource) -> str:
 
 
 def render_resource(resource: Resource, form: ResourceForm, status: int) -> ResponseReturnValue:
+    """A resource's page: its form (with any errors), snippet and consent text versions."""
     trusted = {host.lower() for host in current_app.config["TRUSTED_REDIRECT_HOSTS"]}
     page = render_template(
         "admin/resource_form.html",

@@ -17,6 +17,7 @@ from app.views.admin import admin, admin_actor
 def render_suppressions(
     form: SuppressionForm | None = None, status: int = 200
 ) -> ResponseReturnValue:
+    """The list's page (a search, a page of it), with the add form and its errors if any."""
     term = request.args.get("q", "").strip()[:320]
     page = max(request.args.get("page", 1, type=int), 1)
     # A page past a few thousand rows is a search away; the offset stays small.
