@@ -188,12 +188,14 @@ class Suppression(db.Model):
 
 class SuppressionEvent(db.Model):
     """An address put on the suppression list or taken off it by hand, with who and why. The
-    list itself keeps only its current rows; this is their history (rule 7 for the list)."""
+    list itself keeps only its current rows; this is their history (rule 7 for the list).
+    Erasure blanks the address and keeps the hash, as it does on the list."""
 
     __tablename__ = "suppression_events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
     # "added" or "lifted".
     action: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)

@@ -487,25 +487,14 @@ def suppression_events_of(email_hash: str) -> Sequence[SuppressionEvent]:
     return db.session.execute(query).scalars().all()
 
 
-def recent_suppression_events(limit: int = 20) -> list[tuple[SuppressionEvent, str | None]]:
-    """The latest hand-made changes to the suppression list, newest first, each with its address
-    where optin still has it (on the list, or as a profile); the events keep only the hash, so
-    that an erasure leaves no address behind in them."""
-    address = func.coalesce(
-        select(Suppression.email)
-        .where(Suppression.email_hash == SuppressionEvent.email_hash)
-        .scalar_subquery(),
-        select(Profile.email)
-        .where(Profile.email_hash == SuppressionEvent.email_hash)
-        .limit(1)
-        .scalar_subquery(),
-    )
+def recent_suppression_events(limit: int = 20) -> Sequence[SuppressionEvent]:
+    """The latest hand-made changes to the suppression list, newest first."""
     query = (
-        select(SuppressionEvent, address)
+        select(SuppressionEvent)
         .order_by(SuppressionEvent.occurred_at.desc(), SuppressionEvent.id.desc())
         .limit(limit)
     )
-    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
+    return db.session.execute(query).scalars().all()
 
 
 def api_key_by_id(key_id: int) -> ApiKey | None:

@@ -98,7 +98,8 @@ def test_lifting_is_recorded_with_its_reason(
     )
     page = admin_client.get("/admin/suppressions").get_data(as_text=True)
     assert "Lifted the suppression of bounced@example.com." in page
-    assert "checked by phone" in page
+    recent = page.split("Recent changes by hand")[1]
+    assert "bounced@example.com" in recent and "checked by phone" in recent
     # The statuses stay as they are: the admin changes those on the profile page.
     assert queries.profile_by_email("bounced@example.com").status == "hardbounced"
 
@@ -145,3 +146,19 @@ def test_anonymous_changes_are_sent_to_the_login_page(client: FlaskClient) -> No
         answer = client.post(path, data={"csrf_token": token, **data})
         assert answer.status_code == 302 and answer.headers["Location"].startswith("/admin/login")
     assert database_state() == before
+
+
+def test_erasure_blanks_the_address_in_the_lists_history_too(
+    admin_client: FlaskClient, newsletter: Resource
+) -> None:
+    statuses.signup("gone@example.com", "newsletter")
+    submit(admin_client, "/admin/suppressions", {"email": "gone@example.com", "reason": "asked"})
+    admin_client.get("/admin/suppressions")  # the page that shows the flashed "Suppressed ..."
+    assert queries.suppression_events_of(email_hash("gone@example.com"))[0].email == (
+        "gone@example.com"
+    )
+    erase(queries.profile_by_email("gone@example.com").id, actor=Actor())
+    event = queries.suppression_events_of(email_hash("gone@example.com"))[0]
+    assert event.email is None and event.reason == "asked"
+    page = admin_client.get("/admin/suppressions").get_data(as_text=True)
+    assert "gone@example.com" not in page

@@ -109,7 +109,7 @@ def suppress_address(email: str, *, actor: Actor) -> Suppression:
             created_at=now,
         )
         db.session.add(row)
-        db.session.add(_history(hashed, "added", reason, actor, now))
+        db.session.add(_history(hashed, address, "added", reason, actor, now))
         return row
 
     return in_write_transaction(work)
@@ -129,15 +129,20 @@ def lift_suppression(hashed: str, *, actor: Actor) -> str | None:
         if row.email is None:
             raise TransitionRefused("an erased address stays on the suppression list")
         db.session.delete(row)
-        db.session.add(_history(hashed, "lifted", reason, actor, utcnow()))
+        db.session.add(_history(hashed, row.email, "lifted", reason, actor, utcnow()))
         return row.email
 
     return in_write_transaction(work)
 
 
 def _history(
-    hashed: str, action: str, reason: str | None, actor: Actor, now: datetime
+    hashed: str, address: str | None, action: str, reason: str | None, actor: Actor, now: datetime
 ) -> SuppressionEvent:
     return SuppressionEvent(
-        email_hash=hashed, action=action, reason=reason, actor=actor.name, occurred_at=now
+        email_hash=hashed,
+        email=address,
+        action=action,
+        reason=reason,
+        actor=actor.name,
+        occurred_at=now,
     )

@@ -20,6 +20,7 @@ def upgrade():
     op.create_table('suppression_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('email_hash', sa.String(length=64), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=True),
     sa.Column('action', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('actor', sa.String(length=200), nullable=True),
