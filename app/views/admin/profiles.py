@@ -107,8 +107,8 @@ def _suppression_line(event: SuppressionEvent) -> HistoryLine:
     )
 
 
-def _targets(status: str, until: datetime | None, resume: str | None, now: datetime) -> list[str]:
-    state = State(Status(status), until, Status(resume) if resume else None)
+def _targets(state: State, now: datetime) -> list[str]:
+    """What the status form offers for a status as it stands at ``now``."""
     current = effective(state, now)
     return [target.value for target in admin_targets(current.status if current else None)]
 
@@ -121,21 +121,18 @@ def render_profile(profile: Profile, *, status: int = 200) -> ResponseReturnValu
     page = render_template(
         "admin/profile.html",
         profile=profile,
-        global_targets=_targets(
-            profile.status, profile.suspended_until, profile.resume_status, now
-        ),
+        global_targets=_targets(profile.state, now),
         subscriptions=[
             (
                 s,
                 resources.get(s.resource_id),
-                _targets(s.status, s.suspended_until, s.resume_status, now),
+                _targets(s.state, now),
             )
             for s in subscriptions
         ],
         consent=queries.consent_proof_of_profile(profile.id),
         history=history_of(profile),
         suppression=queries.suppression_of(email_hash(profile.email)),
-        form=StatusForm(formdata=None),
     )
     return page, status
 
