@@ -372,7 +372,14 @@ def _byte_order(expression: Any) -> Any:
 
 def _starts_with(key: Any, prefix: str) -> ColumnElement[bool]:
     """``key`` (in byte order) starts with the non-empty ``prefix``: a range an index reads."""
-    return and_(key >= prefix, key < _next_prefix(prefix))
+    return and_(key >= prefix, _below_next_prefix(key, prefix))
+
+
+def _below_next_prefix(key: Any, prefix: str) -> ColumnElement[bool]:
+    """The upper end of a prefix range; a prefix ending in the last code point has none."""
+    if prefix[-1] == chr(0x10FFFF):
+        return literal(True)
+    return key < _next_prefix(prefix)
 
 
 def search_keys() -> tuple[Any, Any]:
@@ -410,7 +417,7 @@ def search_profiles(
         # key, a few thousand at most for a common name).
         lowest = max(after[0], prefix) if after is not None else prefix
         half = select(key.label("key"), Profile.id.label("id")).where(
-            key >= lowest, key < _next_prefix(prefix)
+            key >= lowest, _below_next_prefix(key, prefix)
         )
         if after is not None:
             half = half.where(tuple_(key, Profile.id) > tuple_(literal(after[0]), after[1]))

@@ -77,3 +77,33 @@ def test_a_get_of_any_admin_page_changes_nothing(
         if method == "GET" and path != "/admin/logout":
             assert admin_client.get(path).status_code in (200, 302), path
     assert database_state() == before
+
+
+def test_odd_input_gets_an_answer_never_a_server_error(
+    admin_client: FlaskClient, newsletter: Resource
+) -> None:
+    values = some_of_everything(newsletter)
+    for query in ["\x00", "a\x00b", "\U0010ffff", "z\U0010ffff", "%", "_", "\\", "x" * 5000]:
+        for path in ("/admin/profiles", "/admin/suppressions"):
+            # A NUL byte in a URL is refused before any view (400); anything else is searched.
+            answer = admin_client.get(path, query_string={"q": query})
+            assert answer.status_code == (400 if "\x00" in query else 200), query
+        answer = admin_client.get("/admin/profiles", query_string={"q": "a", "after": query})
+        assert answer.status_code == (400 if "\x00" in query else 200), query
+    assert admin_client.get("/admin/profiles?q=a&after_id=x&after=y").status_code == 200
+    # A NUL byte in a form is refused as well (PostgreSQL takes none in text).
+    before = database_state()
+    token = csrf_token(admin_client, "/admin/suppressions")
+    profile_id = values["profile_id"]
+    for path, data in [
+        (f"/admin/profiles/{profile_id}/status", {"status": "invalid", "reason": "a\x00b"}),
+        ("/admin/suppressions", {"email": "new@example.com", "reason": "a\x00b"}),
+        ("/admin/suppressions", {"email": "new\x00@example.com", "reason": "x"}),
+        (f"/admin/suppressions/{values['email_hash']}/lift", {"reason": "\x00"}),
+        ("/admin/api-keys", {"name": "a\x00b"}),
+        (f"/admin/resources/{newsletter.id}", {"name": "a\x00", "channels": "email"}),
+        ("/admin/resources/new", {"slug": "x", "name": "a\x00", "channels": "email"}),
+    ]:
+        answer = admin_client.post(path, data={"csrf_token": token, **data})
+        assert answer.status_code == 400, (path, answer.status_code)
+    assert database_state() == before

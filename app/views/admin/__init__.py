@@ -83,6 +83,12 @@ def admin_actor(reason: str | None = None) -> Actor:
     )
 
 
+def search_term(name: str) -> str:
+    """A search box's text as the queries take it: trimmed, at most 320 characters (the
+    longest address). A NUL byte never gets here: ``errors.refuse_nul_bytes`` answers 400."""
+    return request.args.get(name, "").strip()[:320]
+
+
 def register_admin(app: Flask) -> None:
     """Register the admin view with its guard: a login session, CSRF on every form."""
     from app.views.admin import (

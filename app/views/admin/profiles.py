@@ -18,16 +18,16 @@ from app.models import Profile, StatusEvent, SuppressionEvent
 from app.services.admin_actions import change_status
 from app.services.errors import InvalidInput, NotFound, RuleError
 from app.status import State, Status, admin_targets, effective
-from app.views.admin import admin, admin_actor
+from app.views.admin import admin, admin_actor, search_term
 
 
 @admin.get("/profiles")
 def profiles() -> ResponseReturnValue:
     """Search by the start of an email address or a name; a page of results at a time, the
     next one starting after the last (matched text, id) of this one."""
-    term = request.args.get("q", "").strip()[:320]
+    term = search_term("q")
     after_id = request.args.get("after_id", type=int)
-    after_key = request.args.get("after", "")[:320]
+    after_key = search_term("after")
     after = (after_key, after_id) if after_id is not None else None
     size = queries.SEARCH_PAGE_SIZE
     found = queries.search_profiles(term, after=after, limit=size + 1)

@@ -11,14 +11,14 @@ from app.addresses import InvalidEmail
 from app.admin_forms import LiftForm, SuppressionForm
 from app.services.admin_actions import lift_suppression, suppress_address
 from app.services.errors import InvalidInput, NotFound, RuleError
-from app.views.admin import admin, admin_actor
+from app.views.admin import admin, admin_actor, search_term
 
 
 def render_suppressions(
     form: SuppressionForm | None = None, status: int = 200
 ) -> ResponseReturnValue:
     """The list's page (a search, a page of it), with the add form and its errors if any."""
-    term = request.args.get("q", "").strip()[:320]
+    term = search_term("q")
     page = max(request.args.get("page", 1, type=int), 1)
     # A page past a few thousand rows is a search away; the offset stays small.
     page = min(page, 100)
