@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SubmitField
-from wtforms.validators import InputRequired, Length
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+    URLField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from app.forms import options
+from app.status import Channel, Status
 
 
 class LoginForm(FlaskForm):
@@ -19,3 +37,94 @@ class ButtonForm(FlaskForm):
     """A form that is only a button and its CSRF token: log out, revoke, lift."""
 
     submit = SubmitField("Go")
+
+
+def strip(value: str | None) -> str | None:
+    """A field filter: a reason of spaces alone is no reason."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def aware_utc(moment: datetime | None) -> datetime | None:
+    """A ``datetime-local`` input has no zone; the admin view states its times in UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None else None
+
+
+class StatusForm(FlaskForm):
+    """A status change on the profile page, global or of one subscription. The page offers the
+    statuses of ``status.admin_targets``; the service checks that again, so any status word is
+    accepted here and a forged one is refused there, with the rule's own message."""
+
+    status = SelectField("New status", choices=options([(s.value, s.value) for s in Status]))
+    suspended_until = DateTimeLocalField(
+        "Suspended until (UTC)", format="%Y-%m-%dT%H:%M", validators=[Optional()]
+    )
+    reason = StringField("Reason", validators=[Length(max=500)])
+    submit = SubmitField("Change")
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """The fields, then what one field asks of another (an Optional() end time stops its
+        own validators when empty, so the suspension's need of one is checked here)."""
+        valid = super().validate(extra_validators)
+        suspending = self.status.data == Status.SUSPENDED.value
+        if suspending and self.suspended_until.data is None and not self.suspended_until.errors:
+            self.suspended_until.errors = ["A suspension needs an end time."]
+            valid = False
+        elif not suspending and self.suspended_until.data is not None:
+            self.suspended_until.errors = ["Only a suspension takes an end time."]
+            valid = False
+        if self.status.data == Status.INVALID.value and not (self.reason.data or "").strip():
+            self.reason.errors = ["Say why the address is invalid."]
+            valid = False
+        return valid
+
+
+class SuppressionForm(FlaskForm):
+    """Add an address to the suppression list by hand."""
+
+    email = StringField("Email address", validators=[DataRequired(), Length(max=320)])
+    reason = StringField(
+        "Reason",
+        filters=[strip],
+        validators=[DataRequired("Say why the address is suppressed."), Length(max=500)],
+    )
+    submit = SubmitField("Suppress")
+
+
+class LiftForm(FlaskForm):
+    """Take one address off the suppression list, saying why."""
+
+    reason = StringField(
+        "Reason",
+        filters=[strip],
+        validators=[DataRequired("Say why the suppression is lifted."), Length(max=500)],
+    )
+    submit = SubmitField("Lift")
+
+
+class ResourceForm(FlaskForm):
+    """Create or edit a resource. The slug is set once, at creation (links carry it)."""
+
+    slug = StringField("Slug (in links; cannot change later)", validators=[Length(max=64)])
+    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
+    description = TextAreaField("Description", validators=[Length(max=2000)])
+    channels = SelectMultipleField(
+        "Channels",
+        choices=options([(c.value, c.value) for c in Channel]),
+        default=[Channel.EMAIL.value],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
+    public = BooleanField("Shown on the public pages", default=True)
+    double_opt_in = BooleanField("Double opt-in (a confirmation email)", default=True)
+    thank_you_url = URLField("Thank-you URL (optional)", validators=[Length(max=500)])
+    consent_text = TextAreaField(
+        "Consent text (a change adds a new version)", validators=[Length(max=5000)]
+    )
+    submit = SubmitField("Save")
+
+
+class ApiKeyForm(FlaskForm):
+    """Create an API key for the sending platform."""
+
+    name = StringField("Key name", validators=[InputRequired(), Length(max=100)])
+    submit = SubmitField("Create key")

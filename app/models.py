@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -96,6 +97,28 @@ class Profile(StatusColumns, db.Model):
     __table_args__ = (Index("ix_profiles_global_status", "global_status"),)
 
 
+# The admin's profile search (queries.search_profiles) reads a prefix range of the lower-cased
+# name, and of the email (stored lower-case), in index order with the id for ties. The order is
+# byte order: SQLite's own; on PostgreSQL the "C" collation, since in a natural-language
+# collation a prefix range is not the strings with that prefix. (The collation is given as
+# the expression's "operator class" because Alembic compares neither, and a COLLATE in the
+# expression itself reads back differently and would look like a changed index.)
+C_ORDER = 'COLLATE "C"'
+Index(
+    "ix_profiles_name_prefix",
+    func.lower(Profile.name).label("name_lower"),
+    Profile.id,
+    postgresql_ops={"name_lower": C_ORDER},
+)
+# SQLite reads the email's range in its unique index, which holds the id (its rowid) too.
+Index(
+    "ix_profiles_email_prefix",
+    func.lower(Profile.email).label("email_lower"),
+    Profile.id,
+    postgresql_ops={"email_lower": C_ORDER},
+).ddl_if(dialect="postgresql")
+
+
 class Subscription(StatusColumns, db.Model):
     """A profile's subscription to one resource on one channel, with its own status."""
 
@@ -161,6 +184,23 @@ class Suppression(db.Model):
     reason: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SuppressionEvent(db.Model):
+    """An address put on the suppression list or taken off it by hand, with who and why. The
+    list itself keeps only its current rows; this is their history (rule 7 for the list).
+    Erasure blanks the address and keeps the hash, as it does on the list."""
+
+    __tablename__ = "suppression_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    # "added" or "lifted".
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ConsentText(db.Model):

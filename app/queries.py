@@ -10,11 +10,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Row, String, and_, exists, func, literal, or_, select
+from sqlalchemy import ARRAY, Row, String, and_, exists, func, literal, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
 from app.models import (
+    ApiKey,
     ConsentRecord,
     ConsentText,
     OutboxMessage,
@@ -23,6 +24,7 @@ from app.models import (
     StatusEvent,
     Subscription,
     Suppression,
+    SuppressionEvent,
 )
 from app.status import Status
 
@@ -264,3 +266,249 @@ def consent_records_of_profile(profile_id: int) -> Sequence[ConsentRecord]:
         .order_by(ConsentRecord.confirmed_at)
     )
     return db.session.execute(query).scalars().all()
+
+
+# --- The admin view -------------------------------------------------------------------------------
+
+# A page of search results; the search asks for one more row to know whether a next page exists.
+SEARCH_PAGE_SIZE = 50
+# What each daily chart of the dashboard counts, as (series, condition on a status event). Each
+# customer action is counted once: a signup or confirmation writes a global and a subscription
+# event, and only the subscription's counts (its channel is kept when a resource is deleted); a
+# bounce or complaint always changes the global status, which is what is counted. An admin's or
+# an import's change is a correction, not a customer's unsubscribe.
+DAILY_SERIES: tuple[tuple[str, ColumnElement[bool]], ...] = (
+    ("signups", and_(StatusEvent.cause == "signup", StatusEvent.channel.is_not(None))),
+    (
+        "confirmations",
+        and_(
+            StatusEvent.cause == "confirm",
+            StatusEvent.new_status == Status.SUBSCRIBED.value,
+            StatusEvent.channel.is_not(None),
+        ),
+    ),
+    (
+        "unsubscribes",
+        and_(
+            StatusEvent.new_status == Status.UNSUBSCRIBED.value,
+            StatusEvent.cause.not_in(["admin", "import"]),
+        ),
+    ),
+    (
+        "bounces",
+        and_(
+            StatusEvent.cause == "bounce",
+            StatusEvent.new_status == Status.HARDBOUNCED.value,
+            StatusEvent.channel.is_(None),
+        ),
+    ),
+    (
+        "complaints",
+        and_(
+            StatusEvent.cause == "complaint",
+            StatusEvent.new_status == Status.COMPLAINER.value,
+            StatusEvent.channel.is_(None),
+        ),
+    ),
+)
+
+
+def profiles_by_global_status() -> dict[str, int]:
+    """How many profiles have each global status (the dashboard), from the status index alone."""
+    query = select(Profile.status, func.count()).group_by(Profile.status)
+    return {status: total for status, total in db.session.execute(query)}
+
+
+def subscriptions_by_status() -> list[tuple[int, str, str, int]]:
+    """(resource id, channel, status, count) for every subscription (the dashboard); the audience
+    index holds these columns in this order, so no table row is read."""
+    query = select(
+        Subscription.resource_id, Subscription.channel, Subscription.status, func.count()
+    ).group_by(Subscription.resource_id, Subscription.channel, Subscription.status)
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
+
+
+def suppression_count() -> int:
+    """How many addresses the suppression list blocks (the dashboard, the list's page)."""
+    return db.session.execute(select(func.count()).select_from(Suppression)).scalar_one()
+
+
+def _on_postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _utc_day(column: Any) -> ColumnElement[Any]:
+    """The UTC calendar day of a timestamp, as text YYYY-MM-DD, on either database."""
+    if _on_postgres():
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", column)  # SQLite stores UTC already
+
+
+def daily_event_counts(since: datetime) -> dict[str, dict[str, int]]:
+    """For each series of ``DAILY_SERIES``: events per UTC day since ``since`` (days with none
+    are absent). One pass over the events of the period, found by their time index."""
+    day = _utc_day(StatusEvent.occurred_at).label("day")
+    counts: dict[str, dict[str, int]] = {name: {} for name, _ in DAILY_SERIES}
+    columns = [func.count().filter(condition).label(name) for name, condition in DAILY_SERIES]
+    query = select(day, *columns).where(StatusEvent.occurred_at >= since).group_by(day)
+    for row in db.session.execute(query):
+        for name, _ in DAILY_SERIES:
+            if row._mapping[name]:
+                counts[name][row.day] = row._mapping[name]
+    return counts
+
+
+def _next_prefix(prefix: str) -> str:
+    """The first string after every string that starts with ``prefix``, in code point order."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _byte_order(expression: Any) -> Any:
+    """``expression`` compared and sorted in code point order: SQLite's own order for text,
+    the "C" collation on PostgreSQL (whose natural-language collations would break a prefix
+    range). The search indexes in models.py are built in the same order."""
+    return expression.collate("C") if _on_postgres() else expression
+
+
+def _starts_with(key: Any, prefix: str) -> ColumnElement[bool]:
+    """``key`` (in byte order) starts with the non-empty ``prefix``: a range an index reads."""
+    return and_(key >= prefix, _below_next_prefix(key, prefix))
+
+
+def _below_next_prefix(key: Any, prefix: str) -> ColumnElement[bool]:
+    """The upper end of a prefix range; a prefix ending in the last code point has none."""
+    if prefix[-1] == chr(0x10FFFF):
+        return literal(True)
+    return key < _next_prefix(prefix)
+
+
+def search_keys() -> tuple[Any, Any]:
+    """The two things the profile search matches, as the indexes hold them: the email (stored
+    lower-case; PostgreSQL's index is on lower(email), which is the same text) and the
+    lower-cased name."""
+    email = Profile.email if not _on_postgres() else func.lower(Profile.email)
+    return _byte_order(email), _byte_order(func.lower(Profile.name))
+
+
+def search_profiles(
+    term: str, *, after: tuple[str, int] | None = None, limit: int = SEARCH_PAGE_SIZE
+) -> list[tuple[str, Profile]]:
+    """Profiles whose email or name starts with ``term``, case-insensitive, as (the text that
+    matched, the profile), ordered by that text: ``limit`` rows after the (text, id) ``after``
+    of the previous page's last row, a keyset page as fast on page 1,000 as on page 1.
+
+    Each half is its own index range read in index order, so a page reads at most ``limit``
+    entries of each, however many profiles share a prefix ("user1" matches 111,111 of a
+    million); an OR of the two would be planned as a scan of the whole table. A profile whose
+    email and name both match is listed once, under its email.
+    """
+    prefix = term.strip().lower()
+    if not prefix:
+        return []
+    email_key, name_key = search_keys()
+    halves = []
+    for key, extra in (
+        (email_key, None),
+        (name_key, ~_starts_with(email_key, prefix)),
+    ):
+        # A later page enters the index at the previous page's last key, which has the
+        # prefix, rather than at the prefix's start; its id is checked as a row value, which
+        # PostgreSQL seeks in the index too (SQLite reads past the profiles that share that
+        # key, a few thousand at most for a common name).
+        lowest = max(after[0], prefix) if after is not None else prefix
+        half = select(key.label("key"), Profile.id.label("id")).where(
+            key >= lowest, _below_next_prefix(key, prefix)
+        )
+        if after is not None:
+            half = half.where(tuple_(key, Profile.id) > tuple_(literal(after[0]), after[1]))
+        if extra is not None:
+            half = half.where(extra)
+        halves.append(half.order_by(key, Profile.id).limit(limit))
+    rows = sorted((row.key, row.id) for half in halves for row in db.session.execute(half))[:limit]
+    profiles = {
+        profile.id: profile
+        for profile in db.session.execute(
+            select(Profile).where(Profile.id.in_([profile_id for _, profile_id in rows]))
+        ).scalars()
+    }
+    return [(key, profiles[profile_id]) for key, profile_id in rows if profile_id in profiles]
+
+
+def events_with_scope_of_profile(profile_id: int) -> list[tuple[StatusEvent, str | None]]:
+    """A profile's whole history, oldest first, each event with its resource's slug (None: the
+    global status, or a resource deleted since)."""
+    query = (
+        select(StatusEvent, Resource.slug)
+        .outerjoin(Resource, Resource.id == StatusEvent.resource_id)
+        .where(StatusEvent.profile_id == profile_id)
+        .order_by(StatusEvent.occurred_at, StatusEvent.id)
+    )
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
+
+
+def consent_proof_of_profile(
+    profile_id: int,
+) -> list[tuple[ConsentRecord, Subscription, ConsentText | None]]:
+    """Each proof of consent of a profile with the subscription it is for and the consent text
+    version the customer saw."""
+    query = (
+        select(ConsentRecord, Subscription, ConsentText)
+        .join(Subscription, Subscription.id == ConsentRecord.subscription_id)
+        .outerjoin(ConsentText, ConsentText.id == ConsentRecord.consent_text_id)
+        .where(Subscription.profile_id == profile_id)
+        .order_by(ConsentRecord.confirmed_at, ConsentRecord.id)
+    )
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
+
+
+def consent_texts_of_resource(resource_id: int) -> Sequence[ConsentText]:
+    """Every version of a resource's consent text, newest first."""
+    query = (
+        select(ConsentText)
+        .where(ConsentText.resource_id == resource_id)
+        .order_by(ConsentText.version.desc())
+    )
+    return db.session.execute(query).scalars().all()
+
+
+def search_suppressions(
+    prefix: str, *, offset: int = 0, limit: int = SEARCH_PAGE_SIZE
+) -> Sequence[Suppression]:
+    """Suppressed addresses starting with ``prefix`` (all of them for an empty one), newest
+    first; erased addresses (only their hash is kept) show up in the unfiltered list only."""
+    query = select(Suppression)
+    prefix = prefix.strip().lower()
+    if prefix:
+        query = query.where(_starts_with(_byte_order(Suppression.email), prefix))
+    query = query.order_by(Suppression.created_at.desc(), Suppression.email_hash)
+    return db.session.execute(query.offset(offset).limit(limit)).scalars().all()
+
+
+def suppression_events_of(email_hash: str) -> Sequence[SuppressionEvent]:
+    """The hand-made changes to one address's suppression, oldest first."""
+    query = (
+        select(SuppressionEvent)
+        .where(SuppressionEvent.email_hash == email_hash)
+        .order_by(SuppressionEvent.occurred_at, SuppressionEvent.id)
+    )
+    return db.session.execute(query).scalars().all()
+
+
+def recent_suppression_events(limit: int = 20) -> Sequence[SuppressionEvent]:
+    """The latest hand-made changes to the suppression list, newest first."""
+    query = (
+        select(SuppressionEvent)
+        .order_by(SuppressionEvent.occurred_at.desc(), SuppressionEvent.id.desc())
+        .limit(limit)
+    )
+    return db.session.execute(query).scalars().all()
+
+
+def api_key_by_id(key_id: int) -> ApiKey | None:
+    """The key a revoke button names by its id."""
+    return db.session.get(ApiKey, key_id)
+
+
+def subscription_by_id(subscription_id: int) -> Subscription | None:
+    """The subscription an admin's status form names by its id."""
+    return db.session.get(Subscription, subscription_id)

@@ -454,3 +454,38 @@ def can_send(
         if s.status is not Status.SUBSCRIBED:
             return Decision(False, f"subscription_{s.status}", g_status, s_status)
     return Decision(True, "subscribed", g_status, s_status)
+
+
+# --- What the admin view offers -----------------------------------------------------------------
+
+# SPEC §1's table, column "how it is entered": the statuses an admin may enter. `hardbounced`
+# comes from a bounce, which also suppresses the address (rule 6), and `unconfirmed` from a
+# signup only (an admin who set it would hand a confirmed subscription to retention, rule 8).
+ADMIN_TARGETS = (
+    Status.SUBSCRIBED,
+    Status.UNSUBSCRIBED,
+    Status.COMPLAINER,
+    Status.SUSPENDED,
+    Status.INVALID,
+)
+
+
+def admin_targets(current: Status | None) -> tuple[Status, ...]:
+    """The statuses the admin view offers for a status that is ``current`` now (its effective
+    status: a suspension past its end has already given its status back).
+
+    ``apply`` lets an admin set anything; this is the narrower menu a person gets, so that the
+    admin view never writes a status SPEC §1 does not let an admin enter. Setting the status it
+    has is no change and is not offered, except `suspended`, whose end time can be moved. As with
+    a pause, only what may still receive mail can be suspended: a stopped status has nothing to
+    pause, and suspending it would hide the stop behind a status that ends by itself.
+    """
+    targets = []
+    for target in ADMIN_TARGETS:
+        if target is Status.SUSPENDED:
+            if current in STOPPED:
+                continue
+        elif target is current:
+            continue
+        targets.append(target)
+    return tuple(targets)

@@ -128,7 +128,7 @@ def test_a_wrong_login_gets_the_form_again_and_no_session(
     answer = submit(client, "/admin/login", {"email": email, "password": password})
     assert answer.status_code == 400
     assert "Log in" in answer.get_data(as_text=True)
-    assert client.get("/admin/").status_code == 302
+    assert client.get("/admin/dashboard").status_code == 302
 
 
 def test_unknown_address_and_wrong_password_read_the_same(
@@ -143,7 +143,7 @@ def test_unknown_address_and_wrong_password_read_the_same(
 def test_login_without_a_csrf_token_is_refused(client: FlaskClient, admin_user: AdminUser) -> None:
     answer = client.post("/admin/login", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     assert answer.status_code == 400
-    assert client.get("/admin/").status_code == 302
+    assert client.get("/admin/dashboard").status_code == 302
 
 
 def test_login_attempts_are_rate_limited(client: FlaskClient, admin_user: AdminUser) -> None:
@@ -164,9 +164,9 @@ def test_login_attempts_are_rate_limited(client: FlaskClient, admin_user: AdminU
 
 def test_logout_ends_the_session(admin_client: FlaskClient) -> None:
     assert admin_client.get("/admin/", follow_redirects=True).status_code == 200
-    token = csrf_token(admin_client, "/admin/")
+    token = csrf_token(admin_client, "/admin/dashboard")
     assert admin_client.post("/admin/logout", data={"csrf_token": token}).status_code == 303
-    assert admin_client.get("/admin/").status_code == 302
+    assert admin_client.get("/admin/dashboard").status_code == 302
 
 
 def test_logout_needs_the_csrf_token(admin_client: FlaskClient) -> None:
@@ -180,8 +180,8 @@ def test_sessions_expire(database_url: str, admin_user: AdminUser) -> None:
     with short.app_context():
         answer = submit(client, "/admin/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         assert answer.status_code == 303
-        assert client.get("/admin/").status_code == 200
+        assert client.get("/admin/dashboard").status_code == 200
         time.sleep(1.2)
-        assert client.get("/admin/").status_code == 302
+        assert client.get("/admin/dashboard").status_code == 302
         # The expired session is gone for good, not just refused once.
-        assert client.get("/admin/").status_code == 302
+        assert client.get("/admin/dashboard").status_code == 302

@@ -14,6 +14,7 @@ from app.status import (
     STOPPED,
     Action,
     Cause,
+    Change,
     Complaint,
     Confirm,
     HardBounce,
@@ -26,6 +27,7 @@ from app.status import (
     TransitionRefused,
     UnknownStatus,
     Unsubscribe,
+    admin_targets,
     apply,
     can_send,
     effective,
@@ -487,3 +489,60 @@ def test_the_decision_allows_only_what_rule_one_allows(sequence: list[tuple[Acti
                 and (not resource_named or (s is not None and s.status is S.SUBSCRIBED))
             )
             assert decision.allowed is expected
+
+
+# --- The admin view's menu (status.admin_targets) -------------------------------------------------
+
+ADMIN_MENU = """
+current:      offered
+none:         subscribed unsubscribed complainer suspended invalid
+subscribed:   unsubscribed complainer suspended invalid
+unsubscribed: subscribed complainer invalid
+complainer:   subscribed unsubscribed invalid
+hardbounced:  subscribed unsubscribed complainer invalid
+unconfirmed:  subscribed unsubscribed complainer suspended invalid
+suspended:    subscribed unsubscribed complainer suspended invalid
+invalid:      subscribed unsubscribed complainer
+"""
+
+
+@pytest.mark.parametrize("current", COLUMNS)
+def test_the_admin_menu_follows_the_table(current: Status | None) -> None:
+    expected = parse_table(ADMIN_MENU)["none" if current is None else current.value]
+    assert [target.value for target in admin_targets(current)] == expected
+
+
+@settings(max_examples=400)
+@given(steps, statuses, st.booleans(), future)
+def test_every_change_the_admin_menu_offers_is_applied_as_offered(
+    sequence: list[tuple[Action, bool]], pick: Status, resource_named: bool, until: datetime
+) -> None:
+    """Whatever a profile went through, each status the menu offers is accepted by the rules,
+    becomes the status of that scope alone, and records one admin event; the menu never offers
+    `hardbounced` or `unconfirmed`, nor a suspension of a stopped status."""
+    global_state: State | None = State(S.SUBSCRIBED)
+    subscription: State | None = State(S.UNCONFIRMED)
+    for _action, outcome in run(sequence):
+        global_state = outcome.after.global_state or global_state
+        subscription = outcome.after.subscription or subscription
+    current = effective(subscription if resource_named else global_state, NOW)
+    offered = admin_targets(current.status if current else None)
+    assert S.HARDBOUNCED not in offered and S.UNCONFIRMED not in offered
+    if current is not None and current.status in STOPPED:
+        assert S.SUSPENDED not in offered
+    target = pick if pick in offered else (offered[0] if offered else None)
+    assert target is not None
+    snapshot = settle(
+        Snapshot(global_state, subscription if resource_named else None, False, resource_named),
+        NOW,
+    ).after
+    if current is not None and current.suspended_until == until:
+        until += timedelta(days=1)  # the same end time again would be no change
+    action = SetStatus(target, Cause.ADMIN, until if target is S.SUSPENDED else None)
+    outcome = apply(action, snapshot, NOW)
+    changed = outcome.after.subscription if resource_named else outcome.after.global_state
+    assert changed is not None and changed.status is target
+    scope = "subscription" if resource_named else "global"
+    assert [c for c in outcome.changes if c.scope == scope] == [
+        Change(scope, current.status if current else None, target, Cause.ADMIN)
+    ]

@@ -18,7 +18,15 @@ from app.addresses import email_hash, normalize_email
 from app.database import in_write_transaction, utcnow
 from app.extensions import db
 from app.links import confirm_url, preferences_url
-from app.models import ConsentRecord, ConsentText, Profile, Resource, StatusEvent, Suppression
+from app.models import (
+    ConsentRecord,
+    ConsentText,
+    Profile,
+    Resource,
+    StatusEvent,
+    Suppression,
+    SuppressionEvent,
+)
 from app.services import statuses
 from app.services.errors import NotFound, UnknownResource
 from app.services.profiles import profile_record
@@ -550,6 +558,10 @@ def erase(profile_id: int, *, actor: Actor) -> None:
             update(StatusEvent)
             .where(StatusEvent.profile_id == profile.id)
             .values(profile_id=None, ip=None, user_agent=None)
+        )
+        # The suppression list's own history keeps the hash and forgets the address too.
+        db.session.execute(
+            update(SuppressionEvent).where(SuppressionEvent.email_hash == hashed).values(email=None)
         )
         suppression = queries.suppression_of(hashed)
         if suppression is None:

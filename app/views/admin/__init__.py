@@ -85,9 +85,22 @@ def _navigation() -> dict[str, object]:
     return {"admin_navigation": built}
 
 
+def search_term(name: str) -> str:
+    """A search box's text as the queries take it: trimmed, at most 320 characters (the
+    longest address). A NUL byte never gets here: ``errors.refuse_nul_bytes`` answers 400."""
+    return request.args.get(name, "").strip()[:320]
+
+
 def register_admin(app: Flask) -> None:
     """Register the admin view with its guard: a login session, CSRF on every form."""
-    from app.views.admin import auth  # noqa: F401  (each module adds its routes to ``admin``)
+    from app.views.admin import (
+        api_keys,  # noqa: F401
+        auth,  # noqa: F401  (each module adds its routes to ``admin``)
+        dashboard,  # noqa: F401
+        profiles,  # noqa: F401
+        resources,  # noqa: F401
+        suppressions,  # noqa: F401
+    )
 
     login_manager.init_app(app)
     login_manager.user_loader(user_by_id)

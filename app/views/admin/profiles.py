@@ -1,0 +1,191 @@
+"""Profiles in the admin view: the search (``/admin/profiles``), a profile's page with its
+subscriptions, consent proof and whole history (``/admin/profiles/<id>``), and the forms that
+change its global status or a subscription's status (POST, then back to the page)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from app import queries
+from app.addresses import email_hash
+from app.admin_forms import StatusForm, aware_utc
+from app.database import utcnow
+from app.models import Profile, StatusEvent, SuppressionEvent
+from app.services.admin_actions import change_status
+from app.services.errors import InvalidInput, NotFound, RuleError
+from app.status import State, Status, admin_targets, effective
+from app.views.admin import admin, admin_actor, search_term
+
+
+@admin.get("/profiles")
+def profiles() -> ResponseReturnValue:
+    """Search by the start of an email address or a name; a page of results at a time, the
+    next one starting after the last (matched text, id) of this one."""
+    term = search_term("q")
+    after_id = request.args.get("after_id", type=int)
+    after_key = search_term("after")
+    after = (after_key, after_id) if after_id is not None else None
+    size = queries.SEARCH_PAGE_SIZE
+    found = queries.search_profiles(term, after=after, limit=size + 1)
+    more = len(found) > size
+    found = found[:size]
+    last = found[-1] if more else None
+    return render_template(
+        "admin/profiles.html",
+        term=term,
+        profiles=[profile for _, profile in found],
+        next_page={"after": last[0], "after_id": last[1].id} if last else None,
+        first_page=after is None,
+    )
+
+
+@dataclass(frozen=True)
+class HistoryLine:
+    """One line of a profile's history: a status event or a hand-made suppression change."""
+
+    at: datetime
+    scope: str
+    channel: str | None
+    old: str | None
+    new: str
+    cause: str
+    actor: str | None
+    reason: str | None
+    ip: str | None
+    until: datetime | None = None
+
+
+def history_of(profile: Profile) -> list[HistoryLine]:
+    """Every status event of the profile and every hand-made change to its address's
+    suppression, in the order they happened."""
+    lines = [
+        _status_line(event, slug)
+        for event, slug in queries.events_with_scope_of_profile(profile.id)
+    ]
+    lines += [
+        _suppression_line(event) for event in queries.suppression_events_of(profile.email_hash)
+    ]
+    return sorted(lines, key=lambda line: line.at)
+
+
+def _status_line(event: StatusEvent, slug: str | None) -> HistoryLine:
+    scope = "global" if event.channel is None else (slug or "(deleted resource)")
+    return HistoryLine(
+        event.occurred_at,
+        scope,
+        event.channel,
+        event.old_status,
+        event.new_status,
+        event.cause,
+        event.actor,
+        event.reason,
+        event.ip,
+        event.suspended_until,
+    )
+
+
+def _suppression_line(event: SuppressionEvent) -> HistoryLine:
+    old, new = (
+        ("not suppressed", "suppressed")
+        if event.action == "added"
+        else ("suppressed", "not suppressed")
+    )
+    return HistoryLine(
+        event.occurred_at,
+        "suppression list",
+        None,
+        old,
+        new,
+        "admin",
+        event.actor,
+        event.reason,
+        None,
+    )
+
+
+def _targets(state: State, now: datetime) -> list[str]:
+    """What the status form offers for a status as it stands at ``now``."""
+    current = effective(state, now)
+    return [target.value for target in admin_targets(current.status if current else None)]
+
+
+def render_profile(profile: Profile, *, status: int = 200) -> ResponseReturnValue:
+    """The profile page; also the answer to a refused change, with its message flashed."""
+    now = utcnow()
+    subscriptions = queries.subscriptions_of_profile(profile.id)
+    resources = {resource.id: resource for resource in queries.all_resources()}
+    page = render_template(
+        "admin/profile.html",
+        profile=profile,
+        global_targets=_targets(profile.state, now),
+        subscriptions=[
+            (
+                s,
+                resources.get(s.resource_id),
+                _targets(s.state, now),
+            )
+            for s in subscriptions
+        ],
+        consent=queries.consent_proof_of_profile(profile.id),
+        history=history_of(profile),
+        suppression=queries.suppression_of(email_hash(profile.email)),
+    )
+    return page, status
+
+
+def profile_or_404(profile_id: int) -> Profile:
+    """The profile of a URL, or the 404 page."""
+    profile = queries.profile_by_id(profile_id)
+    if profile is None:
+        abort(404)
+    return profile
+
+
+@admin.get("/profiles/<int:profile_id>")
+def profile(profile_id: int) -> ResponseReturnValue:
+    """A profile with its statuses, consent proof and history, and the forms to change them."""
+    return render_profile(profile_or_404(profile_id))
+
+
+@admin.post("/profiles/<int:profile_id>/status")
+def change_global_status(profile_id: int) -> ResponseReturnValue:
+    """Change the profile's global status."""
+    return _change(profile_id, None)
+
+
+@admin.post("/profiles/<int:profile_id>/subscriptions/<int:subscription_id>/status")
+def change_subscription_status(profile_id: int, subscription_id: int) -> ResponseReturnValue:
+    """Change the status of one of the profile's subscriptions."""
+    return _change(profile_id, subscription_id)
+
+
+def _change(profile_id: int, subscription_id: int | None) -> ResponseReturnValue:
+    profile = profile_or_404(profile_id)
+    form = StatusForm()
+    what = "the global status" if subscription_id is None else "the subscription"
+    if not form.validate():
+        flash(" ".join(error for errors in form.errors.values() for error in errors), "error")
+        return render_profile(profile, status=400)
+    target = Status(form.status.data)
+    try:
+        result = change_status(
+            profile.id,
+            target,
+            subscription_id=subscription_id,
+            suspended_until=aware_utc(form.suspended_until.data),
+            actor=admin_actor(form.reason.data),
+        )
+    except NotFound:
+        abort(404)
+    except (RuleError, InvalidInput) as error:
+        flash(f"Not changed: {error}.", "error")
+        return render_profile(profile, status=409 if isinstance(error, RuleError) else 400)
+    if result.changed:
+        flash(f"Changed {what} to {target.value}.", "notice")
+    else:
+        flash(f"Nothing changed: {what} is {target.value} already.", "notice")
+    return redirect(url_for("admin.profile", profile_id=profile.id), code=303)
