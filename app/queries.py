@@ -46,10 +46,12 @@ def public_resources() -> Sequence[Resource]:
 
 
 def profile_by_email(email: str, *, for_update: bool = False) -> Profile | None:
-    """The profile of a normalised address; ``for_update`` locks its row until the commit."""
+    """The profile of a normalised address; ``for_update`` locks its row until the commit, and
+    reads it afresh even if this transaction read it before the lock (a change committed while
+    we waited for the lock must not be hidden by the copy the session already holds)."""
     query = select(Profile).where(Profile.email == email)
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update().execution_options(populate_existing=True)
     return db.session.execute(query).scalar_one_or_none()
 
 

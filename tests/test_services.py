@@ -10,10 +10,11 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app import queries
 from app.addresses import email_hash
+from app.database import write_transaction
 from app.extensions import db
 from app.models import Profile, Resource, StatusEvent, Subscription, Suppression
 from app.services import statuses
@@ -29,6 +30,7 @@ from app.services.errors import (
 from app.services.maintenance import expire
 from app.services.statuses import Actor
 from app.status import Cause, Status
+from tests.conftest import on_postgres
 
 ALICE = "Alice@Example.COM"
 
@@ -372,6 +374,27 @@ def test_two_concurrent_changes_to_one_profile_both_land(
     for scope, old, new, _cause, _actor in events:
         assert last.get(scope) == old
         last[scope] = new
+
+
+@pytest.mark.skipif(not on_postgres(), reason="SQLite's BEGIN IMMEDIATE lets no other writer in")
+def test_the_locked_read_sees_a_change_committed_while_it_waited(
+    app: Flask, newsletter: Resource
+) -> None:
+    """A transaction that read a profile before locking it (as the admin view's change does)
+    must not decide on that earlier copy: the lock's read brings the committed change in."""
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    db.session.remove()
+    with write_transaction():
+        profile = queries.profile_by_email(ALICE.lower())
+        assert profile is not None and profile.status == "subscribed"
+        with db.engine.begin() as other:  # another request, committed before our lock
+            other.execute(
+                update(Profile).where(Profile.email == ALICE.lower()).values(status="unsubscribed")
+            )
+        locked = queries.profile_by_email(ALICE.lower(), for_update=True)
+        assert locked is profile
+        assert locked.status == "unsubscribed"
 
 
 def test_two_first_signups_of_one_address_make_one_profile(
