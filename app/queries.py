@@ -17,6 +17,8 @@ from app.extensions import db
 from app.models import (
     ConsentRecord,
     ConsentText,
+    ImportJob,
+    ImportRejection,
     OutboxMessage,
     Profile,
     Resource,
@@ -264,3 +266,140 @@ def consent_records_of_profile(profile_id: int) -> Sequence[ConsentRecord]:
         .order_by(ConsentRecord.confirmed_at)
     )
     return db.session.execute(query).scalars().all()
+
+
+# --- Imports and exports (the admin's CSV import and export, SPEC §4) ---------------------------
+
+
+def import_profiles(emails: Sequence[str], *, for_update: bool = False) -> list[Row[Any]]:
+    """The profiles of one chunk of an import: id, address, name and global state. ``for_update``
+    locks them on PostgreSQL (SQLite's write transaction holds the whole database already)."""
+    found: list[Row[Any]] = []
+    columns = (
+        Profile.id,
+        Profile.email,
+        Profile.name,
+        Profile.status,
+        Profile.suspended_until,
+        Profile.resume_status,
+    )
+    for start in range(0, len(emails), IN_CLAUSE_CHUNK):
+        chunk = list(emails[start : start + IN_CLAUSE_CHUNK])
+        query = _matching(select(*columns), Profile, Profile.email, chunk)
+        if for_update and db.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(of=Profile)
+        found.extend(db.session.execute(query))
+    return found
+
+
+def import_subscriptions(profile_ids: Sequence[int], resource_ids: Sequence[int]) -> list[Row[Any]]:
+    """The subscriptions of these profiles to these resources (every channel), with their state."""
+    found: list[Row[Any]] = []
+    if not profile_ids or not resource_ids:
+        return found
+    columns = (
+        Subscription.id,
+        Subscription.profile_id,
+        Subscription.resource_id,
+        Subscription.channel,
+        Subscription.status,
+        Subscription.suspended_until,
+        Subscription.resume_status,
+    )
+    for start in range(0, len(profile_ids), IN_CLAUSE_CHUNK):
+        chunk = list(profile_ids[start : start + IN_CLAUSE_CHUNK])
+        query = select(*columns).where(
+            Subscription.profile_id.in_(chunk), Subscription.resource_id.in_(list(resource_ids))
+        )
+        found.extend(db.session.execute(query))
+    return found
+
+
+def profile_ids_by_email(emails: Sequence[str]) -> dict[str, int]:
+    """The ids of profiles an import has just inserted, by address."""
+    found: dict[str, int] = {}
+    for start in range(0, len(emails), IN_CLAUSE_CHUNK):
+        chunk = list(emails[start : start + IN_CLAUSE_CHUNK])
+        query = _matching(select(Profile.email, Profile.id), Profile, Profile.email, chunk)
+        found.update({row.email: row.id for row in db.session.execute(query)})
+    return found
+
+
+def import_job(job_id: int) -> ImportJob | None:
+    return db.session.get(ImportJob, job_id)
+
+
+def recent_import_jobs(limit: int = 50) -> Sequence[ImportJob]:
+    """The newest imports first, for the admin's list."""
+    query = select(ImportJob).order_by(ImportJob.id.desc()).limit(limit)
+    return db.session.execute(query).scalars().all()
+
+
+def import_rejections(
+    job_id: int, *, offset: int = 0, limit: int = 50
+) -> Sequence[ImportRejection]:
+    """One page of an import's rejected rows, in the order of the file."""
+    query = (
+        select(ImportRejection)
+        .where(ImportRejection.job_id == job_id)
+        .order_by(ImportRejection.line, ImportRejection.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return db.session.execute(query).scalars().all()
+
+
+def import_rejection_counts(job_id: int) -> list[tuple[str, int]]:
+    """How many rows of an import were rejected for each reason, the most frequent first."""
+    query = (
+        select(ImportRejection.reason, func.count())
+        .where(ImportRejection.job_id == job_id)
+        .group_by(ImportRejection.reason)
+        .order_by(func.count().desc(), ImportRejection.reason)
+    )
+    return [(reason, number) for reason, number in db.session.execute(query)]
+
+
+def profiles_export_query(
+    *,
+    global_status: str | None = None,
+    resource_id: int | None = None,
+    channel: str | None = None,
+    subscription_status: str | None = None,
+    created_from: datetime | None = None,
+    created_before: datetime | None = None,
+) -> Any:
+    """Profiles matching the admin's export filters, by id; with a resource, one row for each of
+    their subscriptions to it (on ``channel``, or every channel) with its status."""
+    columns: list[Any] = [
+        Profile.id,
+        Profile.email,
+        Profile.name,
+        Profile.status,
+        Profile.suspended_until,
+        Profile.created_at,
+    ]
+    query = select(*columns)
+    if resource_id is not None:
+        query = query.add_columns(
+            Subscription.channel, Subscription.status.label("subscription_status")
+        ).join(Subscription, Subscription.profile_id == Profile.id)
+        query = query.where(Subscription.resource_id == resource_id)
+        if channel:
+            query = query.where(Subscription.channel == channel)
+        if subscription_status:
+            query = query.where(Subscription.status == subscription_status)
+    if global_status:
+        query = query.where(Profile.status == global_status)
+    if created_from is not None:
+        query = query.where(Profile.created_at >= created_from)
+    if created_before is not None:
+        query = query.where(Profile.created_at < created_before)
+    return query.order_by(Profile.id)
+
+
+def stream_rows(query: Any, *, batch_size: int = 2000) -> Iterator[Row[Any]]:
+    """Any export query row by row in constant memory (a server-side cursor on PostgreSQL),
+    from one statement and so one snapshot."""
+    with db.engine.connect() as connection, connection.begin():
+        yield from connection.execution_options(yield_per=batch_size).execute(query)
