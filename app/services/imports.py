@@ -270,6 +270,19 @@ def parse_consent_date(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class Target:
+    """What the parser needs of a resource, copied out of the session (chunks commit)."""
+
+    id: int
+    slug: str
+    channels: tuple[str, ...]
+
+    @classmethod
+    def of(cls, resource: Resource) -> Target:
+        return cls(resource.id, resource.slug, tuple(resource.channels.split(",")))
+
+
 class RowParser:
     """The checks on each row that need no database: address, status, resource, channel,
     consent date, name, and duplicates within the file (which it remembers in hashed form)."""
@@ -278,8 +291,8 @@ class RowParser:
         self, columns: ColumnMap, resources: Sequence[Resource], default: Resource | None
     ) -> None:
         self.columns = columns
-        self.by_slug = {resource.slug: resource for resource in resources}
-        self.default = default
+        self.by_slug = {resource.slug: Target.of(resource) for resource in resources}
+        self.default = Target.of(default) if default is not None else None
         self.now = utcnow()
         self._addresses = AddressNormalizer()
         self._statuses: dict[str, Status | None] = {}
@@ -328,7 +341,7 @@ class RowParser:
         else:
             return Rejection(line, shown, NO_RESOURCE)
         channel = self._cell(fields, self._channel).strip().lower() or Channel.EMAIL.value
-        if channel not in resource.channels.split(","):
+        if channel not in resource.channels:
             return Rejection(line, shown, f"{UNKNOWN_CHANNEL}: {channel[:20]} for {resource.slug}")
         consent_at = None
         raw_consent = self._cell(fields, self._consent).strip()
@@ -432,6 +445,13 @@ def _state_columns(state: State) -> dict[str, Any]:
     }
 
 
+def _profile_columns(state: State) -> dict[str, Any]:
+    # The profile's status column is named global_status in its table.
+    columns = _state_columns(state)
+    columns["global_status"] = columns.pop("status")
+    return columns
+
+
 def plan_chunk(
     rows: Sequence[ImportRow],
     rules: Rules,
@@ -491,13 +511,13 @@ def plan_chunk(
                 "email": email,
                 "email_hash": hashes[email],
                 "name": row.name,
-                **_state_columns(g_after),
+                **_profile_columns(g_after),
                 "created_at": now,
                 "updated_at": now,
             }
             names[email] = row.name
         elif email in plan.new_profiles:
-            plan.new_profiles[email].update(_state_columns(g_after))
+            plan.new_profiles[email].update(_profile_columns(g_after))
         elif g_after != g or new_name is not None:
             update_row = plan.profile_updates.setdefault(email, {"name": names[email]})
             update_row.update(_state_columns(g_after))
@@ -881,7 +901,9 @@ def run_job(
         db.session.rollback()
         if not isinstance(error, ImportFileError | InvalidInput | NotFound):
             current_app.logger.exception("import %s failed", job_id)
-        _finish(job_id, FAILED, str(error) or type(error).__name__)
+        # The first line says what went wrong; the rest (SQL, parameters) is for the log.
+        message = (str(error).strip().splitlines() or [""])[0][:500]
+        _finish(job_id, FAILED, message or type(error).__name__)
     else:
         _finish(job_id, DONE, None)
     db.session.rollback()
