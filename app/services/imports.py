@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from flask import Flask, current_app
@@ -31,7 +32,7 @@ from sqlalchemy import bindparam, insert, update
 
 from app import queries
 from app.addresses import AddressNormalizer, InvalidEmail, email_hash
-from app.database import in_write_transaction, utcnow, write_transaction
+from app.database import UTCDateTime, in_write_transaction, utcnow, write_transaction
 from app.extensions import db
 from app.models import (
     ConsentRecord,
@@ -383,27 +384,35 @@ class Rules:
 
     def __init__(self) -> None:
         self._plain: dict[tuple[Any, ...], tuple[Outcome, Outcome] | str] = {}
+        self._actions: dict[tuple[Status, bool], SetStatus] = {}
 
     def decide(
         self,
         g: State | None,
         s: State | None,
         suppressed: bool,
-        action: SetStatus,
+        status: Status,
+        consent: bool,
         now: datetime,
     ) -> tuple[Outcome, Outcome]:
-        """(the settled suspensions, the import's own outcome); ``TransitionRefused`` when the
-        rules refuse the row."""
-        # A suspension's outcome depends on the time, so only plain states are remembered.
-        plain = (g is None or g.status is not Status.SUSPENDED) and (
-            s is None or s.status is not Status.SUSPENDED
-        )
-        key = (g, s, suppressed, action)
-        if plain and key in self._plain:
-            found = self._plain[key]
-            if isinstance(found, str):
-                raise TransitionRefused(found)
-            return found
+        """(the settled suspensions, the import's own outcome) of setting ``status`` (with proof
+        of consent or not) by cause ``import``; ``TransitionRefused`` when the rules refuse it."""
+        g_status = g.status if g is not None else None
+        s_status = s.status if s is not None else None
+        # A suspension's outcome depends on its times and the clock: decided each time.
+        plain = g_status is not Status.SUSPENDED and s_status is not Status.SUSPENDED
+        key = (g_status, s_status, suppressed, status, consent)
+        if plain:
+            found = self._plain.get(key)
+            if found is not None:
+                if isinstance(found, str):
+                    raise TransitionRefused(found)
+                return found
+        action = self._actions.get((status, consent))
+        if action is None:
+            action = self._actions[(status, consent)] = SetStatus(
+                status, Cause.IMPORT, consent_proof=consent
+            )
         settled = settle(Snapshot(g, s, suppressed=suppressed, resource_named=True), now)
         try:
             outcome = apply(action, settled.after, now)
@@ -431,8 +440,9 @@ class Plan:
     # (address, resource id, channel, consent time)
     consents: list[tuple[str, int, str, datetime]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    # The ids of the profiles that existed before the chunk, by address.
+    # The ids of the profiles and subscriptions that existed before the chunk.
     profile_ids: dict[str, int] = field(default_factory=dict)
+    subscription_ids: dict[tuple[str, int, str], int] = field(default_factory=dict)
     imported: list[ImportRow] = field(default_factory=list)
     unchanged: int = 0
 
@@ -486,15 +496,17 @@ def plan_chunk(
         key = (by_profile_id[profile_id], resource_id, channel)
         sub_states[key] = _state(row.status, row.suspended_until, row.resume_status)
         sub_ids[key] = row.id
+    plan.subscription_ids = sub_ids
 
     for row in rows:
         email = row.email
         key = (email, row.resource_id, row.channel)
         g = global_states.get(email)
         s = sub_states.get(key)
-        action = SetStatus(row.status, Cause.IMPORT, consent_proof=row.consent_at is not None)
         try:
-            settled, outcome = rules.decide(g, s, hashes[email] in suppressed, action, now)
+            settled, outcome = rules.decide(
+                g, s, hashes[email] in suppressed, row.status, row.consent_at is not None, now
+            )
         except TransitionRefused as refused:
             plan.rejections.append(Rejection(row.line, email, f"{REFUSED}: {refused}"))
             continue
@@ -570,48 +582,108 @@ def _event(
     )
 
 
+def _executemany(statement: Any, rows: list[dict[str, Any]], times: Sequence[str] = ()) -> None:
+    """Run a Core statement once for each row, as the driver's executemany.
+
+    The statement is compiled by SQLAlchemy from the table, but the values go to the driver as
+    they are: SQLAlchemy's per-value processing cost three times the database's own work. The
+    only values that need converting are the timestamps (``times``), done here as UTCDateTime
+    would do them.
+    """
+    if not rows:
+        return
+    connection = db.session.connection()
+    dialect = connection.dialect
+    convert = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    if times and convert is not None:
+        # A chunk's rows share a few times (its clock, the consent dates): convert each once.
+        converted: dict[datetime, Any] = {}
+        for row in rows:
+            for key in times:
+                value = row[key]
+                if value is not None:
+                    found = converted.get(value)
+                    if found is None:
+                        found = converted[value] = convert(value)
+                    row[key] = found
+    compiled = statement.compile(dialect=dialect, column_keys=list(rows[0]))
+    if compiled.positional:
+        values = itemgetter(*compiled.positiontup)
+        connection.exec_driver_sql(compiled.string, [values(row) for row in rows])
+    else:
+        connection.exec_driver_sql(compiled.string, rows)
+
+
+def _new_ids(table: Any, count: int) -> list[int]:
+    """Ids for rows about to be inserted, so that no query has to find them afterwards.
+    PostgreSQL's sequence hands out ``count`` at once; on SQLite the chunk's write transaction
+    keeps every other writer out, so the ids simply continue after the largest one."""
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        found = connection.exec_driver_sql(
+            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) "
+            "FROM generate_series(1, %(count)s)",
+            {"count": count},
+        )
+        return [row[0] for row in found]
+    top = connection.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table.name}").scalar()
+    return list(range(int(top or 0) + 1, int(top or 0) + 1 + count))
+
+
+PROFILE_TIMES = ("suspended_until", "created_at", "updated_at")
+SUBSCRIPTION_TIMES = ("suspended_until", "created_at", "updated_at", "confirmed_at")
+
+
 def write_plan(plan: Plan, now: datetime) -> None:
     """Write one chunk's plan with bulk statements (executemany), in the open transaction."""
-    session = db.session()
     profile_ids = dict(plan.profile_ids)
     if plan.new_profiles:
-        session.execute(insert(Profile.__table__), list(plan.new_profiles.values()))
-        profile_ids.update(queries.profile_ids_by_email(list(plan.new_profiles)))
+        ids = _new_ids(Profile.__table__, len(plan.new_profiles))
+        for (email, values), new_id in zip(plan.new_profiles.items(), ids, strict=True):
+            values["id"] = profile_ids[email] = new_id
+        _executemany(insert(Profile.__table__), list(plan.new_profiles.values()), PROFILE_TIMES)
     if plan.profile_updates:
         table = Profile.__table__
-        session.execute(
+        _executemany(
             update(table)
             .where(table.c.id == bindparam("profile_id"))
             .values(
                 name=bindparam("new_name"),
-                global_status=bindparam("status"),
-                suspended_until=bindparam("suspended_until"),
-                resume_status=bindparam("resume_status"),
-                updated_at=now,
+                global_status=bindparam("new_status"),
+                suspended_until=bindparam("new_until"),
+                resume_status=bindparam("new_resume"),
+                updated_at=bindparam("now"),
             ),
             [
                 {
                     "profile_id": profile_ids[email],
                     "new_name": values["name"],
-                    "status": values["status"],
-                    "suspended_until": values["suspended_until"],
-                    "resume_status": values["resume_status"],
+                    "new_status": values["global_status"],
+                    "new_until": values["suspended_until"],
+                    "new_resume": values["resume_status"],
+                    "now": now,
                 }
                 for email, values in plan.profile_updates.items()
             ],
+            ("new_until", "now"),
         )
+    subscription_ids: dict[tuple[str, int, str], int] = dict(plan.subscription_ids)
     if plan.new_subscriptions:
-        session.execute(
+        ids = _new_ids(Subscription.__table__, len(plan.new_subscriptions))
+        for key, new_id in zip(plan.new_subscriptions, ids, strict=True):
+            subscription_ids[key] = new_id
+        _executemany(
             insert(Subscription.__table__),
             [
-                {"profile_id": profile_ids[email], **values}
-                for (email, _rid, _ch), values in plan.new_subscriptions.items()
+                {"id": subscription_ids[key], "profile_id": profile_ids[key[0]], **values}
+                for key, values in plan.new_subscriptions.items()
             ],
+            SUBSCRIPTION_TIMES,
         )
     if plan.subscription_updates:
         _update_subscriptions(plan.subscription_updates, now)
     if plan.events:
-        session.execute(
+        _executemany(
             insert(StatusEvent.__table__),
             [
                 {
@@ -630,20 +702,14 @@ def write_plan(plan: Plan, now: datetime) -> None:
                 }
                 for email, resource_id, channel, change, actor, state in plan.events
             ],
+            ("suspended_until", "occurred_at"),
         )
     if plan.consents:
-        ids = {
-            (row.profile_id, row.resource_id, row.channel): row.id
-            for row in queries.import_subscriptions(
-                sorted({profile_ids[email] for email, *_ in plan.consents}),
-                sorted({resource_id for _e, resource_id, *_ in plan.consents}),
-            )
-        }
-        session.execute(
+        _executemany(
             insert(ConsentRecord.__table__),
             [
                 {
-                    "subscription_id": ids[(profile_ids[email], resource_id, channel)],
+                    "subscription_id": subscription_ids[(email, resource_id, channel)],
                     "consent_text_id": None,
                     "confirmed_at": consent_at,
                     "ip": None,
@@ -652,6 +718,7 @@ def write_plan(plan: Plan, now: datetime) -> None:
                 }
                 for email, resource_id, channel, consent_at in plan.consents
             ],
+            ("confirmed_at",),
         )
 
 
@@ -660,29 +727,39 @@ def _update_subscriptions(updates: dict[int, dict[str, Any]], now: datetime) -> 
     # Rows that became subscribed also get their confirmation time; the others keep theirs.
     for with_confirmation in (True, False):
         batch = [
-            {"subscription_id": sub_id, **values}
+            {
+                "subscription_id": sub_id,
+                "new_status": values["status"],
+                "new_until": values["suspended_until"],
+                "new_resume": values["resume_status"],
+                "now": now,
+                **({"new_confirmed": values["confirmed_at"]} if with_confirmation else {}),
+            }
             for sub_id, values in updates.items()
             if ("confirmed_at" in values) is with_confirmation
         ]
         if not batch:
             continue
-        values: dict[str, Any] = {
-            "status": bindparam("status"),
-            "suspended_until": bindparam("suspended_until"),
-            "resume_status": bindparam("resume_status"),
-            "updated_at": now,
+        columns: dict[str, Any] = {
+            "status": bindparam("new_status"),
+            "suspended_until": bindparam("new_until"),
+            "resume_status": bindparam("new_resume"),
+            "updated_at": bindparam("now"),
         }
+        times = ["new_until", "now"]
         if with_confirmation:
-            values["confirmed_at"] = bindparam("confirmed_at")
-        db.session.execute(
-            update(table).where(table.c.id == bindparam("subscription_id")).values(**values),
+            columns["confirmed_at"] = bindparam("new_confirmed")
+            times.append("new_confirmed")
+        _executemany(
+            update(table).where(table.c.id == bindparam("subscription_id")).values(**columns),
             batch,
+            times,
         )
 
 
 def _write_rejections(job_id: int, rejections: Sequence[Rejection]) -> None:
     if rejections:
-        db.session.execute(
+        _executemany(
             insert(ImportRejection.__table__),
             [
                 {"job_id": job_id, "line": r.line, "email": r.email, "reason": r.reason[:300]}
