@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SubmitField
-from wtforms.validators import InputRequired, Length
+from flask_wtf.file import FileField, FileRequired
+from wtforms import DateField, EmailField, PasswordField, SelectField, SubmitField
+from wtforms.validators import InputRequired, Length, Optional
+
+from app.status import Channel, Status
+
+STATUS_CHOICES = [(status.value, status.value) for status in Status]
 
 
 class LoginForm(FlaskForm):
@@ -19,3 +24,30 @@ class ButtonForm(FlaskForm):
     """A form that is only a button and its CSRF token: log out, revoke, lift."""
 
     submit = SubmitField("Go")
+
+
+class ImportUploadForm(FlaskForm):
+    """``/admin/imports``: a CSV file and the resource for rows that name none."""
+
+    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file.")])
+    resource = SelectField("Resource for rows without a resource column", choices=[])
+    submit = SubmitField("Upload and preview")
+
+
+class AudienceExportForm(FlaskForm):
+    """``/admin/exports``: everyone who may be sent one resource on one channel."""
+
+    resource = SelectField("Resource", choices=[], validators=[InputRequired()])
+    channel = SelectField("Channel", choices=[(c.value, c.value) for c in Channel])
+    submit = SubmitField("Export the audience")
+
+
+class ProfilesExportForm(FlaskForm):
+    """``/admin/exports``: profiles filtered by status, resource and creation date."""
+
+    global_status = SelectField("Global status", choices=[("", "any"), *STATUS_CHOICES])
+    resource = SelectField("Subscribed to resource", choices=[])
+    subscription_status = SelectField("Subscription status", choices=[("", "any"), *STATUS_CHOICES])
+    created_from = DateField("Created on or after", validators=[Optional()])
+    created_before = DateField("Created before", validators=[Optional()])
+    submit = SubmitField("Export the profiles")

@@ -76,12 +76,17 @@ def admin_actor(reason: str | None = None) -> Actor:
 
 def register_admin(app: Flask) -> None:
     """Register the admin view with its guard: a login session, CSRF on every form."""
-    from app.views.admin import auth  # noqa: F401  (each module adds its routes to ``admin``)
+    from app.views.admin import (  # noqa: F401
+        auth,
+        exports,
+        imports,
+    )
 
     login_manager.init_app(app)
     login_manager.user_loader(user_by_id)
     app.permanent_session_lifetime = app.config["ADMIN_SESSION_LIFETIME"]
     app.register_blueprint(admin)
+    imports.register_upload_limit(app)
     # The guard belongs to this app's registration of the blueprint, for every route in it.
     app.before_request_funcs.setdefault(admin.name, []).append(require_login)
 
