@@ -1032,8 +1032,6 @@ def _import_file(
             return plan
 
         in_write_transaction(work)
-        # Each chunk is its own transaction; the session must not keep the rows it loaded.
-        db.session.expunge_all()
         if on_progress is not None:
             on_progress(read)
 
