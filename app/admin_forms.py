@@ -5,11 +5,13 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, EmailField, PasswordField, SelectField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
 
 from app.status import Channel, Status
 
-STATUS_CHOICES = [(status.value, status.value) for status in Status]
+STATUS_CHOICES = [SelectChoice(status.value) for status in Status]
+ANY = SelectChoice("", "any")
 
 
 class LoginForm(FlaskForm):
@@ -38,16 +40,16 @@ class AudienceExportForm(FlaskForm):
     """``/admin/exports``: everyone who may be sent one resource on one channel."""
 
     resource = SelectField("Resource", choices=[], validators=[InputRequired()])
-    channel = SelectField("Channel", choices=[(c.value, c.value) for c in Channel])
+    channel = SelectField("Channel", choices=[SelectChoice(c.value) for c in Channel])
     submit = SubmitField("Export the audience")
 
 
 class ProfilesExportForm(FlaskForm):
     """``/admin/exports``: profiles filtered by status, resource and creation date."""
 
-    global_status = SelectField("Global status", choices=[("", "any"), *STATUS_CHOICES])
+    global_status = SelectField("Global status", choices=[ANY, *STATUS_CHOICES])
     resource = SelectField("Subscribed to resource", choices=[])
-    subscription_status = SelectField("Subscription status", choices=[("", "any"), *STATUS_CHOICES])
+    subscription_status = SelectField("Subscription status", choices=[ANY, *STATUS_CHOICES])
     created_from = DateField("Created on or after", validators=[Optional()])
     created_before = DateField("Created before", validators=[Optional()])
     submit = SubmitField("Export the profiles")

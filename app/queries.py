@@ -279,7 +279,7 @@ def import_profiles(emails: Sequence[str], *, for_update: bool = False) -> list[
         Profile.id,
         Profile.email,
         Profile.name,
-        Profile.status,
+        Profile.status.label("status"),
         Profile.suspended_until,
         Profile.resume_status,
     )
@@ -375,7 +375,7 @@ def profiles_export_query(
         Profile.id,
         Profile.email,
         Profile.name,
-        Profile.status,
+        Profile.status.label("status"),
         Profile.suspended_until,
         Profile.created_at,
     ]

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time
 
 from flask import Response, render_template, stream_with_context
 from flask.typing import ResponseReturnValue
+from wtforms.fields.choices import SelectChoice
 
 from app import queries
 from app.admin_forms import AudienceExportForm, ProfilesExportForm
@@ -22,9 +23,9 @@ def _forms() -> tuple[AudienceExportForm, ProfilesExportForm]:
         AudienceExportForm(prefix="audience"),
         ProfilesExportForm(prefix="profiles"),
     )
-    resources = [(r.slug, f"{r.name} ({r.slug})") for r in queries.all_resources()]
+    resources = [SelectChoice(r.slug, f"{r.name} ({r.slug})") for r in queries.all_resources()]
     audience.resource.choices = resources
-    profiles.resource.choices = [("", "any (one line a profile)"), *resources]
+    profiles.resource.choices = [SelectChoice("", "any (one line a profile)"), *resources]
     return audience, profiles
 
 
@@ -47,7 +48,7 @@ def _start(day: date | None) -> datetime | None:
     return datetime.combine(day, time.min, tzinfo=UTC) if day is not None else None
 
 
-@admin.get("/exports")
+@admin.get("/exports", endpoint="exports")
 def exports_page() -> ResponseReturnValue:
     """The two export forms."""
     return _page(*_forms(), 200)

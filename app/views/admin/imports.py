@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask, abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from wtforms.fields.choices import SelectChoice
 
 from app import queries
 from app.admin_forms import ButtonForm, ImportUploadForm
@@ -31,8 +32,8 @@ def register_upload_limit(app: Flask) -> None:
 
 
 def _resource_choices(form: ImportUploadForm) -> None:
-    form.resource.choices = [("", "none: every row names its resource")] + [
-        (resource.slug, f"{resource.name} ({resource.slug})")
+    form.resource.choices = [SelectChoice("", "none: every row names its resource")] + [
+        SelectChoice(resource.slug, f"{resource.name} ({resource.slug})")
         for resource in queries.all_resources()
     ]
 
