@@ -4,7 +4,7 @@ the events it records, and a second import of the same file changing nothing (ru
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -429,3 +429,22 @@ def test_the_quick_address_check_answers_as_the_full_one(
     except InvalidEmail:
         found = None
     assert found == expected
+
+
+def test_times_go_to_sqlite_as_sqlalchemy_writes_them() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    from app.database import UTCDateTime
+    from app.services.imports import db_time
+
+    dialect = sqlite.dialect()
+    theirs = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    ours = db_time(dialect)
+    assert theirs is not None and ours is not None
+    berlin = timezone(timedelta(hours=2))
+    for moment in (
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+        datetime(2024, 5, 6, 7, 8, 9, tzinfo=berlin),
+    ):
+        assert ours(moment) == theirs(moment)

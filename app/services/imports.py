@@ -47,7 +47,6 @@ from app.services.errors import InvalidInput, NotFound, UnknownResource
 from app.services.statuses import TIME, Actor
 from app.status import (
     Cause,
-    Change,
     Channel,
     Outcome,
     SetStatus,
@@ -378,12 +377,77 @@ def _state(status: str | None, until: datetime | None, resume: str | None) -> St
     return State(Status(status), until, Status(resume) if resume else None)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """One row's outcome under the rules, with what writing it needs worked out once: rows
+    repeat a few dozen combinations of states, and each combination is decided once."""
+
+    global_state: State
+    subscription: State
+    global_changed: bool
+    subscription_changed: bool
+    became_subscribed: bool
+    # The columns to write (shared between rows: copied before they are changed).
+    global_columns: dict[str, Any]
+    subscription_columns: dict[str, Any]
+    # (on the subscription, old status, new status, cause, by the clock, suspended_until)
+    events: tuple[tuple[bool, str | None, str, str, bool, datetime | None], ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events)
+
+
+def _state_columns(state: State) -> dict[str, Any]:
+    return {
+        "status": state.status.value,
+        "suspended_until": state.suspended_until,
+        "resume_status": state.resume_status.value if state.resume_status else None,
+    }
+
+
+def _verdict(g: State | None, s: State | None, settled: Outcome, outcome: Outcome) -> Verdict:
+    after = outcome.after
+    g_after, s_after = after.global_state, after.subscription
+    assert g_after is not None and s_after is not None
+    events = []
+    for changes, snapshot, by_clock in (
+        (settled.changes, settled.after, True),
+        (outcome.changes, after, False),
+    ):
+        for change in changes:
+            on_subscription = change.scope == "subscription"
+            state = snapshot.subscription if on_subscription else snapshot.global_state
+            events.append(
+                (
+                    on_subscription,
+                    change.old.value if change.old else None,
+                    change.new.value,
+                    change.cause.value,
+                    by_clock,
+                    state.suspended_until if state else None,
+                )
+            )
+    global_columns = _state_columns(g_after)
+    global_columns["global_status"] = global_columns.pop("status")
+    return Verdict(
+        g_after,
+        s_after,
+        g_after != g,
+        s_after != s,
+        any(c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in outcome.changes),
+        global_columns,
+        _state_columns(s_after),
+        tuple(events),
+    )
+
+
 class Rules:
     """status.settle and status.apply for import rows, each combination of plain states decided
     once: a million rows repeat a few dozen of them."""
 
     def __init__(self) -> None:
-        self._plain: dict[tuple[Any, ...], tuple[Outcome, Outcome] | str] = {}
+        self._plain: dict[tuple[Any, ...], Verdict | str] = {}
         self._actions: dict[tuple[Status, bool], SetStatus] = {}
 
     def decide(
@@ -394,9 +458,10 @@ class Rules:
         status: Status,
         consent: bool,
         now: datetime,
-    ) -> tuple[Outcome, Outcome]:
-        """(the settled suspensions, the import's own outcome) of setting ``status`` (with proof
-        of consent or not) by cause ``import``; ``TransitionRefused`` when the rules refuse it."""
+    ) -> Verdict:
+        """The outcome of setting ``status`` (with proof of consent or not) by cause
+        ``import``, suspensions that have ended settled first; ``TransitionRefused`` when the
+        rules refuse it."""
         g_status = g.status if g is not None else None
         s_status = s.status if s is not None else None
         # A suspension's outcome depends on its times and the clock: decided each time.
@@ -420,9 +485,10 @@ class Rules:
             if plain:
                 self._plain[key] = str(refused)
             raise
+        verdict = _verdict(g, s, settled, outcome)
         if plain:
-            self._plain[key] = (settled, outcome)
-        return settled, outcome
+            self._plain[key] = verdict
+        return verdict
 
 
 @dataclass
@@ -433,10 +499,8 @@ class Plan:
     profile_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
     new_subscriptions: dict[tuple[str, int, str], dict[str, Any]] = field(default_factory=dict)
     subscription_updates: dict[int, dict[str, Any]] = field(default_factory=dict)
-    # (address, resource id or None, channel or None, change, actor)
-    events: list[tuple[str, int | None, str | None, Change, Actor, State | None]] = field(
-        default_factory=list
-    )
+    # (address, resource id or None, channel or None, old, new, cause, actor, suspended_until)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
     # (address, resource id, channel, consent time)
     consents: list[tuple[str, int, str, datetime]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
@@ -445,21 +509,6 @@ class Plan:
     subscription_ids: dict[tuple[str, int, str], int] = field(default_factory=dict)
     imported: list[ImportRow] = field(default_factory=list)
     unchanged: int = 0
-
-
-def _state_columns(state: State) -> dict[str, Any]:
-    return {
-        "status": state.status.value,
-        "suspended_until": state.suspended_until,
-        "resume_status": state.resume_status.value if state.resume_status else None,
-    }
-
-
-def _profile_columns(state: State) -> dict[str, Any]:
-    # The profile's status column is named global_status in its table.
-    columns = _state_columns(state)
-    columns["global_status"] = columns.pop("status")
-    return columns
 
 
 def plan_chunk(
@@ -501,48 +550,45 @@ def plan_chunk(
     for row in rows:
         email = row.email
         key = (email, row.resource_id, row.channel)
-        g = global_states.get(email)
-        s = sub_states.get(key)
         try:
-            settled, outcome = rules.decide(
-                g, s, hashes[email] in suppressed, row.status, row.consent_at is not None, now
+            verdict = rules.decide(
+                global_states.get(email),
+                sub_states.get(key),
+                hashes[email] in suppressed,
+                row.status,
+                row.consent_at is not None,
+                now,
             )
         except TransitionRefused as refused:
             plan.rejections.append(Rejection(row.line, email, f"{REFUSED}: {refused}"))
             continue
-        after = outcome.after
         new_name = row.name if row.name and email in names and not names[email] else None
-        if not settled.changes and not outcome.changes and new_name is None:
+        if not verdict.events and new_name is None:
             plan.unchanged += 1
             continue
         plan.imported.append(row)
-        g_after, s_after = after.global_state, after.subscription
-        assert g_after is not None and s_after is not None
         if email not in global_states:
             plan.new_profiles[email] = {
                 "email": email,
                 "email_hash": hashes[email],
                 "name": row.name,
-                **_profile_columns(g_after),
+                **verdict.global_columns,
                 "created_at": now,
                 "updated_at": now,
             }
             names[email] = row.name
         elif email in plan.new_profiles:
-            plan.new_profiles[email].update(_profile_columns(g_after))
-        elif g_after != g or new_name is not None:
+            plan.new_profiles[email].update(verdict.global_columns)
+        elif verdict.global_changed or new_name is not None:
             update_row = plan.profile_updates.setdefault(email, {"name": names[email]})
-            update_row.update(_state_columns(g_after))
+            update_row.update(verdict.global_columns)
             if new_name is not None:
                 update_row["name"] = names[email] = new_name
-        global_states[email] = g_after
+        global_states[email] = verdict.global_state
 
-        became_subscribed = any(
-            c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in outcome.changes
-        )
-        if s_after != s:
-            columns = _state_columns(s_after)
-            if became_subscribed:
+        if verdict.subscription_changed:
+            columns = dict(verdict.subscription_columns)
+            if verdict.became_subscribed:
                 columns["confirmed_at"] = row.consent_at or now
             if key in sub_ids:
                 plan.subscription_updates.setdefault(sub_ids[key], {}).update(columns)
@@ -557,29 +603,36 @@ def plan_chunk(
                     "created_at": now,
                     "updated_at": now,
                 }
-        sub_states[key] = s_after
-        if became_subscribed and row.consent_at is not None:
+        sub_states[key] = verdict.subscription
+        if verdict.became_subscribed and row.consent_at is not None:
             plan.consents.append((email, row.resource_id, row.channel, row.consent_at))
-        for change in settled.changes:
-            plan.events.append(_event(email, row, change, TIME, settled.after))
-        for change in outcome.changes:
-            plan.events.append(_event(email, row, change, actor, after))
+        for on_subscription, old, new, cause, by_clock, until in verdict.events:
+            plan.events.append(
+                (
+                    email,
+                    row.resource_id if on_subscription else None,
+                    row.channel if on_subscription else None,
+                    old,
+                    new,
+                    cause,
+                    TIME if by_clock else actor,
+                    until,
+                )
+            )
     return plan
 
 
-def _event(
-    email: str, row: ImportRow, change: Change, actor: Actor, after: Snapshot
-) -> tuple[str, int | None, str | None, Change, Actor, State | None]:
-    on_subscription = change.scope == "subscription"
-    state = after.subscription if on_subscription else after.global_state
-    return (
-        email,
-        row.resource_id if on_subscription else None,
-        row.channel if on_subscription else None,
-        change,
-        actor,
-        state,
-    )
+def db_time(dialect: Any) -> Callable[[datetime], Any] | None:
+    """How a UTC time goes to the driver, as UTCDateTime sends it. On SQLite that is SQLAlchemy's
+    text format, written here directly: its own processing costs 3 us a value (a test holds the
+    two to the same text)."""
+    if dialect.name == "sqlite":
+        return _sqlite_time
+    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+
+
+def _sqlite_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _executemany(statement: Any, rows: list[dict[str, Any]], times: Sequence[str] = ()) -> None:
@@ -594,7 +647,7 @@ def _executemany(statement: Any, rows: list[dict[str, Any]], times: Sequence[str
         return
     connection = db.session.connection()
     dialect = connection.dialect
-    convert = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    convert = db_time(dialect)
     if times and convert is not None:
         # A chunk's rows share a few times (its clock, the consent dates): convert each once.
         converted: dict[datetime, Any] = {}
@@ -690,17 +743,17 @@ def write_plan(plan: Plan, now: datetime) -> None:
                     "profile_id": profile_ids[email],
                     "resource_id": resource_id,
                     "channel": channel,
-                    "old_status": change.old.value if change.old else None,
-                    "new_status": change.new.value,
-                    "suspended_until": state.suspended_until if state else None,
-                    "cause": change.cause.value,
+                    "old_status": old,
+                    "new_status": new,
+                    "suspended_until": until,
+                    "cause": cause,
                     "actor": actor.name,
                     "reason": actor.reason,
                     "ip": actor.ip,
                     "user_agent": actor.user_agent,
                     "occurred_at": now,
                 }
-                for email, resource_id, channel, change, actor, state in plan.events
+                for email, resource_id, channel, old, new, cause, actor, until in plan.events
             ],
             ("suspended_until", "occurred_at"),
         )
