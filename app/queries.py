@@ -6,11 +6,23 @@ test over every combination of statuses proves that the two agree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Row, String, and_, exists, func, literal, or_, select
+from sqlalchemy import (
+    ARRAY,
+    Row,
+    String,
+    and_,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -271,6 +283,18 @@ def consent_records_of_profile(profile_id: int) -> Sequence[ConsentRecord]:
 # --- Imports and exports (the admin's CSV import and export, SPEC §4) ---------------------------
 
 
+def _among(query: Any, table: Any, column: Any, values: list[Any]) -> Any:
+    """Like ``_matching``, for the import's lookups of 5,000 values: on SQLite the values go as
+    one JSON array read by json_each, instead of 5,000 bound parameters that SQLAlchemy renders
+    one by one on every execution (a third of the import's time outside the database)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        if values and isinstance(values[0], int):
+            return query.where(column.in_(values))
+        return _matching(query, table, column, values)
+    given = select(literal_column("value")).select_from(func.json_each(json.dumps(values)))
+    return query.where(column.in_(given))
+
+
 def import_profiles(emails: Sequence[str], *, for_update: bool = False) -> list[Row[Any]]:
     """The profiles of one chunk of an import: id, address, name and global state. ``for_update``
     locks them on PostgreSQL (SQLite's write transaction holds the whole database already)."""
@@ -285,7 +309,7 @@ def import_profiles(emails: Sequence[str], *, for_update: bool = False) -> list[
     )
     for start in range(0, len(emails), IN_CLAUSE_CHUNK):
         chunk = list(emails[start : start + IN_CLAUSE_CHUNK])
-        query = _matching(select(*columns), Profile, Profile.email, chunk)
+        query = _among(select(*columns), Profile, Profile.email, chunk)
         if for_update and db.session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(of=Profile)
         found.extend(db.session.execute(query))
@@ -308,20 +332,24 @@ def import_subscriptions(profile_ids: Sequence[int], resource_ids: Sequence[int]
     )
     for start in range(0, len(profile_ids), IN_CLAUSE_CHUNK):
         chunk = list(profile_ids[start : start + IN_CLAUSE_CHUNK])
-        query = select(*columns).where(
-            Subscription.profile_id.in_(chunk), Subscription.resource_id.in_(list(resource_ids))
+        query = _among(
+            select(*columns).where(Subscription.resource_id.in_(list(resource_ids))),
+            Subscription,
+            Subscription.profile_id,
+            chunk,
         )
         found.extend(db.session.execute(query))
     return found
 
 
-def profile_ids_by_email(emails: Sequence[str]) -> dict[str, int]:
-    """The ids of profiles an import has just inserted, by address."""
-    found: dict[str, int] = {}
-    for start in range(0, len(emails), IN_CLAUSE_CHUNK):
-        chunk = list(emails[start : start + IN_CLAUSE_CHUNK])
-        query = _matching(select(Profile.email, Profile.id), Profile, Profile.email, chunk)
-        found.update({row.email: row.id for row in db.session.execute(query)})
+def import_suppressed(hashes: Iterable[str]) -> set[str]:
+    """``suppressed_hashes`` for an import's chunk (see ``_among``)."""
+    found: set[str] = set()
+    unique = list(dict.fromkeys(hashes))
+    for start in range(0, len(unique), IN_CLAUSE_CHUNK):
+        chunk = unique[start : start + IN_CLAUSE_CHUNK]
+        query = _among(select(Suppression.email_hash), Suppression, Suppression.email_hash, chunk)
+        found.update(db.session.execute(query).scalars())
     return found
 
 

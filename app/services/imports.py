@@ -111,6 +111,7 @@ DUPLICATE = "duplicate address (and resource) earlier in the file"
 BAD_CONSENT_DATE = "malformed consent date"
 FUTURE_CONSENT_DATE = "consent date in the future"
 LONG_NAME = f"name longer than {NAME_MAX} characters"
+BAD_NAME = "name holds a NUL character"
 REFUSED = "refused by the rules"
 
 # Characters that make a spreadsheet read a cell as a formula. The export prefixes them with a
@@ -299,15 +300,14 @@ class RowParser:
         # A 64-bit hash of each (address, resource, channel) seen: about 60 bytes a row, not the
         # rows themselves. Two different rows sharing one would be ~1e-8 likely in 1e6 rows.
         self._seen: set[int] = set()
-        i = columns.index
+        # A row is padded with empty cells to one past its header, and a column the file does
+        # not have reads that last, always empty, cell: no checks on each access.
+        self._width = len(columns.headers) + 1
+        empty = len(columns.headers)
+        i = {name: empty if index is None else index for name, index in columns.index.items()}
         self._email, self._name, self._status = i["email"], i["name"], i["status"]
         self._resource, self._channel = i["resource"], i["channel"]
         self._consent = i["consent_date"]
-
-    def _cell(self, fields: list[str], index: int | None) -> str:
-        if index is None or index >= len(fields):
-            return ""
-        return fields[index]
 
     def _status_of(self, raw: str) -> Status | None:
         if raw not in self._statuses:
@@ -319,19 +319,21 @@ class RowParser:
 
     def parse(self, line: int, fields: list[str]) -> ImportRow | Rejection:
         """The row ready to be decided, or why it is rejected."""
-        raw_email = _unquoted(self._cell(fields, self._email))
+        if len(fields) < self._width:
+            fields += [""] * (self._width - len(fields))
+        raw_email = _unquoted(fields[self._email])
         shown = raw_email.strip()[:320] or None
         try:
             email = self._addresses.normalize(raw_email)
         except InvalidEmail:
             return Rejection(line, shown, MALFORMED_ADDRESS)
-        raw_status = self._cell(fields, self._status).strip()
+        raw_status = fields[self._status].strip()
         if not raw_status:
             return Rejection(line, shown, MISSING_STATUS)
         status = self._status_of(raw_status)
         if status is None:
             return Rejection(line, shown, f"{UNKNOWN_STATUS}: {raw_status[:100]}")
-        slug = self._cell(fields, self._resource).strip()
+        slug = fields[self._resource].strip()
         if slug:
             resource = self.by_slug.get(slug) or self.by_slug.get(slug.lower())
             if resource is None:
@@ -340,11 +342,11 @@ class RowParser:
             resource = self.default
         else:
             return Rejection(line, shown, NO_RESOURCE)
-        channel = self._cell(fields, self._channel).strip().lower() or Channel.EMAIL.value
+        channel = fields[self._channel].strip().lower() or Channel.EMAIL.value
         if channel not in resource.channels:
             return Rejection(line, shown, f"{UNKNOWN_CHANNEL}: {channel[:20]} for {resource.slug}")
         consent_at = None
-        raw_consent = self._cell(fields, self._consent).strip()
+        raw_consent = fields[self._consent].strip()
         if raw_consent:
             try:
                 consent_at = parse_consent_date(raw_consent)
@@ -352,9 +354,11 @@ class RowParser:
                 return Rejection(line, shown, f"{BAD_CONSENT_DATE}: {raw_consent[:50]}")
             if consent_at > self.now:
                 return Rejection(line, shown, f"{FUTURE_CONSENT_DATE}: {raw_consent[:50]}")
-        name = _unquoted(self._cell(fields, self._name)).strip() or None
-        if name is not None and (len(name) > NAME_MAX or "\0" in name):
-            return Rejection(line, shown, LONG_NAME if len(name) > NAME_MAX else MALFORMED_ADDRESS)
+        name = _unquoted(fields[self._name]).strip() or None
+        if name is not None and len(name) > NAME_MAX:
+            return Rejection(line, shown, LONG_NAME)
+        if name is not None and "\0" in name:
+            return Rejection(line, shown, BAD_NAME)
         key = hash((email, resource.id, channel))
         if key in self._seen:
             return Rejection(line, shown, DUPLICATE)
@@ -530,7 +534,7 @@ def plan_chunk(
         for row in queries.import_subscriptions([p.id for p in profiles.values()], resource_ids)
     }
     hashes = {email: email_hash(email) for email in emails}
-    suppressed = queries.suppressed_hashes(hashes.values())
+    suppressed = queries.import_suppressed(hashes.values())
 
     global_states: dict[str, State | None] = {}
     names: dict[str, str | None] = {}
