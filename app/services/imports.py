@@ -978,7 +978,10 @@ def job_preview(job: ImportJob) -> Preview:
     if job.path is None:
         raise InvalidInput("this import's file is gone")
     slug = queries.resource_by_id(job.resource_id).slug if job.resource_id else None  # type: ignore[union-attr]
-    return preview(job.path, slug)
+    try:
+        return preview(job.path, slug)
+    except OSError:
+        raise InvalidInput("this import's file is gone") from None
 
 
 def discard(job_id: int) -> None:
