@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Flask, current_app, redirect, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    has_request_context,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, logout_user
 
@@ -92,7 +101,8 @@ def register_admin(app: Flask) -> None:
 
     @app.context_processor
     def _navigation() -> dict[str, object]:
-        if request.blueprint != admin.name:
+        # Emails are rendered outside any request (the outbox worker): no navigation there.
+        if not has_request_context() or request.blueprint != admin.name:
             return {}
         built = [
             (endpoint, label) for endpoint, label in NAVIGATION if endpoint in app.view_functions
