@@ -348,6 +348,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--postgres", default=os.environ.get("BENCH_IMPORT_DATABASE_URL"))
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--child", choices=["optin", "floor"])
     parser.add_argument("--url")
     parser.add_argument("--csv")
@@ -359,12 +360,14 @@ def main() -> None:
         return
 
     path = str(write_csv(args.rows))
-    results = [("SQLite", *measure("SQLite", fresh_sqlite, path))]
+    results = []
+    if not args.no_sqlite:
+        results.append(("SQLite", *measure("SQLite", fresh_sqlite, path)))
     pg_version = None
     postgres = None if args.no_postgres else (args.postgres or POSTGRES_URL)
     if postgres:
         try:
-            pg_version = postgres_version(postgres)
+            pg_version = postgres_version(postgres.rsplit("/", 1)[0] + "/postgres")
         except Exception as error:  # the server is optional
             log(f"PostgreSQL not measured: {error}")
         else:
