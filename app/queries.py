@@ -354,6 +354,7 @@ def import_suppressed(hashes: Iterable[str]) -> set[str]:
 
 
 def import_job(job_id: int) -> ImportJob | None:
+    """One CSV import, with its counters."""
     return db.session.get(ImportJob, job_id)
 
 

@@ -145,6 +145,7 @@ class ColumnMap:
 
     @property
     def ignored(self) -> list[str]:
+        """The file's columns that feed no field, for the preview."""
         used = {i for i in self.index.values() if i is not None}
         return [header for i, header in enumerate(self.headers) if i not in used]
 
@@ -172,6 +173,7 @@ class Rejection:
 
     @property
     def kind(self) -> str:
+        """The reason without its detail, to count rejections by."""
         return self.reason.split(":", 1)[0]
 
 
@@ -287,6 +289,7 @@ class Target:
 
     @classmethod
     def of(cls, resource: Resource) -> Target:
+        """The parts of ``resource`` a row is checked against."""
         return cls(resource.id, resource.slug, tuple(resource.channels.split(",")))
 
 
@@ -405,6 +408,7 @@ class Verdict:
 
     @property
     def changed(self) -> bool:
+        """Whether the row changes a status (and so records an event)."""
         return bool(self.events)
 
 
@@ -936,6 +940,7 @@ class Preview:
 
     @property
     def complete(self) -> bool:
+        """Whether every row of the file was checked against the database."""
         return self.checked_rows >= self.total_rows
 
 
@@ -1054,6 +1059,7 @@ def create_job(path: str, filename: str, default_slug: str | None, actor: str) -
 
 
 def job_or_404(job_id: int) -> ImportJob:
+    """The import ``job_id``; ``NotFound`` (a 404 page in the admin) when there is none."""
     job = queries.import_job(job_id)
     if job is None:
         raise NotFound(f"no import {job_id}")
