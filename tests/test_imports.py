@@ -260,6 +260,7 @@ def test_headers_are_matched_loosely_and_the_export_quote_comes_off(
     [
         (b"", "the file is empty"),
         (b"\n\n", "the file is empty"),
+        (b"email,status\n\n", "a header row but no rows"),
         (b"name,status\nAnn,subscribed\n", "no email column"),
         (b"email,name\na@example.com,Ann\n", "no status column"),
         (b"email,status\n\xff\xfeb\x00a\x00d\x00\n", "not UTF-8"),

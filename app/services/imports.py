@@ -1040,6 +1040,8 @@ def create_job(path: str, filename: str, default_slug: str | None, actor: str) -
     email and a status column and that the default resource exists. A bad file is deleted."""
     try:
         total = count_rows(path)
+        if total == 0:
+            raise ImportFileError("the file has a header row but no rows to import")
         _resources_all, default = _resources(default_slug)
     except (ImportFileError, UnknownResource):
         _delete_upload(path)
