@@ -449,3 +449,11 @@ def test_times_go_to_sqlite_as_sqlalchemy_writes_them() -> None:
         datetime(2024, 5, 6, 7, 8, 9, tzinfo=berlin),
     ):
         assert ours(moment) == theirs(moment)
+
+
+def test_the_seen_keys_are_an_exact_set_that_grows_when_it_must() -> None:
+    seen = imports.SeenKeys(10)
+    keys = [hash((f"user{i}@example.com", 1, "email")) for i in range(5000)] + [0, -1, 2**64 - 1]
+    assert all(seen.add(key) for key in keys[:-1])  # -1 and 2**64 - 1 are the same 64 bits
+    assert not seen.add(keys[-1])
+    assert not any(seen.add(key) for key in keys)
