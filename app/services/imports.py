@@ -11,8 +11,8 @@ changes and records nothing (rule 9).
 Speed: rows are read and decided in chunks of ``CHUNK`` (the existing profiles, subscriptions and
 suppressions of a chunk in a few queries, the rules in Python, each combination of plain states
 decided once), and written with bulk Core statements in one transaction per chunk. Memory holds
-one chunk, plus a 64-bit hash a row to find duplicates; a million rows take about a minute on
-SQLite (README, Benchmarks).
+one chunk, and the 64-bit keys that find duplicates in an array sized at the start
+(``SeenKeys``); a million rows take about a minute on SQLite (README, Benchmarks).
 """
 
 from __future__ import annotations
