@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test lint format bench bench-status bench-api bench-search bench-peers clean
+.PHONY: install run test lint format bench bench-status bench-api bench-search bench-import bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 ## bench: each figure the issues name beside its raw floor: the status model in process
-## (bench/README.md), then the JSON API over HTTP (bench/API_BENCH.md), then the admin's profile
-## search (bench/admin_search.py); bench-peers is separate
-bench: bench-status bench-api bench-search
+## (bench/README.md), then the JSON API over HTTP (bench/API_BENCH.md), the admin's profile
+## search (bench/admin_search.py) and a CSV import (bench/imports.py); bench-peers is separate
+bench: bench-status bench-api bench-search bench-import
 
 bench-status: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
@@ -48,6 +48,10 @@ bench-api: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.admin_search $(BENCH_ARGS)
+
+## bench-import: a 1,000,000-row CSV imported, beside the raw executemany floor (bench/imports.py)
+bench-import: $(STAMP)
+	$(BIN)/python -m bench.imports $(BENCH_IMPORT_ARGS)
 
 ## bench-peers: optin beside django-newsletter (peer) and bare Flask (floor), over HTTP on 127.0.0.1,
 ## then a check that no signup was lost (see bench/peers/README.md). Needs ../shared/peers.

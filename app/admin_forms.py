@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
+    DateField,
     DateTimeLocalField,
     EmailField,
     PasswordField,
@@ -18,11 +20,15 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.forms import options
 from app.status import Channel, Status
+
+STATUS_CHOICES = [SelectChoice(status.value) for status in Status]
+ANY = SelectChoice("", "any")
 
 
 class LoginForm(FlaskForm):
@@ -128,3 +134,30 @@ class ApiKeyForm(FlaskForm):
 
     name = StringField("Key name", validators=[InputRequired(), Length(max=100)])
     submit = SubmitField("Create key")
+
+
+class ImportUploadForm(FlaskForm):
+    """``/admin/imports``: a CSV file and the resource for rows that name none."""
+
+    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file.")])
+    resource = SelectField("Resource for rows without a resource column", choices=[])
+    submit = SubmitField("Upload and preview")
+
+
+class AudienceExportForm(FlaskForm):
+    """``/admin/exports``: everyone who may be sent one resource on one channel."""
+
+    resource = SelectField("Resource", choices=[], validators=[InputRequired()])
+    channel = SelectField("Channel", choices=[SelectChoice(c.value) for c in Channel])
+    submit = SubmitField("Export the audience")
+
+
+class ProfilesExportForm(FlaskForm):
+    """``/admin/exports``: profiles filtered by status, resource and creation date."""
+
+    global_status = SelectField("Global status", choices=[ANY, *STATUS_CHOICES])
+    resource = SelectField("Subscribed to resource", choices=[])
+    subscription_status = SelectField("Subscription status", choices=[ANY, *STATUS_CHOICES])
+    created_from = DateField("Created on or after", validators=[Optional()])
+    created_before = DateField("Created before", validators=[Optional()])
+    submit = SubmitField("Export the profiles")

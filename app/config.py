@@ -70,6 +70,10 @@ DEFAULTS: dict[str, Any] = {
     # Hosts a resource's thank-you URL may point to (never an open redirect).
     "TRUSTED_REDIRECT_HOSTS": [],
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # The admin's CSV import: the largest file its upload accepts (only that page), and how many
+    # rows its preview checks against the database before the import is started.
+    "IMPORT_MAX_BYTES": 200 * 1024 * 1024,
+    "IMPORT_PREVIEW_ROWS": 100_000,
     # Proxies in front of optin whose X-Forwarded-For/-Proto to trust (0: none). The client IP
     # goes into consent records and events, so it must be the customer's, not the proxy's.
     "PROXY_FIX_X_FOR": 0,

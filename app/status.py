@@ -360,7 +360,12 @@ def apply(action: Action, snapshot: Snapshot, now: datetime) -> Outcome:
                 g = _set_status(action, g, now)
 
     after = Snapshot(g, s, suppressed, on_subscription)
-    return Outcome(snapshot, after, _diff(snapshot, after, action.cause), send_confirmation)
+    changes = _diff(snapshot, after, action.cause)
+    # The suppression list outlives erasure so that no import can bring an address back (SPEC
+    # §2): an import leaves a suppressed address alone; a confirmed opt-in or an admin lifts it.
+    if changes and suppressed and isinstance(action, SetStatus) and action.cause is Cause.IMPORT:
+        raise TransitionRefused("the address is on the suppression list")
+    return Outcome(snapshot, after, changes, send_confirmation)
 
 
 def _confirmed(state: State | None) -> State | None:

@@ -9,7 +9,8 @@ from flask.testing import FlaskClient
 
 from app import queries
 from app.addresses import email_hash
-from app.models import Resource
+from app.extensions import db
+from app.models import ImportJob, Resource
 from app.services import api_keys, statuses
 from tests.helpers import csrf_token, database_state
 
@@ -38,7 +39,11 @@ def some_of_everything(newsletter: Resource) -> dict[str, object]:
     row, _key = api_keys.create_key("sender")
     profile = queries.profile_by_email("alice@example.com")
     assert profile is not None
+    job = ImportJob(filename="old.csv", state="done")
+    db.session.add(job)
+    db.session.commit()
     return {
+        "job_id": job.id,
         "profile_id": profile.id,
         "subscription_id": queries.subscriptions_of_profile(profile.id)[0].id,
         "resource_id": newsletter.id,

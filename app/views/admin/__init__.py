@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Flask, current_app, redirect, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, logout_user
 
@@ -93,18 +101,21 @@ def search_term(name: str) -> str:
 
 def register_admin(app: Flask) -> None:
     """Register the admin view with its guard: a login session, CSRF on every form."""
-    from app.views.admin import (
-        api_keys,  # noqa: F401
-        auth,  # noqa: F401  (each module adds its routes to ``admin``)
-        dashboard,  # noqa: F401
-        profiles,  # noqa: F401
-        resources,  # noqa: F401
-        suppressions,  # noqa: F401
+    from app.views.admin import (  # noqa: F401  (each module adds its routes to ``admin``)
+        api_keys,
+        auth,
+        dashboard,
+        exports,
+        imports,
+        profiles,
+        resources,
+        suppressions,
     )
 
     login_manager.init_app(app)
     login_manager.user_loader(user_by_id)
     app.permanent_session_lifetime = app.config["ADMIN_SESSION_LIFETIME"]
     app.register_blueprint(admin)
+    imports.register_upload_limit(app)
     # The guard belongs to this app's registration of the blueprint, for every route in it.
     app.before_request_funcs.setdefault(admin.name, []).append(require_login)
