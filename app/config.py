@@ -74,6 +74,9 @@ DEFAULTS: dict[str, Any] = {
     # rows its preview checks against the database before the import is started.
     "IMPORT_MAX_BYTES": 200 * 1024 * 1024,
     "IMPORT_PREVIEW_ROWS": 100_000,
+    # A queued or running import that has not finished a chunk for this many seconds is shown as
+    # stalled: the process that ran it has ended. (A chunk of 10,000 rows takes about a second.)
+    "IMPORT_STALL_SECONDS": 600,
     # Proxies in front of optin whose X-Forwarded-For/-Proto to trust (0: none). The client IP
     # goes into consent records and events, so it must be the customer's, not the proxy's.
     "PROXY_FIX_X_FOR": 0,

@@ -346,6 +346,9 @@ class ImportJob(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last sign of life of a queued or running import: set when it is queued and after each
+    # chunk. A job whose process ended (a restart, a crash) stops moving it and reads as stalled.
+    progressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ImportRejection(db.Model):

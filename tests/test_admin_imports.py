@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import queries
+from app.database import utcnow
 from app.extensions import db
 from app.models import ImportJob, Profile, Resource, StatusEvent
 from app.services import imports, statuses
@@ -131,6 +133,33 @@ def test_the_page_of_a_running_import_refreshes_itself(
     imports.run_job(job_id)
     page = admin_client.get(f"/admin/imports/{job_id}").get_data(as_text=True)
     assert "refresh" not in page
+
+
+def test_an_import_whose_process_ended_shows_as_stalled_and_stops_reloading(
+    admin_client: FlaskClient, newsletter: Resource
+) -> None:
+    job_id = job_id_of(upload(admin_client, CSV.encode()))
+    imports.queue(job_id)
+    # Its thread never ran: the process was restarted an hour ago.
+    job = db.session.get(ImportJob, job_id)
+    assert job is not None
+    job.progressed_at = job.progressed_at - timedelta(hours=1)
+    db.session.commit()
+    page = admin_client.get(f"/admin/imports/{job_id}").get_data(as_text=True)
+    assert "refresh" not in page
+    assert "This import stopped after 0 rows" in page
+    assert "stalled" in admin_client.get("/admin/imports").get_data(as_text=True)
+    # Importing the file again finishes the work; the stalled job changed nothing.
+    assert count(Profile) == 0
+
+
+def test_stalled_reads_the_last_sign_of_life(newsletter: Resource) -> None:
+    now = utcnow()
+    job = ImportJob(filename="x.csv", state=imports.RUNNING, created_at=now, progressed_at=now)
+    assert not imports.stalled(job, now + timedelta(seconds=599), 600)
+    assert imports.stalled(job, now + timedelta(seconds=601), 600)
+    job.state = imports.DONE
+    assert not imports.stalled(job, now + timedelta(days=1), 600)
 
 
 def test_rejected_rows_are_paginated(admin_client: FlaskClient, newsletter: Resource) -> None:

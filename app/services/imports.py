@@ -1141,7 +1141,7 @@ def queue(job_id: int) -> bool:
         job = job_or_404(job_id)
         if job.state != UPLOADED:
             return False
-        job.state = QUEUED
+        job.state, job.progressed_at = QUEUED, utcnow()
     return True
 
 
@@ -1166,6 +1166,16 @@ def _run_in_thread(app: Flask, job_id: int) -> None:
             db.session.remove()
 
 
+def stalled(job: ImportJob, now: datetime, limit_seconds: int) -> bool:
+    """Whether a queued or running import has stopped moving: its process ended (a restart,
+    a crash) and nothing will finish it. Importing the file again does: the rows that landed
+    count as unchanged the second time."""
+    if job.state not in (QUEUED, RUNNING):
+        return False
+    last = job.progressed_at or job.started_at or job.created_at
+    return (now - last).total_seconds() > limit_seconds
+
+
 def run_job(
     job_id: int, *, on_progress: Callable[[int], None] | None = None, now: datetime | None = None
 ) -> ImportJob:
@@ -1175,7 +1185,8 @@ def run_job(
         job = job_or_404(job_id)
         if job.state not in (UPLOADED, QUEUED):
             raise InvalidInput(f"this import is {job.state} already")
-        job.state, job.started_at = RUNNING, utcnow()
+        job.state = RUNNING
+        job.started_at = job.progressed_at = utcnow()
         path, actor_name, resource_id = job.path, job.actor, job.resource_id
     try:
         if path is None:
@@ -1241,6 +1252,7 @@ def _import_file(
                     imported_rows=jobs.c.imported_rows + len(plan.imported),
                     unchanged_rows=jobs.c.unchanged_rows + plan.unchanged,
                     rejected_rows=jobs.c.rejected_rows + len(rejected) + len(plan.rejections),
+                    progressed_at=utcnow(),
                 )
             )
             return plan

@@ -10,6 +10,7 @@ from wtforms.fields.choices import SelectChoice
 
 from app import queries
 from app.admin_forms import ButtonForm, ImportUploadForm
+from app.database import utcnow
 from app.services import imports
 from app.services.errors import InvalidInput, NotFound
 from app.views.admin import admin
@@ -60,7 +61,10 @@ def imports_page() -> ResponseReturnValue:
             return redirect(url_for("admin.import_job", job_id=job.id), code=303)
     status = 400 if request.method == "POST" else 200
     jobs = queries.recent_import_jobs()
-    return render_template("admin/imports.html", form=form, jobs=jobs), status
+    now, limit = utcnow(), current_app.config["IMPORT_STALL_SECONDS"]
+    stalled = {job.id for job in jobs if imports.stalled(job, now, limit)}
+    page = render_template("admin/imports.html", form=form, jobs=jobs, stalled=stalled)
+    return page, status
 
 
 @admin.get("/imports/<int:job_id>")
@@ -83,6 +87,7 @@ def import_job(job_id: int) -> ResponseReturnValue:
     pages = max((job.rejected_rows + REJECTIONS_PER_PAGE - 1) // REJECTIONS_PER_PAGE, 1)
     counts = queries.import_rejection_counts(job.id) if job.state in imports.FINISHED else []
     resource = queries.resource_by_id(job.resource_id) if job.resource_id else None
+    is_stalled = imports.stalled(job, utcnow(), current_app.config["IMPORT_STALL_SECONDS"])
     return render_template(
         "admin/import_job.html",
         job=job,
@@ -93,7 +98,8 @@ def import_job(job_id: int) -> ResponseReturnValue:
         counts=counts,
         page=page,
         pages=pages,
-        running=job.state in (imports.QUEUED, imports.RUNNING),
+        running=job.state in (imports.QUEUED, imports.RUNNING) and not is_stalled,
+        stalled=is_stalled,
         refresh=REFRESH_SECONDS,
         button=ButtonForm(),
     )
