@@ -13,6 +13,7 @@ from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 from sqlalchemy.types import TypeDecorator
 
 from app.extensions import db
@@ -60,6 +61,26 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+# SQLite's default: the log is moved into the database file every 1,000 pages.
+DEFAULT_WAL_CHECKPOINT = 1000
+_LONG_CHECKPOINT = "optin_long_wal_checkpoint"
+
+
+def lengthen_wal_checkpoint(connection: Connection, pages: int) -> None:
+    """Let SQLite's log grow to ``pages`` before it is checkpointed, on this connection until it
+    goes back to the pool (a bulk write touches index pages all over the file: checkpointing
+    every 1,000 pages writes the same pages again and again). The pool puts the default back,
+    so no web request inherits the long interval."""
+    connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+    connection.info[_LONG_CHECKPOINT] = True
+
+
+@event.listens_for(Pool, "checkin")
+def _restore_wal_checkpoint(dbapi_connection: Any, record: Any) -> None:
+    if dbapi_connection is not None and record.info.pop(_LONG_CHECKPOINT, False):
+        dbapi_connection.execute(f"PRAGMA wal_autocheckpoint = {DEFAULT_WAL_CHECKPOINT}")
 
 
 @event.listens_for(Engine, "begin")

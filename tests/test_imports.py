@@ -12,12 +12,13 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app import queries
-from app.database import write_transaction
+from app.database import lengthen_wal_checkpoint, write_transaction
 from app.extensions import db
 from app.models import ConsentRecord, ImportJob, Profile, Resource, StatusEvent, Subscription
 from app.services import imports, statuses
 from app.services.imports import ImportFileError
 from app.status import Cause, SetStatus, Snapshot, State, Status, TransitionRefused, apply
+from tests.conftest import on_postgres
 from tests.helpers import count, database_state
 
 ADMIN = "admin@example.com"
@@ -415,3 +416,24 @@ def test_the_seen_keys_are_an_exact_set_that_grows_when_it_must() -> None:
     assert all(seen.add(key) for key in keys[:-1])  # -1 and 2**64 - 1 are the same 64 bits
     assert not seen.add(keys[-1])
     assert not any(seen.add(key) for key in keys)
+
+
+@pytest.mark.skipif(on_postgres(), reason="a setting of SQLite's log")
+def test_the_long_checkpoint_interval_of_an_import_never_reaches_a_web_request(
+    tmp_path: Path, newsletter: Resource
+) -> None:
+    db.session.remove()
+    engine = db.engine
+    with engine.connect() as connection:
+        lengthen_wal_checkpoint(connection, 20_000)
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 20_000
+        used = connection.connection.dbapi_connection
+    # The pool hands the same connection out again, with SQLite's default back.
+    with engine.connect() as connection:
+        assert connection.connection.dbapi_connection is used
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    # And after a whole import, whichever connections it used.
+    run(write(tmp_path, "email,status\na@example.com,unsubscribed\n"))
+    db.session.remove()
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
