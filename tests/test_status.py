@@ -33,6 +33,7 @@ from app.status import (
     effective,
     parse_status,
     settle,
+    stored_state,
 )
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -546,3 +547,15 @@ def test_every_change_the_admin_menu_offers_is_applied_as_offered(
     assert [c for c in outcome.changes if c.scope == scope] == [
         Change(scope, current.status if current else None, target, Cause.ADMIN)
     ]
+
+
+def test_stored_rows_read_back_as_the_states_they_hold() -> None:
+    until = datetime(2026, 12, 1, tzinfo=UTC)
+    assert stored_state(None, None, None) is None
+    for status in Status:
+        if status is not Status.SUSPENDED:
+            assert stored_state(status.value, None, None) == State(status)
+    suspended = stored_state("suspended", until, "subscribed")
+    assert suspended == State(Status.SUSPENDED, until, Status.SUBSCRIBED)
+    with pytest.raises(ValueError):
+        stored_state("suspended", None, None)  # a suspension without its end is no state

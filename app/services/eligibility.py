@@ -12,23 +12,10 @@ from app import queries
 from app.addresses import InvalidEmail, email_hash, normalize_email
 from app.database import utcnow
 from app.services.statuses import parse_channel, resource_for
-from app.status import Channel, Decision, State, Status, can_send
+from app.status import Channel, Decision, Status, can_send, stored_state
 
 # The most addresses one batch call may ask about (SPEC §3).
 MAX_BATCH = 10_000
-
-
-# States are immutable: one for each plain status serves every row (building one costs 3 us).
-PLAIN_STATES = {status.value: State(status) for status in Status if status is not Status.SUSPENDED}
-
-
-def _state(status: str | None, until: datetime | None, resume: str | None) -> State | None:
-    if status is None:
-        return None
-    plain = PLAIN_STATES.get(status)
-    if plain is not None:
-        return plain
-    return State(Status(status), until, Status(resume) if resume else None)
 
 
 def decide_many(
@@ -79,8 +66,8 @@ def decide_many(
         if Status.SUSPENDED.value not in key and key in plain:
             return plain[key]
         decision = can_send(
-            _state(row.status, row.suspended_until, row.resume_status),
-            _state(sub_status, row.sub_suspended_until, row.sub_resume_status)
+            stored_state(row.status, row.suspended_until, row.resume_status),
+            stored_state(sub_status, row.sub_suspended_until, row.sub_resume_status)
             if resource_named
             else None,
             suppressed=bool(row.suppressed),

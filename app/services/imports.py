@@ -66,12 +66,13 @@ from app.status import (
     apply,
     parse_status,
     settle,
+    stored_state,
 )
 
 # Rows decided and written together: one transaction, a few reads, a few bulk writes.
 CHUNK = 10_000
 # SQLite's write-ahead log is moved into the database every this many pages while an import runs
-# (SQLite's default, restored afterwards, is 1,000).
+# (the pool puts SQLite's default of 1,000 back: database.lengthen_wal_checkpoint).
 SQLITE_CHECKPOINT_PAGES = 20_000
 # Preview: how many rows are checked against the database, how many are shown.
 PREVIEW_SAMPLE = 10
@@ -428,18 +429,6 @@ class RowParser:
 
 # --- Deciding a chunk -------------------------------------------------------------------------
 
-# Immutable, so one per plain status serves every row (as in eligibility.py).
-PLAIN_STATES = {status.value: State(status) for status in Status if status is not Status.SUSPENDED}
-
-
-def _state(status: str | None, until: datetime | None, resume: str | None) -> State | None:
-    if status is None:
-        return None
-    plain = PLAIN_STATES.get(status)
-    if plain is not None:
-        return plain
-    return State(Status(status), until, Status(resume) if resume else None)
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -600,7 +589,7 @@ def plan_chunk(
     global_states: dict[str, State | None] = {}
     names: dict[str, str | None] = {}
     for email, row in profiles.items():
-        global_states[email] = _state(row.status, row.suspended_until, row.resume_status)
+        global_states[email] = stored_state(row.status, row.suspended_until, row.resume_status)
         names[email] = row.name
     sub_states: dict[tuple[str, int, str], State | None] = {}
     sub_ids: dict[tuple[str, int, str], int] = {}
@@ -608,7 +597,7 @@ def plan_chunk(
     by_profile_id = {row.id: email for email, row in profiles.items()}
     for (profile_id, resource_id, channel), row in subscriptions.items():
         key = (by_profile_id[profile_id], resource_id, channel)
-        sub_states[key] = _state(row.status, row.suspended_until, row.resume_status)
+        sub_states[key] = stored_state(row.status, row.suspended_until, row.resume_status)
         sub_ids[key] = row.id
     plan.subscription_ids = sub_ids
 
