@@ -244,6 +244,15 @@ def test_uploads_larger_than_the_general_limit_are_accepted_up_to_the_import_lim
     assert answer.status_code == 413
 
 
+def test_only_a_logged_in_admin_may_send_a_large_upload(
+    app: Flask, client: FlaskClient, newsletter: Resource
+) -> None:
+    body = {"file": (io.BytesIO(b"email,status\n" + b"x" * 2_000_000), "big.csv")}
+    answer = client.post("/admin/imports", data=body, content_type="multipart/form-data")
+    assert answer.status_code == 413
+    assert count(ImportJob) == 0
+
+
 def test_a_get_changes_nothing(admin_client: FlaskClient, newsletter: Resource) -> None:
     job_id = job_id_of(upload(admin_client, CSV.encode()))
     before = database_state()

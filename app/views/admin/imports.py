@@ -22,8 +22,14 @@ REFRESH_SECONDS = 1
 
 def allow_large_upload() -> None:
     """The import's upload may be larger than MAX_CONTENT_LENGTH: IMPORT_MAX_BYTES, for that
-    one route. It runs before every other hook, since the CSRF check reads the form."""
-    if request.endpoint == "admin.imports" and request.method == "POST":
+    one route and a logged-in admin only. It runs before every other hook, since the CSRF check
+    reads the form; the login guard runs after it, so without the login check here anyone could
+    make the server take in 200 MiB bodies."""
+    if (
+        request.endpoint == "admin.imports"
+        and request.method == "POST"
+        and current_user.is_authenticated
+    ):
         request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
 
 
