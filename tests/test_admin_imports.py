@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from app import queries
 from app.database import utcnow
@@ -412,3 +413,23 @@ def test_flask_import_and_export_refuse_bad_input(
     assert result.exit_code != 0 and "no resource 'nope'" in result.output
     result = runner.invoke(args=["export", "newsletter", "--channel", "fax"])
     assert result.exit_code != 0 and "unknown channel 'fax'" in result.output
+
+
+@pytest.mark.parametrize("name", ["a\x00b.csv", "é" * 400 + ".csv", "../../etc/passwd"])
+def test_odd_file_names_get_a_clear_answer(
+    admin_client: FlaskClient, newsletter: Resource, name: str
+) -> None:
+    token = csrf_token(admin_client, "/admin/imports")
+    content = (io.BytesIO(b"email,status\na@example.com,unsubscribed\n"), name)
+    answer = admin_client.post(
+        "/admin/imports",
+        data={"csrf_token": token, "resource": "newsletter", "file": content},
+        content_type="multipart/form-data",
+    )
+    if "\x00" in name:
+        assert answer.status_code == 400
+        assert count(ImportJob) == 0
+    else:
+        assert answer.status_code == 303
+        job = db.session.scalars(select(ImportJob)).one()
+        assert "/" not in job.filename and len(job.filename) <= 300

@@ -43,6 +43,7 @@ def refuse_nul_bytes() -> None:
     values = [*(request.view_args or {}).values(), *request.args.keys(), *request.args.values()]
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += [*request.form.keys(), *request.form.values()]
+        values += [upload.filename for upload in request.files.values()]
     if any(isinstance(value, str) and "\x00" in value for value in values):
         abort(400)
 
