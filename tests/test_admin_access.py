@@ -112,3 +112,43 @@ def test_odd_input_gets_an_answer_never_a_server_error(
         answer = admin_client.post(path, data={"csrf_token": token, **data})
         assert answer.status_code == 400, (path, answer.status_code)
     assert database_state() == before
+
+
+# Values a person (or a script) may type into any admin field: the worst of each kind.
+ODD_VALUES = [
+    "",
+    " ",
+    "x" * 5_000,
+    "<script>alert(1)</script>",
+    "2026-13-45T25:61",
+    "-1",
+    "99999999999999999999",
+    "é" * 400,
+    "subscribed",
+    "suspended",
+    "invalid",
+    "email,sms",
+    "\u202e\ufeff",
+]
+FIELDS = [
+    "email", "name", "reason", "status", "suspended_until", "slug", "description",
+    "channels", "thank_you_url", "consent_text", "q", "resource", "channel",
+    "global_status", "subscription_status", "created_from", "created_before",
+]  # fmt: skip
+
+
+def test_no_admin_form_answers_500_whatever_is_typed(
+    app: Flask, admin_client: FlaskClient, newsletter: Resource
+) -> None:
+    routes = [
+        (method, path)
+        for method, path in every_admin_route(app, some_of_everything(newsletter))
+        if method == "POST" and not path.endswith("/logout")
+    ]
+    assert len(routes) >= 10
+    token = csrf_token(admin_client, "/admin/dashboard")
+    for method, path in routes:
+        for value in ODD_VALUES:
+            form = {"csrf_token": token, **dict.fromkeys(FIELDS, value)}
+            answer = admin_client.open(path, method=method, data=form)
+            assert answer.status_code < 500, (path, value)
