@@ -400,13 +400,7 @@ def main(argv: list[str] | None = None) -> None:
             *(f"- {note}" for note in notes),
         ]
     )
-    output = args.output or (
-        RESULTS
-        if args.profiles == FULL_SIZE
-        else dataset.DATA_DIR / f"results-foundation-{args.profiles}.md"
-    )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(report + "\n")
+    output = dataset.write_results(report, args.output, RESULTS, args.profiles, FULL_SIZE)
     print()
     print(report)
     print()

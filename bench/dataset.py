@@ -585,3 +585,18 @@ def decision_batch(profiles: int, size: int = 10_000) -> list[str]:
     emails.extend(INVALID_FORMS[k % len(INVALID_FORMS)].format(k=k) for k in range(invalid))
     rng.shuffle(emails)
     return emails
+
+
+def write_results(
+    report: str, output: Path | None, committed: Path, profiles: int, full_size: int
+) -> Path:
+    """Write a benchmark's table: to ``output`` if given, to the committed results file for a run
+    at the issue's size, else beside the cached datasets (a quick check must not overwrite the
+    committed figures). Returns where it went."""
+    if output is None:
+        output = (
+            committed if profiles == full_size else DATA_DIR / f"{committed.stem}-{profiles}.md"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report + "\n")
+    return output
