@@ -1,13 +1,14 @@
-"""A profile as data: its statuses, subscriptions and whole history, for the API and for the
-customer's own "download my data"."""
+"""A profile as data: its statuses, subscriptions and whole history, for the API, for the
+customer's own "download my data" and for the admin's profile page."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from app import queries
-from app.models import Profile
+from app.models import Profile, StatusEvent, SuppressionEvent
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -63,3 +64,67 @@ def profile_record(profile: Profile, *, personal: bool = False) -> dict[str, Any
             for c in queries.consent_records_of_profile(profile.id)
         ]
     return record
+
+
+@dataclass(frozen=True)
+class HistoryLine:
+    """One line of a profile's history: a status event or a hand-made suppression change."""
+
+    at: datetime
+    scope: str
+    channel: str | None
+    old: str | None
+    new: str
+    cause: str
+    actor: str | None
+    reason: str | None
+    ip: str | None
+    until: datetime | None = None
+
+
+def history_of(profile: Profile) -> list[HistoryLine]:
+    """Every status event of the profile and every hand-made change to its address's
+    suppression, in the order they happened."""
+    lines = [
+        _status_line(event, slug)
+        for event, slug in queries.events_with_scope_of_profile(profile.id)
+    ]
+    lines += [
+        _suppression_line(event) for event in queries.suppression_events_of(profile.email_hash)
+    ]
+    return sorted(lines, key=lambda line: line.at)
+
+
+def _status_line(event: StatusEvent, slug: str | None) -> HistoryLine:
+    scope = "global" if event.channel is None else (slug or "(deleted resource)")
+    return HistoryLine(
+        event.occurred_at,
+        scope,
+        event.channel,
+        event.old_status,
+        event.new_status,
+        event.cause,
+        event.actor,
+        event.reason,
+        event.ip,
+        event.suspended_until,
+    )
+
+
+def _suppression_line(event: SuppressionEvent) -> HistoryLine:
+    old, new = (
+        ("not suppressed", "suppressed")
+        if event.action == "added"
+        else ("suppressed", "not suppressed")
+    )
+    return HistoryLine(
+        event.occurred_at,
+        "suppression list",
+        None,
+        old,
+        new,
+        "admin",
+        event.actor,
+        event.reason,
+        None,
+    )

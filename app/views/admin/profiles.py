@@ -4,7 +4,6 @@ change its global status or a subscription's status (POST, then back to the page
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -14,9 +13,10 @@ from app import queries
 from app.addresses import email_hash
 from app.admin_forms import StatusForm, aware_utc
 from app.database import utcnow
-from app.models import Profile, StatusEvent, SuppressionEvent
+from app.models import Profile
 from app.services.admin_actions import change_status
 from app.services.errors import InvalidInput, NotFound, RuleError
+from app.services.profiles import history_of
 from app.status import State, Status, admin_targets, effective
 from app.views.admin import admin, admin_actor, search_term
 
@@ -40,70 +40,6 @@ def profiles() -> ResponseReturnValue:
         profiles=[profile for _, profile in found],
         next_page={"after": last[0], "after_id": last[1].id} if last else None,
         first_page=after is None,
-    )
-
-
-@dataclass(frozen=True)
-class HistoryLine:
-    """One line of a profile's history: a status event or a hand-made suppression change."""
-
-    at: datetime
-    scope: str
-    channel: str | None
-    old: str | None
-    new: str
-    cause: str
-    actor: str | None
-    reason: str | None
-    ip: str | None
-    until: datetime | None = None
-
-
-def history_of(profile: Profile) -> list[HistoryLine]:
-    """Every status event of the profile and every hand-made change to its address's
-    suppression, in the order they happened."""
-    lines = [
-        _status_line(event, slug)
-        for event, slug in queries.events_with_scope_of_profile(profile.id)
-    ]
-    lines += [
-        _suppression_line(event) for event in queries.suppression_events_of(profile.email_hash)
-    ]
-    return sorted(lines, key=lambda line: line.at)
-
-
-def _status_line(event: StatusEvent, slug: str | None) -> HistoryLine:
-    scope = "global" if event.channel is None else (slug or "(deleted resource)")
-    return HistoryLine(
-        event.occurred_at,
-        scope,
-        event.channel,
-        event.old_status,
-        event.new_status,
-        event.cause,
-        event.actor,
-        event.reason,
-        event.ip,
-        event.suspended_until,
-    )
-
-
-def _suppression_line(event: SuppressionEvent) -> HistoryLine:
-    old, new = (
-        ("not suppressed", "suppressed")
-        if event.action == "added"
-        else ("suppressed", "not suppressed")
-    )
-    return HistoryLine(
-        event.occurred_at,
-        "suppression list",
-        None,
-        old,
-        new,
-        "admin",
-        event.actor,
-        event.reason,
-        None,
     )
 
 
