@@ -4,6 +4,7 @@ describe, on SQLite and on PostgreSQL; and the migrations go down and up again."
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -17,9 +18,6 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from app.extensions import db
 
-MIGRATIONS_DATABASE = "optin_migrations_test"
-
-
 @pytest.fixture
 def empty_database_url(tmp_path) -> Iterator[str]:
     """A database with nothing in it: a new SQLite file, or a new PostgreSQL database."""
@@ -29,12 +27,15 @@ def empty_database_url(tmp_path) -> Iterator[str]:
         return
     url = make_url(server)
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    # A name of its own, so that two suites on one server never share (or drop) each other's.
+    name = f"optin_migrations_{uuid.uuid4().hex}"
     with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {MIGRATIONS_DATABASE}")
-        connection.execute(f"CREATE DATABASE {MIGRATIONS_DATABASE}")
-    yield url.set(database=MIGRATIONS_DATABASE).render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {MIGRATIONS_DATABASE} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        yield url.set(database=name).render_as_string(False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def schema_differences() -> list:
