@@ -136,12 +136,14 @@ def _queue_confirmation(
         resource_id=single.id if single else None,
         confirm_url=confirm_url(target),
         resource_names=[r.name for r in resources],
-        name=profile.name,
+        # No name: anyone may ask for this email to any address, and the name is theirs to type.
         locale=profile.locale,
     )
 
 
-def _queue_welcome(profile: Profile, resource: Resource) -> None:
+def _queue_welcome(profile: Profile, resource: Resource, *, by_name: bool = True) -> None:
+    """The welcome after a subscription began. ``by_name`` False when nobody proved they hold
+    the mailbox (a single-opt-in signup from a form): the name was typed by whoever asked."""
     outbox.enqueue(
         profile.email,
         "welcome",
@@ -149,7 +151,7 @@ def _queue_welcome(profile: Profile, resource: Resource) -> None:
         resource_id=resource.id,
         resource_name=resource.name,
         resource_description=resource.description,
-        name=profile.name,
+        name=profile.name if by_name else None,
         locale=profile.locale,
     )
 
@@ -227,7 +229,7 @@ def request_signup(
             _queue_confirmation(profile, needing, parsed, form, moment)
         for resource, result in pairs:
             if _became_subscribed(result):
-                _queue_welcome(profile, resource)
+                _queue_welcome(profile, resource, by_name=False)
         return results
 
     return in_write_transaction(work)
@@ -576,7 +578,7 @@ def request_preferences_link(email: str, *, now: datetime | None = None) -> None
             "preferences_link",
             profile_id=profile.id,
             preferences_link=preferences_url(profile.id),
-            name=profile.name,
+            # No name: anyone may ask for this email to any address (and may have typed it).
             locale=profile.locale,
         )
 
