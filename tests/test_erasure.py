@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import TypeDecorator, select
+from flask_migrate import upgrade
+from sqlalchemy import TypeDecorator, select, text
 
-from app import mailer, outbox, queries
+from app import create_app, mailer, outbox, queries
 from app.addresses import email_hash
 from app.database import utcnow
 from app.extensions import db
@@ -33,6 +34,7 @@ from app.services.statuses import Actor
 from app.status import Status
 from tests.conftest import ADMIN_EMAIL
 from tests.helpers import LINK, count, csrf_token, run_worker
+from tests.test_migrations import empty_database_url  # noqa: F401  (a fixture)
 
 ERASED = "erased"  # the row goes with the profile, or the value is blanked (where it names them)
 HASH = "hash only"  # a SHA-256 of the address, or nothing
@@ -366,3 +368,35 @@ def test_the_console_backend_names_each_file_by_its_recipients_hash(app: Flask) 
     assert Path(path).name.endswith(f"-{email_hash(ADDRESS)}.eml")
     assert Path(path).name[:8] == datetime.now(UTC).strftime("%Y%m%d")
     Path(path).unlink()
+
+
+def test_the_migration_hashes_the_rejections_written_before_it(
+    empty_database_url: str,  # noqa: F811  (the fixture imported above)
+) -> None:
+    app = create_app({"TESTING": True, "DATABASE_URL": empty_database_url})
+    with app.app_context():
+        upgrade(revision="0007")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO import_jobs (id, filename, state, total_rows, processed_rows,"
+                    " imported_rows, unchanged_rows, rejected_rows, created_at)"
+                    " VALUES (1, 'old.csv', 'done', 2, 2, 0, 0, 2, :now)"
+                ),
+                {"now": datetime.now(UTC)},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO import_rejections (id, job_id, line, email, reason) VALUES"
+                    " (1, 1, 2, :spelled, 'missing status'),"
+                    " (2, 1, 3, 'not-an-address', 'malformed address')"
+                ),
+                {"spelled": SPELLED_IN_FILE},
+            )
+        upgrade()
+        with db.engine.connect() as connection:
+            hashes = connection.execute(
+                text("SELECT email_hash FROM import_rejections ORDER BY id")
+            ).scalars()
+            assert list(hashes) == [email_hash(ADDRESS), None]
+        db.engine.dispose()
