@@ -13,11 +13,13 @@ import email.policy
 import json
 import logging
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
@@ -32,8 +34,8 @@ from app.services import admin_actions, imports, subscriptions
 from app.services.events import EventType, IncomingEvent, record_events
 from app.services.statuses import Actor
 from app.status import Status
-from tests.conftest import ADMIN_EMAIL
-from tests.helpers import LINK, count, csrf_token, run_worker
+from tests.conftest import ADMIN_EMAIL, make_app
+from tests.helpers import LINK, count, csrf_token, run_worker, submit
 from tests.test_migrations import empty_database_url  # noqa: F401  (a fixture)
 
 ERASED = "erased"  # the row goes with the profile, or the value is blanked (where it names them)
@@ -400,3 +402,28 @@ def test_the_migration_hashes_the_rejections_written_before_it(
             ).scalars()
             assert list(hashes) == [email_hash(ADDRESS), None]
         db.engine.dispose()
+
+
+def test_the_rate_limiters_store_keeps_no_address(
+    database_url: str, _schema: None, newsletter: Resource
+) -> None:
+    """Redis outlives any erasure (a day's counters): the per-address limit keys by the hash."""
+    store = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    namespace = f"optin-erasure-test-{uuid.uuid4().hex}"
+    worker = make_app(
+        database_url,
+        RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0",
+        RATELIMIT_KEY_PREFIX=namespace,
+        OUTBOX_DELIVER_INLINE=False,
+    )
+    try:
+        with worker.app_context():
+            client = worker.test_client()
+            answer = submit(client, "/subscribe/newsletter", {"email": ADDRESS})
+            assert answer.status_code == 200
+        keys = [key.decode() for key in store.scan_iter(f"*{namespace}*")]
+        assert any(email_hash(ADDRESS) in key for key in keys), keys
+        assert not [key for key in keys if ADDRESS in key.lower()]
+    finally:
+        for key in store.scan_iter(f"*{namespace}*"):
+            store.delete(key)
