@@ -421,9 +421,10 @@ def test_the_rate_limiters_store_keeps_no_address(
             client = worker.test_client()
             answer = submit(client, "/subscribe/newsletter", {"email": ADDRESS})
             assert answer.status_code == 200
-        keys = [key.decode() for key in store.scan_iter(f"*{namespace}*")]
-        assert any(email_hash(ADDRESS) in key for key in keys), keys
-        assert not [key for key in keys if ADDRESS in key.lower()]
+        # (Flask-Limiter keeps the first app's key prefix: look for the keys by what is in them.)
+        hashed = list(store.scan_iter(f"*address:{email_hash(ADDRESS)}*"))
+        assert hashed, "the per-address limit counted nothing: the test proves nothing"
+        assert list(store.scan_iter(f"*{ADDRESS}*")) == []
     finally:
-        for key in store.scan_iter(f"*{namespace}*"):
+        for key in store.scan_iter(f"*{email_hash(ADDRESS)}*"):
             store.delete(key)
