@@ -73,3 +73,9 @@ def normalize_email(raw: str) -> str:
 def email_hash(normalized: str) -> str:
     """SHA-256 of a normalised address: the suppression key that survives erasure."""
     return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+
+
+def hash_address_in(text: str, normalized: str) -> str:
+    """``text`` with the address, in any case, replaced by its hash: for an identifier that
+    spells it (SES's per-recipient event ids do) and must not keep it after an erasure."""
+    return re.sub(re.escape(normalized), email_hash(normalized), text, flags=re.IGNORECASE)

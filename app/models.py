@@ -361,6 +361,9 @@ class ImportRejection(db.Model):
     line: Mapped[int] = mapped_column(Integer)
     # The raw address as written in the file (cut to fit), to help find the row.
     email: Mapped[str | None] = mapped_column(String(320))
+    # SHA-256 of the address normalised (None when it is not an address): the raw spelling can
+    # differ from the profile's in case or Unicode form, and erasure must still find the row.
+    email_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     reason: Mapped[str] = mapped_column(String(300))
 
     __table_args__ = (Index("ix_import_rejections_job_line", "job_id", "line"),)

@@ -160,11 +160,15 @@ def render(message: OutboxMessage | Claimed) -> Message:
 
 def _why_not(message: Claimed, now: datetime) -> str | None:
     """Why a message may no longer be sent, checked at send time (None: it may)."""
-    if message.template in TRANSACTIONAL or message.profile_id is None:
+    if message.profile_id is None:
         return None
+    # Asked first, for every message: erasure deletes the rows it finds, but a worker may have
+    # claimed one just before, and mail to an erased person must not go out.
     profile = db.session.get(Profile, message.profile_id)
     if profile is None:
         return "profile_erased"
+    if message.template in TRANSACTIONAL:
+        return None
     subscription = None
     if message.resource_id is not None:
         subscriptions = [s for s in profile.subscriptions if s.resource_id == message.resource_id]

@@ -12,7 +12,15 @@ from app import queries
 from app.models import Resource
 from app.services import subscriptions
 from tests.conftest import make_app
-from tests.helpers import csrf_token, database_state, html_of, run_worker, submit, text_of
+from tests.helpers import (
+    csrf_token,
+    database_state,
+    html_of,
+    link_to,
+    run_worker,
+    submit,
+    text_of,
+)
 from tests.smtp import SmtpServer
 
 MARKUP = '<script>alert("x")</script><b>Bob</b>'
@@ -57,7 +65,12 @@ def test_markup_in_a_name_is_escaped_on_pages_and_in_emails(
 ) -> None:
     submit(client, "/subscribe/newsletter", {"email": "bob@example.com", "name": MARKUP})
     run_worker()
-    (message,) = smtp_server.messages
+    (confirmation,) = smtp_server.messages
+    assert "alert" not in html_of(confirmation)  # no name at all: the asker typed it
+    # The welcome, after the click, greets by the name: escaped in HTML.
+    submit(client, link_to(confirmation, "/confirm/"), {})
+    run_worker()
+    message = smtp_server.messages[-1]
     assert MARKUP not in html_of(message)
     assert "&lt;script&gt;" in html_of(message)
     assert MARKUP in text_of(message)  # plain text shows it as the characters it is

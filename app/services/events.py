@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from app import queries
-from app.addresses import InvalidEmail, email_hash, normalize_email
+from app.addresses import InvalidEmail, email_hash, hash_address_in, normalize_email
 from app.database import in_write_transaction, utcnow
 from app.extensions import db
 from app.models import DeliveryEvent
@@ -94,15 +94,18 @@ def record_events(
         accepted = duplicates = 0
         seen: set[str] = set()
         for event, address in checked:
-            if event.event_id in seen or _known(source, event.event_id):
+            # An id that spells the address keeps its hash instead: delivery events hold no
+            # address (erasure keeps them), and a redelivery still finds its first copy.
+            event_id = hash_address_in(event.event_id, address)[:200]
+            if event_id in seen or _known(source, event_id):
                 duplicates += 1
                 continue
-            seen.add(event.event_id)
+            seen.add(event_id)
             resource = queries.resource_by_slug(event.resource) if event.resource else None
             db.session.add(
                 DeliveryEvent(
                     source=source,
-                    event_id=event.event_id,
+                    event_id=event_id,
                     type=event.type.value,
                     email_hash=email_hash(address),
                     resource_id=resource.id if resource else None,

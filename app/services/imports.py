@@ -951,12 +951,29 @@ def _update_subscriptions(updates: dict[int, dict[str, Any]], now: datetime) -> 
         )
 
 
+def rejection_hash(raw: str | None) -> str | None:
+    """The suppression hash of a rejected row's address as written, or None when it is no
+    address: what erasure looks rejections up by (the raw spelling is not the profile's)."""
+    if raw is None:
+        return None
+    try:
+        return email_hash(normalize_email(raw))
+    except InvalidEmail:
+        return None
+
+
 def _write_rejections(job_id: int, rejections: Sequence[Rejection]) -> None:
     if rejections:
         _executemany(
             insert(ImportRejection.__table__),
             [
-                {"job_id": job_id, "line": r.line, "email": r.email, "reason": r.reason[:300]}
+                {
+                    "job_id": job_id,
+                    "line": r.line,
+                    "email": r.email,
+                    "email_hash": rejection_hash(r.email),
+                    "reason": r.reason[:300],
+                }
                 for r in rejections
             ],
         )

@@ -11,10 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import update
 
 from app import outbox, queries
-from app.addresses import email_hash, normalize_email
+from app.addresses import normalize_email
 from app.database import in_write_transaction, utcnow
 from app.extensions import db
 from app.links import confirm_url, preferences_url
@@ -23,11 +22,8 @@ from app.models import (
     ConsentText,
     Profile,
     Resource,
-    StatusEvent,
-    Suppression,
-    SuppressionEvent,
 )
-from app.services import statuses
+from app.services import erasure, statuses
 from app.services.errors import NotFound, UnknownResource
 from app.services.profiles import profile_record
 from app.services.statuses import Actor, Result, parse_channel
@@ -140,12 +136,14 @@ def _queue_confirmation(
         resource_id=single.id if single else None,
         confirm_url=confirm_url(target),
         resource_names=[r.name for r in resources],
-        name=profile.name,
+        # No name: anyone may ask for this email to any address, and the name is theirs to type.
         locale=profile.locale,
     )
 
 
-def _queue_welcome(profile: Profile, resource: Resource) -> None:
+def _queue_welcome(profile: Profile, resource: Resource, *, by_name: bool = True) -> None:
+    """The welcome after a subscription began. ``by_name`` False when nobody proved they hold
+    the mailbox (a single-opt-in signup from a form): the name was typed by whoever asked."""
     outbox.enqueue(
         profile.email,
         "welcome",
@@ -153,7 +151,7 @@ def _queue_welcome(profile: Profile, resource: Resource) -> None:
         resource_id=resource.id,
         resource_name=resource.name,
         resource_description=resource.description,
-        name=profile.name,
+        name=profile.name if by_name else None,
         locale=profile.locale,
     )
 
@@ -231,7 +229,7 @@ def request_signup(
             _queue_confirmation(profile, needing, parsed, form, moment)
         for resource, result in pairs:
             if _became_subscribed(result):
-                _queue_welcome(profile, resource)
+                _queue_welcome(profile, resource, by_name=False)
         return results
 
     return in_write_transaction(work)
@@ -545,34 +543,19 @@ def export_data(profile_id: int) -> dict[str, Any]:
 
 
 def erase(profile_id: int, *, actor: Actor) -> None:
-    """Delete the profile, its subscriptions and consent records, blank the personal data in its
-    events, and keep only the address's hash on the suppression list, so no import brings it
-    back (SPEC §2)."""
+    """Delete the profile, its subscriptions and consent records, remove the address and the
+    words about the person wherever else they are stored (events, the suppression list's
+    history, import rejections, the outbox, saved mail), and keep only the address's hash on
+    the suppression list, so no import brings it back (SPEC §2; ``services/erasure.py``)."""
 
-    def work() -> None:
+    def work() -> str:
         profile = queries.profile_by_id(profile_id)
         if profile is None:
             raise GoneProfile()
-        hashed = email_hash(profile.email)
-        db.session.execute(
-            update(StatusEvent)
-            .where(StatusEvent.profile_id == profile.id)
-            .values(profile_id=None, ip=None, user_agent=None)
-        )
-        # The suppression list's own history keeps the hash and forgets the address too.
-        db.session.execute(
-            update(SuppressionEvent).where(SuppressionEvent.email_hash == hashed).values(email=None)
-        )
-        suppression = queries.suppression_of(hashed)
-        if suppression is None:
-            db.session.add(
-                Suppression(email_hash=hashed, email=None, reason="erased", actor=actor.name)
-            )
-        else:
-            suppression.email = None
-        db.session.delete(profile)
+        return erasure.forget_in_transaction(profile, actor=actor)
 
-    in_write_transaction(work)
+    hashed = in_write_transaction(work)
+    erasure.forget_files(hashed)  # files are not rolled back: only once the erasure committed
 
 
 def request_preferences_link(email: str, *, now: datetime | None = None) -> None:
@@ -595,7 +578,7 @@ def request_preferences_link(email: str, *, now: datetime | None = None) -> None
             "preferences_link",
             profile_id=profile.id,
             preferences_link=preferences_url(profile.id),
-            name=profile.name,
+            # No name: anyone may ask for this email to any address (and may have typed it).
             locale=profile.locale,
         )
 

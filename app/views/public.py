@@ -26,7 +26,7 @@ from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from app import queries
-from app.addresses import InvalidEmail, normalize_email
+from app.addresses import InvalidEmail, email_hash, normalize_email
 from app.extensions import csrf, limiter
 from app.forms import (
     ButtonForm,
@@ -82,9 +82,10 @@ def trusted_redirect(url: str | None) -> str | None:
 
 
 def address_key() -> str:
-    """The rate-limit key for "per address": the normalised address typed into the form."""
+    """The rate-limit key for "per address": the hash of the normalised address typed into the
+    form, so that the limiter's store (Redis in production) holds no address to erase."""
     try:
-        return "address:" + normalize_email(request.form.get("email", ""))
+        return "address:" + email_hash(normalize_email(request.form.get("email", "")))
     except InvalidEmail:
         return "address:invalid:" + (request.remote_addr or "")
 
