@@ -70,28 +70,27 @@ def test_the_links_migration_keeps_every_row_and_gives_each_profile_its_own_key(
         with db.engine.begin() as connection:
             connection.execute(
                 text(
-                    "INSERT INTO resources (id, slug, name, description, channels, public,"
-                    " double_opt_in, created_at) VALUES (1, 'news', 'News', '', 'email', true,"
+                    "INSERT INTO resources (slug, name, description, channels, public,"
+                    " double_opt_in, created_at) VALUES ('news', 'News', '', 'email', true,"
                     " true, CURRENT_TIMESTAMP)"
                 )
             )
             for number in (1, 2, 3):
                 connection.execute(
                     text(
-                        "INSERT INTO profiles (id, email, email_hash, global_status, created_at,"
-                        " updated_at) VALUES (:id, :email, 'h', 'subscribed', CURRENT_TIMESTAMP,"
+                        "INSERT INTO profiles (email, email_hash, global_status, created_at,"
+                        " updated_at) VALUES (:email, 'h', 'subscribed', CURRENT_TIMESTAMP,"
                         " CURRENT_TIMESTAMP)"
                     ),
-                    {"id": number, "email": f"p{number}@example.com"},
+                    {"email": f"p{number}@example.com"},
                 )
-                connection.execute(
-                    text(
-                        "INSERT INTO subscriptions (profile_id, resource_id, channel, status,"
-                        " created_at, updated_at) VALUES (:id, 1, 'email', 'subscribed',"
-                        " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-                    ),
-                    {"id": number},
+            connection.execute(
+                text(
+                    "INSERT INTO subscriptions (profile_id, resource_id, channel, status,"
+                    " created_at, updated_at) SELECT profiles.id, resources.id, 'email',"
+                    " 'subscribed', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM profiles, resources"
                 )
+            )
         upgrade()
         with db.engine.begin() as connection:
             keys = connection.execute(text("SELECT link_key FROM profiles")).scalars().all()
@@ -101,8 +100,8 @@ def test_the_links_migration_keeps_every_row_and_gives_each_profile_its_own_key(
             assert all(len(key) == 32 and key == key.lower() for key in keys)
             assert int(keys[0], 16) >= 0  # hex digits
             # The newest profile deleted, the next one gets a new id (SQLite: AUTOINCREMENT).
-            connection.execute(text("DELETE FROM subscriptions WHERE profile_id = 3"))
-            connection.execute(text("DELETE FROM profiles WHERE id = 3"))
+            newest = connection.execute(text("SELECT max(id) FROM profiles")).scalar()
+            connection.execute(text("DELETE FROM profiles WHERE id = :id"), {"id": newest})
             connection.execute(
                 text(
                     "INSERT INTO profiles (email, email_hash, global_status, created_at,"
@@ -114,7 +113,7 @@ def test_the_links_migration_keeps_every_row_and_gives_each_profile_its_own_key(
             new_id = connection.execute(
                 text("SELECT id FROM profiles WHERE email = 'new@example.com'")
             ).scalar()
-        assert new_id is not None and new_id > 3
+        assert new_id is not None and new_id > newest
         assert schema_differences() == []
         downgrade(revision="0007")
         with db.engine.connect() as connection:
