@@ -273,8 +273,7 @@ def audience_lines(resource_id: int, channel: str) -> Iterator[bytes]:
                     "name": name,
                     "unsubscribe_url": unsubscribe_url,
                     "preferences_url": (
-                        f"{base}/preferences/"
-                        f"{token(PREFERENCES_KEY, f'{profile_id}--email-{key}')}"
+                        f"{base}/preferences/{token(PREFERENCES_KEY, f'{profile_id}--email-{key}')}"
                     ),
                     "list_unsubscribe": f"<{unsubscribe_url}>, <{mailto_url}>",
                     "list_unsubscribe_post": ONE_CLICK,
