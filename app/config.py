@@ -61,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "POSTMARK_WEBHOOK_PASSWORD": None,
     # Seconds a confirmation link stays valid (7 days).
     "CONFIRM_MAX_AGE": 7 * 24 * 3600,
+    # Seconds a "download or erase my data" link stays valid (1 hour): it is proof that whoever
+    # holds it read the mailbox just now, unlike the long-lived links in every message.
+    "DATA_LINK_MAX_AGE": 3600,
     # Rule 8: unconfirmed subscriptions older than this are deleted by `statuses expire`.
     "UNCONFIRMED_RETENTION_DAYS": 30,
     # Soft bounces: this many within the window (days) suspend the profile for the given days.

@@ -22,9 +22,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.database import UTCDateTime, utcnow
 from app.extensions import db
 from app.status import Channel, State, Status
+from app.tokens import new_link_key
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigId = BigInteger().with_variant(Integer, "sqlite")
+# Tables whose ids appear in links: without AUTOINCREMENT SQLite hands a deleted row's id (the
+# highest) to the next row, and an old link would name the new one. PostgreSQL's sequences
+# never give an id twice.
+NEVER_REUSED = {"sqlite_autoincrement": True}
 STATUS = String(16)
 
 
@@ -71,6 +76,8 @@ class Resource(db.Model):
     def channel_list(self) -> list[Channel]:
         return [Channel(name) for name in self.channels.split(",") if name]
 
+    __table_args__ = (NEVER_REUSED,)
+
 
 class Profile(StatusColumns, db.Model):
     """One customer, identified by a normalised email address; ``status`` is the global status."""
@@ -89,12 +96,14 @@ class Profile(StatusColumns, db.Model):
     resume_status: Mapped[str | None] = mapped_column(STATUS)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # In every link to the profile (tokens.py): random, made with the profile, gone with it.
+    link_key: Mapped[str] = mapped_column(String(32), default=new_link_key)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="profile", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    __table_args__ = (Index("ix_profiles_global_status", "global_status"),)
+    __table_args__ = (Index("ix_profiles_global_status", "global_status"), NEVER_REUSED)
 
 
 # The admin's profile search (queries.search_profiles) reads a prefix range of the lower-cased
@@ -134,6 +143,9 @@ class Subscription(StatusColumns, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The nonce of the signup request whose confirmation email is out; the link carries it, so
+    # it confirms that request only. Replaced by each new request, cleared by any other change.
+    confirm_nonce: Mapped[str | None] = mapped_column(String(32))
 
     profile: Mapped[Profile] = relationship(back_populates="subscriptions")
     resource: Mapped[Resource] = relationship()
@@ -144,6 +156,7 @@ class Subscription(StatusColumns, db.Model):
         Index("ix_subscriptions_audience", "resource_id", "channel", "status", "profile_id"),
         # Retention (rule 8) looks for old unconfirmed subscriptions.
         Index("ix_subscriptions_status_created", "status", "created_at"),
+        NEVER_REUSED,
     )
 
 
@@ -214,7 +227,7 @@ class ConsentText(db.Model):
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (UniqueConstraint("resource_id", "version"),)
+    __table_args__ = (UniqueConstraint("resource_id", "version"), NEVER_REUSED)
 
 
 class ConsentRecord(db.Model):

@@ -31,9 +31,10 @@ from app.models import OutboxMessage, Profile
 from app.status import can_send
 
 # Transactional messages go to whoever asked for them; every other message needs can_send.
-TRANSACTIONAL = frozenset({"confirm", "preferences_link"})
-# The confirmation itself carries no unsubscribe headers (there is nothing to unsubscribe from).
-WITHOUT_UNSUBSCRIBE = frozenset({"confirm"})
+TRANSACTIONAL = frozenset({"confirm", "preferences_link", "data_link"})
+# The confirmation itself carries no unsubscribe headers (there is nothing to unsubscribe from);
+# nor does the data link, an answer to a request that is about the data, not about mail.
+WITHOUT_UNSUBSCRIBE = frozenset({"confirm", "data_link"})
 LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(hours=1)
@@ -136,8 +137,13 @@ def render(message: OutboxMessage | Claimed) -> Message:
     """The email of an outbox row: subject, a text and an HTML part, and the unsubscribe headers."""
     context: dict[str, Any] = dict(message.context)
     headers: dict[str, str] = {}
-    if message.template not in WITHOUT_UNSUBSCRIBE and message.profile_id is not None:
-        links = links_for(message.profile_id, message.resource_id)
+    profile = (
+        db.session.get(Profile, message.profile_id)
+        if message.template not in WITHOUT_UNSUBSCRIBE and message.profile_id is not None
+        else None
+    )
+    if profile is not None:  # links carry the profile's key, so it is read at send time
+        links = links_for(profile.id, profile.link_key, message.resource_id)
         context.setdefault("unsubscribe_url", links.unsubscribe_url)
         context.setdefault("preferences_url", links.preferences_url)
         headers["List-Unsubscribe"] = links.list_unsubscribe

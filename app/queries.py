@@ -106,10 +106,11 @@ def _sendable(columns: Any, now: datetime) -> ColumnElement[bool]:
 
 
 def audience_query(resource_id: int, channel: str, now: datetime) -> Any:
-    """Who may be sent a message of this resource on this channel (status.can_send, rule 1)."""
+    """Who may be sent a message of this resource on this channel (status.can_send, rule 1),
+    with the link key their links are minted with (read here, not once a row)."""
     not_suppressed = ~exists().where(Suppression.email_hash == Profile.email_hash)
     return (
-        select(Profile.id, Profile.email, Profile.name)
+        select(Profile.id, Profile.email, Profile.name, Profile.link_key)
         .join(Subscription, Subscription.profile_id == Profile.id)
         .where(
             Subscription.resource_id == resource_id,

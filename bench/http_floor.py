@@ -228,7 +228,8 @@ def decide(emails: list[str], resource_id: int | None, channel: str) -> list[dic
 # --- the audience ---------------------------------------------------------------------------------
 
 AUDIENCE_SQL = (
-    "SELECT p.id, p.email, p.name FROM profiles p JOIN subscriptions s ON s.profile_id = p.id"
+    "SELECT p.id, p.email, p.name, p.link_key"
+    " FROM profiles p JOIN subscriptions s ON s.profile_id = p.id"
     f" WHERE s.resource_id = {MARK} AND s.channel = {MARK}"
     " AND s.status IN ('subscribed', 'suspended')"
     f" AND (s.status = 'subscribed' OR (s.status = 'suspended' AND s.suspended_until <= {MARK}"
@@ -261,8 +262,8 @@ def audience_lines(resource_id: int, channel: str) -> Iterator[bytes]:
     suffix = f"-{resource_id}-{channel}"
     buffer: list[str] = []
     size = 0
-    for profile_id, email, name in audience_rows(resource_id, channel):
-        unsubscribe = token(UNSUBSCRIBE_KEY, f"{profile_id}{suffix}")
+    for profile_id, email, name, key in audience_rows(resource_id, channel):
+        unsubscribe = token(UNSUBSCRIBE_KEY, f"{profile_id}{suffix}-{key}")
         unsubscribe_url = f"{base}/unsubscribe/{unsubscribe}"
         mailto_url = f"mailto:{mailto}?subject=unsubscribe%20{unsubscribe}"
         line = (
@@ -272,7 +273,7 @@ def audience_lines(resource_id: int, channel: str) -> Iterator[bytes]:
                     "name": name,
                     "unsubscribe_url": unsubscribe_url,
                     "preferences_url": (
-                        f"{base}/preferences/{token(PREFERENCES_KEY, f'{profile_id}--email')}"
+                        f"{base}/preferences/{token(PREFERENCES_KEY, f'{profile_id}--email-{key}')}"
                     ),
                     "list_unsubscribe": f"<{unsubscribe_url}>, <{mailto_url}>",
                     "list_unsubscribe_post": ONE_CLICK,

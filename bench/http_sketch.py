@@ -60,12 +60,13 @@ def create_app() -> Flask:
         def lines() -> Iterator[str]:
             dumps = json.dumps
             for row in queries.stream_audience(resource_id, channel_name, now):
-                token = unsubscribe(row.id, resource_id, channel_name)
+                token = unsubscribe(row.id, row.link_key, resource_id, channel_name)
                 url = f"{base}/unsubscribe/{token}"
                 yield (
                     f'{{"email":{dumps(row.email)},"name":{dumps(row.name)},'
                     f'"unsubscribe_url":"{url}",'
-                    f'"preferences_url":"{base}/preferences/{preferences(row.id, None)}",'
+                    f'"preferences_url":"{base}/preferences/'
+                    f'{preferences(row.id, row.link_key, None)}",'
                     f'"list_unsubscribe":"<{url}>, <mailto:{mailto}?subject=unsubscribe%20'
                     f'{token}>","list_unsubscribe_post":"{ONE_CLICK}"}}\n'
                 )

@@ -86,3 +86,25 @@ def database_state() -> tuple[int, ...]:
         count(Suppression),
         count(OutboxMessage),
     )
+
+
+def confirm_target(  # type: ignore[no-untyped-def]
+    email: str, resource, form: str | None = None, consent_text_id: int | None = None
+):
+    """What the confirmation link last emailed to ``email`` for ``resource`` names: the profile
+    and its key, and the nonce of the signup request waiting on the subscription."""
+    from app import queries
+    from app.tokens import LinkTarget
+
+    profile = queries.profile_by_email(email)
+    assert profile is not None
+    subscription = queries.subscription_of(profile.id, resource.id, "email")
+    assert subscription is not None
+    return LinkTarget(
+        profile.id,
+        profile.link_key,
+        resource_id=resource.id,
+        form=form,
+        consent_text_id=consent_text_id,
+        nonce=subscription.confirm_nonce,
+    )

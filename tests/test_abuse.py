@@ -79,7 +79,9 @@ def test_markup_in_a_name_is_escaped_on_pages_and_in_emails(
     assert profile is not None and profile.name == MARKUP
     from app.links import links_for
 
-    preferences = links_for(profile.id, None).preferences_url.removeprefix("https://optin.test")
+    preferences = links_for(profile.id, profile.link_key, None).preferences_url.removeprefix(
+        "https://optin.test"
+    )
     page = client.get(preferences).get_data(as_text=True)
     assert "<script>alert" not in page
     assert "&lt;script&gt;" in page

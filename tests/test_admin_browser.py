@@ -20,8 +20,8 @@ from app.models import AdminUser, Resource
 from app.services import statuses
 from app.services.statuses import Actor
 from app.services.subscriptions import confirm_signup, request_signup
-from app.tokens import LinkTarget
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.helpers import confirm_target
 from tests.test_browser import live_server, page, shot  # noqa: F401  (fixtures; skips without Chromium)
 
 FIRST_NAMES = [
@@ -68,9 +68,8 @@ def confirmed_profile(email: str, name: str, resource: Resource) -> None:
         form=f"subscribe/{resource.slug}",
         actor=Actor(ip="198.51.100.23"),
     )
-    profile = queries.profile_by_email(email)
     text = queries.current_consent_text(resource.id)
-    target = LinkTarget(profile.id, resource.id, "email", f"subscribe/{resource.slug}", text.id)
+    target = confirm_target(email, resource, f"subscribe/{resource.slug}", text.id)
     confirm_signup(
         target,
         actor=Actor(ip="198.51.100.23", user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),

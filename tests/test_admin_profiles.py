@@ -14,9 +14,8 @@ from app.models import Profile, Resource, StatusEvent
 from app.services import statuses
 from app.services.statuses import Actor
 from app.services.subscriptions import confirm_signup, request_signup
-from app.tokens import LinkTarget
 from tests.conftest import ADMIN_EMAIL
-from tests.helpers import count, csrf_token, database_state
+from tests.helpers import confirm_target, count, csrf_token, database_state
 
 ALICE = "alice@example.com"
 
@@ -31,9 +30,7 @@ def signed_up(
     resource = queries.resource_by_slug(slug)
     assert resource is not None
     text = queries.current_consent_text(resource.id)
-    target = LinkTarget(
-        profile.id, resource.id, "email", f"subscribe/{slug}", text.id if text else None
-    )
+    target = confirm_target(email, resource, f"subscribe/{slug}", text.id if text else None)
     confirm_signup(target, actor=Actor(ip="192.0.2.8", user_agent="TestBrowser/1.0"))
     return profile
 

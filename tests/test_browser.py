@@ -19,6 +19,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from app import queries
 from app.extensions import db
 from app.models import Resource
 from app.services import eligibility
@@ -161,6 +162,19 @@ def test_sign_up_confirm_manage_and_unsubscribe_in_a_real_browser(
     expect(page.get_by_role("status")).to_contain_text("unsubscribed from everything")
     shot(page, "09-unsubscribed-everything")
     assert decide(email, "offers").reason == "global_unsubscribed"
+
+    # The data itself only through a fresh link sent to the address.
+    page.get_by_role("button", name="Email me a link to download or erase my data").click()
+    expect(page.get_by_role("status")).to_contain_text("We sent a link to alice@example.com")
+    data_mail = wait_for_mail(smtp_server, "Your link to download or erase your data")
+    page.goto(link(data_mail, live_server, "/data/"))
+    expect(page.get_by_role("heading", name="Your data", exact=True)).to_be_visible()
+    shot(page, "09b-your-data")
+    page.get_by_label("I understand").check()
+    page.get_by_role("button", name="Erase my data").click()
+    expect(page.get_by_role("heading", name="Your data is erased")).to_be_visible()
+    db.session.rollback()  # the server's latest commit
+    assert queries.profile_by_email(email) is None
 
 
 def test_the_signup_page_fits_a_phone(live_server: str, newsletter: Resource) -> None:

@@ -60,7 +60,9 @@ def test_the_preference_page_speaks_the_chosen_language(
     statuses.confirm("anna@example.com", "newsletter")
     profile = queries.profile_by_email("anna@example.com")
     assert profile is not None
-    path = links_for(profile.id, None).preferences_url.removeprefix("https://optin.test")
+    path = links_for(profile.id, profile.link_key, None).preferences_url.removeprefix(
+        "https://optin.test"
+    )
     page = client.get(path).get_data(as_text=True)
     assert "Your preferences" in page
     token = CSRF.search(page).group(1)  # type: ignore[union-attr]

@@ -28,6 +28,12 @@ def subscribed(email: str, *slugs: str) -> int:
     return profile.id
 
 
+def key_of(profile_id: int) -> str:
+    profile = queries.profile_by_id(profile_id)
+    assert profile is not None
+    return profile.link_key
+
+
 def path_of(url: str) -> str:
     return url.removeprefix("https://optin.test")
 
@@ -36,7 +42,7 @@ def test_one_click_unsubscribe_exactly_as_a_mail_provider_sends_it(
     app: Flask, newsletter: Resource, brand: Resource
 ) -> None:
     profile_id = subscribed(ALICE, "newsletter", "brand")
-    links = links_for(profile_id, newsletter.id)
+    links = links_for(profile_id, key_of(profile_id), newsletter.id)
     provider = app.test_client(use_cookies=False)
     answer = provider.post(
         path_of(links.unsubscribe_url),
@@ -64,7 +70,7 @@ def test_one_click_from_a_message_without_resource_unsubscribes_globally(
     app: Flask, newsletter: Resource
 ) -> None:
     profile_id = subscribed(ALICE, "newsletter")
-    links = links_for(profile_id, None)
+    links = links_for(profile_id, key_of(profile_id), None)
     app.test_client(use_cookies=False).post(
         path_of(links.unsubscribe_url), data={"List-Unsubscribe": "One-Click"}
     )
@@ -77,7 +83,7 @@ def test_the_unsubscribe_page_offers_this_resource_or_everything(
     client: FlaskClient, newsletter: Resource, brand: Resource
 ) -> None:
     profile_id = subscribed(ALICE, "newsletter", "brand")
-    path = path_of(links_for(profile_id, brand.id).unsubscribe_url)
+    path = path_of(links_for(profile_id, key_of(profile_id), brand.id).unsubscribe_url)
     before = database_state()
     page = client.get(path)
     assert page.status_code == 200
@@ -97,7 +103,7 @@ def test_an_unsubscribe_without_the_csrf_token_is_refused_and_changes_nothing(
     client: FlaskClient, newsletter: Resource
 ) -> None:
     profile_id = subscribed(ALICE, "newsletter")
-    path = path_of(links_for(profile_id, newsletter.id).unsubscribe_url)
+    path = path_of(links_for(profile_id, key_of(profile_id), newsletter.id).unsubscribe_url)
     before = database_state()
     missing = client.post(path, data={"scope": "resource"})
     wrong = client.post(path, data={"scope": "resource", "csrf_token": "not-the-token"})
@@ -109,8 +115,11 @@ def test_an_unsubscribe_without_the_csrf_token_is_refused_and_changes_nothing(
 def test_a_token_for_one_purpose_never_works_for_another(app: Flask, newsletter: Resource) -> None:
     profile_id = subscribed(ALICE, "newsletter")
     client = app.test_client(use_cookies=False)
-    confirm_token = make_token(Purpose.CONFIRM, LinkTarget(profile_id, newsletter.id))
-    preferences_token = make_token(Purpose.PREFERENCES, LinkTarget(profile_id, None))
+    key = key_of(profile_id)
+    confirm_token = make_token(
+        Purpose.CONFIRM, LinkTarget(profile_id, key, resource_id=newsletter.id)
+    )
+    preferences_token = make_token(Purpose.PREFERENCES, LinkTarget(profile_id, key))
     before = database_state()
     for path in (
         f"/unsubscribe/{confirm_token}",
@@ -127,7 +136,7 @@ def test_a_token_of_another_resource_touches_only_that_resource(
     app: Flask, newsletter: Resource, brand: Resource
 ) -> None:
     profile_id = subscribed(ALICE, "newsletter", "brand")
-    brand_link = path_of(links_for(profile_id, brand.id).unsubscribe_url)
+    brand_link = path_of(links_for(profile_id, key_of(profile_id), brand.id).unsubscribe_url)
     app.test_client().post(brand_link, data={"List-Unsubscribe": "One-Click"})
     assert decide(ALICE, "newsletter").allowed
     assert decide(ALICE, "brand").reason == "subscription_unsubscribed"
@@ -135,7 +144,8 @@ def test_a_token_of_another_resource_touches_only_that_resource(
 
 def test_a_token_with_one_byte_changed_is_refused(app: Flask, newsletter: Resource) -> None:
     profile_id = subscribed(ALICE, "newsletter")
-    token = make_token(Purpose.UNSUBSCRIBE, LinkTarget(profile_id, newsletter.id))
+    target = LinkTarget(profile_id, key_of(profile_id), resource_id=newsletter.id)
+    token = make_token(Purpose.UNSUBSCRIBE, target)
     client = app.test_client()
     before = database_state()
     for position in (0, len(token) // 2, len(token) - 1):
@@ -155,7 +165,7 @@ def test_a_token_signed_with_a_rotated_out_key_stops_working(
     app: Flask, newsletter: Resource
 ) -> None:
     profile_id = subscribed(ALICE, "newsletter")
-    old = make_token(Purpose.PREFERENCES, LinkTarget(profile_id, None))
+    old = make_token(Purpose.PREFERENCES, LinkTarget(profile_id, key_of(profile_id)))
     app.config.update(SECRET_KEY="new-secret", SECRET_KEY_FALLBACKS=["test-secret"])
     client = app.test_client()
     assert client.get(f"/preferences/{old}").status_code == 200  # still accepted while rotating
@@ -195,7 +205,7 @@ def test_links_for_an_erased_profile_say_so(client: FlaskClient, newsletter: Res
     from app.services.subscriptions import erase
 
     profile_id = subscribed(ALICE, "newsletter")
-    links = links_for(profile_id, newsletter.id)
+    links = links_for(profile_id, key_of(profile_id), newsletter.id)
     erase(profile_id, actor=Actor())
     assert client.get(path_of(links.unsubscribe_url)).status_code == 410
     assert client.get(path_of(links.preferences_url)).status_code == 410

@@ -16,8 +16,7 @@ from flask.testing import FlaskClient
 from app import queries
 from app.models import Resource
 from app.services import subscriptions
-from app.tokens import LinkTarget
-from tests.helpers import html_of, link_to, run_worker, submit, text_of
+from tests.helpers import confirm_target, html_of, link_to, run_worker, submit, text_of
 from tests.smtp import SmtpServer
 
 VICTIM = "victim@example.com"
@@ -74,7 +73,7 @@ def test_a_preference_link_and_a_resent_confirmation_carry_no_typed_name(
     profile = queries.profile_by_email(VICTIM)
     assert profile is not None and profile.name == LURE  # the stranger named the new profile
     submit(client, "/preferences", {"email": VICTIM})
-    subscriptions.resend_confirmation(LinkTarget(profile.id, newsletter.id, "email", "embed"))
+    subscriptions.resend_confirmation(confirm_target(VICTIM, newsletter, form="embed"))
     messages = delivered(smtp_server)
     assert len(messages) == 3  # the confirmation, the preference link, the confirmation again
     assert "/preferences/" in text_of(messages[1])

@@ -55,3 +55,67 @@ def test_the_migrations_build_the_models_schema(empty_database_url: str) -> None
         upgrade()
         assert schema_differences() == []
         db.engine.dispose()
+
+
+def test_the_links_migration_keeps_every_row_and_gives_each_profile_its_own_key(
+    empty_database_url: str,
+) -> None:
+    """0008 rebuilds the linked tables on SQLite (AUTOINCREMENT) without losing a row to the
+    rebuild's DROP TABLE, and fills a random link key for every profile already there."""
+    from sqlalchemy import text
+
+    app = create_app({"TESTING": True, "DATABASE_URL": empty_database_url})
+    with app.app_context():
+        upgrade(revision="0007")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO resources (slug, name, description, channels, public,"
+                    " double_opt_in, created_at) VALUES ('news', 'News', '', 'email', true,"
+                    " true, CURRENT_TIMESTAMP)"
+                )
+            )
+            for number in (1, 2, 3):
+                connection.execute(
+                    text(
+                        "INSERT INTO profiles (email, email_hash, global_status, created_at,"
+                        " updated_at) VALUES (:email, 'h', 'subscribed', CURRENT_TIMESTAMP,"
+                        " CURRENT_TIMESTAMP)"
+                    ),
+                    {"email": f"p{number}@example.com"},
+                )
+            connection.execute(
+                text(
+                    "INSERT INTO subscriptions (profile_id, resource_id, channel, status,"
+                    " created_at, updated_at) SELECT profiles.id, resources.id, 'email',"
+                    " 'subscribed', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM profiles, resources"
+                )
+            )
+        upgrade()
+        with db.engine.begin() as connection:
+            keys = connection.execute(text("SELECT link_key FROM profiles")).scalars().all()
+            subscriptions = connection.execute(text("SELECT count(*) FROM subscriptions")).scalar()
+            assert subscriptions == 3
+            assert len(set(keys)) == 3
+            assert all(len(key) == 32 and key == key.lower() for key in keys)
+            assert int(keys[0], 16) >= 0  # hex digits
+            # The newest profile deleted, the next one gets a new id (SQLite: AUTOINCREMENT).
+            newest = connection.execute(text("SELECT max(id) FROM profiles")).scalar()
+            connection.execute(text("DELETE FROM profiles WHERE id = :id"), {"id": newest})
+            connection.execute(
+                text(
+                    "INSERT INTO profiles (email, email_hash, global_status, created_at,"
+                    " updated_at, link_key) VALUES ('new@example.com', 'h', 'subscribed',"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, :key)"
+                ),
+                {"key": "0" * 32},
+            )
+            new_id = connection.execute(
+                text("SELECT id FROM profiles WHERE email = 'new@example.com'")
+            ).scalar()
+        assert new_id is not None and new_id > newest
+        assert schema_differences() == []
+        downgrade(revision="0007")
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM subscriptions")).scalar() == 2
+        db.engine.dispose()

@@ -22,7 +22,9 @@ ALICE = "alice@example.com"
 def preferences_path(email: str) -> str:
     profile = queries.profile_by_email(email)
     assert profile is not None
-    return links_for(profile.id, None).preferences_url.removeprefix("https://optin.test")
+    return links_for(profile.id, profile.link_key, None).preferences_url.removeprefix(
+        "https://optin.test"
+    )
 
 
 def subscribed(email: str, *slugs: str) -> None:

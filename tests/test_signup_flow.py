@@ -221,26 +221,33 @@ def test_the_landing_page_links_to_each_public_signup_form(
     assert client.get("/subscribe/brand").status_code == 404  # private: no public form
 
 
-def test_download_and_erase_through_the_preference_link(
+def test_download_and_erase_through_the_emailed_data_link(
     client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
 ) -> None:
     sign_up(client)
     confirm_through_page(client, confirmation_link(smtp_server))
     run_worker()
     preferences = link_to(smtp_server.messages[-1], "/preferences/")
-    data = client.get(preferences + "/data.json")
+    asked = submit(client, preferences + "/data-link", {}, form_path=preferences)
+    assert asked.status_code == 200
+    assert "We sent a link to alice@example.com" in asked.get_data(as_text=True)
+    run_worker()
+    data_page = link_to(smtp_server.messages[-1], "/data/")
+    data = client.get(data_page + "/data.json")
     assert data.status_code == 200
+    assert data.headers["Cache-Control"] == "no-store"
     exported = json.loads(data.get_data(as_text=True))
     assert exported["email"] == ALICE
     assert [s["status"] for s in exported["subscriptions"]] == ["subscribed"]
     assert {e["cause"] for e in exported["events"]} == {"signup", "confirm"}
 
-    refused = submit(client, preferences + "/erase", {}, form_path=preferences)
+    refused = submit(client, data_page + "/erase", {}, form_path=data_page)
     assert refused.status_code == 400
     assert queries.profile_by_email(ALICE) is not None
-    erased = submit(client, preferences + "/erase", {"understood": "y"}, form_path=preferences)
+    erased = submit(client, data_page + "/erase", {"understood": "y"}, form_path=data_page)
     assert erased.status_code == 200
     assert queries.profile_by_email(ALICE) is None
     suppression = queries.suppression_of(email_hash(ALICE))
     assert suppression is not None and suppression.email is None
     assert client.get(preferences).status_code == 410
+    assert client.get(data_page).status_code == 410

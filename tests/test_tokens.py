@@ -29,34 +29,70 @@ def test_the_precomputed_hmac_is_the_standard_hmac(key: bytes, message: bytes) -
     )
 
 
+KEY = "0123456789abcdef0123456789abcdef"
+keys = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+
+
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the app is read-only here
 @given(
     profile_id=st.integers(min_value=1, max_value=2**53),
+    key=keys,
     resource_id=st.none() | st.integers(min_value=1, max_value=2**31),
     channel=st.sampled_from(["email", "sms", "push"]),
     purpose=st.sampled_from([Purpose.UNSUBSCRIBE, Purpose.PREFERENCES]),
 )
 def test_link_tokens_are_itsdangerous_signatures_and_read_back(
-    app: Flask, profile_id: int, resource_id: int | None, channel: str, purpose: Purpose
+    app: Flask, profile_id: int, key: str, resource_id: int | None, channel: str, purpose: Purpose
 ) -> None:
-    token = LinkSigner(purpose).token(profile_id, resource_id, channel)
+    token = LinkSigner(purpose).token(profile_id, key, resource_id, channel)
     stock = Signer([app.config["SECRET_KEY"]], salt=f"optin.{purpose.value}")
-    payload = f"{profile_id}-{'' if resource_id is None else resource_id}-{channel}"
+    payload = f"{profile_id}-{'' if resource_id is None else resource_id}-{channel}-{key}"
     assert token == stock.sign(payload).decode()
-    assert read_token(purpose, token) == LinkTarget(profile_id, resource_id, channel)
-    assert make_token(purpose, LinkTarget(profile_id, resource_id, channel)) == token
+    target = LinkTarget(profile_id, key, resource_id=resource_id, channel=channel)
+    assert read_token(purpose, token) == target
+    assert make_token(purpose, target) == token
 
 
 def test_a_recipients_links_are_the_same_in_every_message(app: Flask) -> None:
-    first = make_token(Purpose.UNSUBSCRIBE, LinkTarget(7, 3))
-    assert make_token(Purpose.UNSUBSCRIBE, LinkTarget(7, 3)) == first
-    assert make_token(Purpose.UNSUBSCRIBE, LinkTarget(7, None)) != first
-    assert make_token(Purpose.PREFERENCES, LinkTarget(7, 3)) != first
+    first = make_token(Purpose.UNSUBSCRIBE, LinkTarget(7, KEY, resource_id=3))
+    assert make_token(Purpose.UNSUBSCRIBE, LinkTarget(7, KEY, resource_id=3)) == first
+    assert make_token(Purpose.UNSUBSCRIBE, LinkTarget(7, KEY)) != first
+    assert make_token(Purpose.PREFERENCES, LinkTarget(7, KEY, resource_id=3)) != first
+    other_key = "f" * 32
+    assert make_token(Purpose.UNSUBSCRIBE, LinkTarget(7, other_key, resource_id=3)) != first
 
 
-def test_confirmation_tokens_carry_the_form_and_consent_version(app: Flask) -> None:
-    target = LinkTarget(7, 3, "email", "subscribe/newsletter", 12)
+def test_confirmation_tokens_carry_the_form_consent_version_and_signup_nonce(app: Flask) -> None:
+    target = LinkTarget(
+        7, KEY, resource_id=3, form="subscribe/newsletter", consent_text_id=12, nonce="a" * 32
+    )
     assert read_token(Purpose.CONFIRM, make_token(Purpose.CONFIRM, target)) == target
+
+
+def test_a_link_is_minted_only_with_a_well_formed_key(app: Flask) -> None:
+    import pytest
+
+    for key in ("", "7", KEY.upper(), KEY + "0", "g" * 32):
+        for purpose in Purpose:
+            with pytest.raises(ValueError):
+                make_token(purpose, LinkTarget(7, key))
+
+
+def test_a_data_token_reads_back_and_expires(app: Flask) -> None:
+    import time
+
+    import pytest
+
+    from app.tokens import TokenExpired
+
+    token = make_token(Purpose.DATA, LinkTarget(7, KEY))
+    assert read_token(Purpose.DATA, token) == LinkTarget(7, KEY)
+    app.config["DATA_LINK_MAX_AGE"] = 0
+    time.sleep(1.1)  # itsdangerous timestamps are whole seconds
+    with pytest.raises(TokenExpired) as expired:
+        read_token(Purpose.DATA, token)
+    assert expired.value.purpose is Purpose.DATA
+    assert expired.value.target == LinkTarget(7, KEY)
 
 
 @given(position=st.integers(min_value=0, max_value=200), replacement=st.sampled_from("AaZz09-_."))
@@ -67,7 +103,8 @@ def test_any_one_character_changed_is_refused(app: Flask, position: int, replace
     from app.tokens import TokenInvalid
 
     for purpose in Purpose:
-        token = make_token(purpose, LinkTarget(42, 7, "email", "form", 3))
+        target = LinkTarget(42, KEY, resource_id=7, form="form", consent_text_id=3, nonce=KEY)
+        token = make_token(purpose, target)
         where = position % len(token)
         if token[where] == replacement:
             continue
@@ -79,6 +116,7 @@ def test_any_one_character_changed_is_refused(app: Flask, position: int, replace
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
 @given(
     profile_id=st.integers(min_value=1, max_value=2**53),
+    key=keys,
     resource_id=st.none() | st.integers(min_value=1, max_value=2**31),
     base=st.sampled_from(
         ["https://news.example.org", 'https://ex"ample.org/ü', "http://127.0.0.1:5000/"]
@@ -86,7 +124,7 @@ def test_any_one_character_changed_is_refused(app: Flask, position: int, replace
     mailto=st.sampled_from(["unsubscribe@example.org", 'odd"\\name@example.org', "ü@example.org"]),
 )
 def test_the_audience_rows_json_is_exactly_what_json_dumps_writes(
-    app: Flask, profile_id: int, resource_id: int | None, base: str, mailto: str
+    app: Flask, profile_id: int, key: str, resource_id: int | None, base: str, mailto: str
 ) -> None:
     import json
 
@@ -94,8 +132,8 @@ def test_the_audience_rows_json_is_exactly_what_json_dumps_writes(
 
     app.config.update(BASE_URL=base, UNSUBSCRIBE_MAILTO=mailto)
     maker = LinkMaker()
-    fields = maker.json_fields(profile_id, resource_id, "email")
+    fields = maker.json_fields(profile_id, key, resource_id, "email")
     expected = json.dumps(
-        vars(maker.links(profile_id, resource_id, "email")), separators=(",", ":")
+        vars(maker.links(profile_id, key, resource_id, "email")), separators=(",", ":")
     )
     assert "{" + fields + "}" == expected

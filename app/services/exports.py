@@ -60,7 +60,7 @@ def audience_rows(resource_id: int, channel: str, now: datetime) -> Iterator[lis
     with their unsubscribe and preferences links, in AUDIENCE_FIELDS order."""
     maker = LinkMaker()
     for row in queries.stream_audience(resource_id, channel, now):
-        found = maker.links(row.id, resource_id, channel)
+        found = maker.links(row.id, row.link_key, resource_id, channel)
         yield [
             row.email,
             row.name,

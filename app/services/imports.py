@@ -30,7 +30,7 @@ from operator import itemgetter
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, null, update
 
 from app import queries
 from app.addresses import InvalidEmail, email_hash, normalize_email
@@ -68,6 +68,7 @@ from app.status import (
     settle,
     stored_state,
 )
+from app.tokens import new_link_key
 
 # Rows decided and written together: one transaction, a few reads, a few bulk writes.
 CHUNK = 10_000
@@ -563,6 +564,9 @@ class Plan:
     subscription_ids: dict[tuple[str, int, str], int] = field(default_factory=dict)
     imported: list[ImportRow] = field(default_factory=list)
     unchanged: int = 0
+    # Existing profiles whose global status the chunk changes: their pending confirmation links
+    # must stop working, as after any other global change (services/statuses.py).
+    global_changed: set[str] = field(default_factory=set)
 
 
 def plan_chunk(
@@ -634,6 +638,8 @@ def plan_chunk(
         elif email in plan.new_profiles:
             plan.new_profiles[email].update(verdict.global_columns)
         elif verdict.global_changed or new_name is not None:
+            if verdict.global_changed:
+                plan.global_changed.add(email)
             update_row = plan.profile_updates.setdefault(email, {"name": names[email]})
             update_row.update(verdict.global_columns)
             if new_name is not None:
@@ -765,6 +771,7 @@ PROFILE_COLUMNS = (
     "resume_status",
     "created_at",
     "updated_at",
+    "link_key",
 )
 SUBSCRIPTION_COLUMNS = (
     "id",
@@ -796,9 +803,12 @@ CONSENT_COLUMNS = ("subscription_id", "confirmed_at", "form")
 
 
 def _new_ids(table: Any, count: int) -> list[int]:
-    """Ids for rows about to be inserted, so that no query has to find them afterwards.
-    PostgreSQL's sequence hands out ``count`` at once; on SQLite the chunk's write transaction
-    keeps every other writer out, so the ids simply continue after the largest one."""
+    """Ids for rows about to be inserted, from the database's own allocator, so that no query
+    has to find them afterwards. PostgreSQL's sequence hands out ``count`` at once. On SQLite
+    it is AUTOINCREMENT's counter (``sqlite_sequence``): the largest id the table ever had,
+    which, unlike ``max(id)``, does not go back when the newest row is deleted (an old link
+    would then name the next person, tokens.py). The chunk's write transaction keeps every other
+    writer out until these rows are in, and inserting them moves the counter past them."""
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         found = connection.exec_driver_sql(
@@ -807,7 +817,11 @@ def _new_ids(table: Any, count: int) -> list[int]:
             {"count": count},
         )
         return [row[0] for row in found]
-    top = connection.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table.name}").scalar()
+    top = connection.exec_driver_sql(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0),"
+        f" (SELECT coalesce(max(id), 0) FROM {table.name}))",
+        (table.name,),
+    ).scalar()
     return list(range(int(top or 0) + 1, int(top or 0) + 1 + count))
 
 
@@ -832,6 +846,7 @@ def write_plan(plan: Plan, now: datetime) -> None:
                     v["resume_status"],
                     stamp,
                     stamp,
+                    new_link_key(),
                 )
             )
         _insert_many(Profile.__table__, PROFILE_COLUMNS, rows)
@@ -859,6 +874,15 @@ def write_plan(plan: Plan, now: datetime) -> None:
                 for email, values in plan.profile_updates.items()
             ],
             ("new_until", "now"),
+        )
+    if plan.global_changed:
+        table = Subscription.__table__
+        _executemany(
+            update(table)
+            .where(table.c.profile_id == bindparam("profile_id"))
+            .where(table.c.confirm_nonce.is_not(None))
+            .values(confirm_nonce=null()),
+            [{"profile_id": profile_ids[email]} for email in plan.global_changed],
         )
     subscription_ids: dict[tuple[str, int, str], int] = dict(plan.subscription_ids)
     if plan.new_subscriptions:
@@ -939,6 +963,8 @@ def _update_subscriptions(updates: dict[int, dict[str, Any]], now: datetime) -> 
             "suspended_until": bindparam("new_until"),
             "resume_status": bindparam("new_resume"),
             "updated_at": bindparam("now"),
+            # A changed subscription's pending confirmation link confirms nothing any more.
+            "confirm_nonce": null(),
         }
         times = ["new_until", "now"]
         if with_confirmation:

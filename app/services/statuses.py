@@ -176,8 +176,19 @@ def apply_in_transaction(
             session.add(subscription)
         if after.subscription != before.subscription:
             subscription.state = after.subscription
+            # A pending confirmation link is for the subscription as it was: once anything
+            # changes it (confirmed, unsubscribed, paused...), the link confirms nothing.
+            subscription.confirm_nonce = None
         if any(c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in outcome.changes):
             subscription.confirmed_at = now
+
+    if any(c.scope == "global" for c in outcome.changes) and not isinstance(
+        action, Signup | Confirm
+    ):
+        # A global stop (an unsubscribe from everything, a bounce, an admin's change) undoes
+        # every signup still waiting for its click: their links must not lift it (rule 5).
+        for pending in queries.subscriptions_of_profile(profile.id):
+            pending.confirm_nonce = None
 
     if outcome.suppression_added and suppression is None:
         session.add(_suppression(hashed, address, action.cause, actor, now))

@@ -1,10 +1,14 @@
 """What end customers do on the public pages (SPEC §2): sign up, confirm, unsubscribe, manage
 preferences, take their data away or erase it. Each function is one transaction in which the
 status changes (through the rules of status.py) and the emails they cause are written together.
+
+A link opens a profile only with the profile's own link key (``profile_of_link``), and a
+confirmation link confirms only the signup request whose nonce it carries (``_to_confirm``).
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,7 +20,7 @@ from app import outbox, queries
 from app.addresses import normalize_email
 from app.database import in_write_transaction, utcnow
 from app.extensions import db
-from app.links import confirm_url, preferences_url
+from app.links import confirm_url, data_url, preferences_url
 from app.models import (
     ConsentRecord,
     ConsentText,
@@ -28,22 +32,20 @@ from app.services.errors import NotFound, UnknownResource
 from app.services.profiles import profile_record
 from app.services.statuses import Actor, Result, parse_channel
 from app.status import (
-    LIFTED_BY_CONFIRMATION,
     Cause,
     Channel,
     Confirm,
     Pause,
     SetStatus,
     Signup,
+    State,
     Status,
     Unsubscribe,
     effective,
 )
-from app.tokens import LinkTarget
+from app.tokens import LinkTarget, new_nonce, opens
 
 PAUSE_DAYS = (14, 30, 60, 90)
-# What a confirmation link without a resource confirms: every signup still waiting for a click.
-CONFIRMABLE = frozenset({Status.UNCONFIRMED, *LIFTED_BY_CONFIRMATION})
 GENERAL_CONSENT_TEXT = (
     "Yes, send me the newsletters I ticked. I can unsubscribe at any time with the link in every "
     "message."
@@ -128,7 +130,22 @@ def _queue_confirmation(
         return  # rule 4: at most a few a day; the page says the same either way
     single = resources[0] if len(resources) == 1 else None
     consent = _consent_text(single.id if single else None)
-    target = LinkTarget(profile.id, single.id if single else None, channel.value, form, consent.id)
+    # This request's link confirms these subscriptions only, and only until they change; an
+    # earlier request's link stops working (the newest email is the one that counts).
+    nonce = new_nonce()
+    for resource in resources:
+        subscription = queries.subscription_of(profile.id, resource.id, channel.value)
+        if subscription is not None:
+            subscription.confirm_nonce = nonce
+    target = LinkTarget(
+        profile.id,
+        profile.link_key,
+        resource_id=single.id if single else None,
+        channel=channel.value,
+        form=form,
+        consent_text_id=consent.id,
+        nonce=nonce,
+    )
     outbox.enqueue(
         profile.email,
         "confirm",
@@ -296,6 +313,16 @@ def subscription_with_consent(
     return in_write_transaction(work)
 
 
+def profile_of_link(target: LinkTarget) -> Profile:
+    """The profile a link opens: the one with the link's id AND its link key. A link of an
+    erased profile, or one whose key is not this profile's, opens nothing (GoneProfile), even
+    if a new profile were ever to get the old id."""
+    profile = queries.profile_by_id(target.profile_id)
+    if profile is None or not opens(target, profile.link_key):
+        raise GoneProfile()
+    return profile
+
+
 def locale_of(profile_id: int) -> str | None:
     """The language a profile chose (or was signed up in), for the pages its links open."""
     profile = queries.profile_by_id(profile_id)
@@ -303,28 +330,57 @@ def locale_of(profile_id: int) -> str | None:
 
 
 def pending_confirmation(target: LinkTarget) -> list[Resource]:
-    """What a confirmation link would confirm, for the page that asks for the click."""
-    profile = queries.profile_by_id(target.profile_id)
-    if profile is None:
+    """What a confirmation link would confirm, for the page that asks for the click (empty: it
+    was confirmed already). A link that can confirm nothing any more is gone."""
+    profile = profile_of_link(target)
+    pending = [resource for resource, _ in _to_confirm(profile, target)]
+    if not pending and not _already_confirmed(profile, target, utcnow()):
         raise GoneProfile()
-    return [resource for resource, _ in _to_confirm(profile, target)]
+    return pending
+
+
+def _nonce_matches(stored: str | None, given: str | None) -> bool:
+    return (
+        stored is not None
+        and given is not None
+        and hmac.compare_digest(stored.encode("ascii"), given.encode("ascii"))
+    )
 
 
 def _to_confirm(profile: Profile, target: LinkTarget) -> list[tuple[Resource, Status]]:
+    """The subscriptions the link's signup request is still waiting on: those that carry its
+    nonce. Any change to a subscription since (an unsubscribe, a newer request, its deletion
+    and a new signup) took the nonce away, so an old link confirms nothing (rule 5 needs the
+    consent of this request, not of some earlier one)."""
     rows = []
     for subscription in queries.subscriptions_of_profile(profile.id):
         if subscription.channel != target.channel:
             continue
         if target.resource_id is not None and subscription.resource_id != target.resource_id:
             continue
-        status = Status(subscription.status)
-        if target.resource_id is None and status not in {
-            Status.UNCONFIRMED,
-            *LIFTED_BY_CONFIRMATION,
-        }:
+        if not _nonce_matches(subscription.confirm_nonce, target.nonce):
             continue
-        rows.append((subscription.resource, status))
+        rows.append((subscription.resource, Status(subscription.status)))
     return rows
+
+
+def _already_confirmed(profile: Profile, target: LinkTarget, now: datetime) -> bool:
+    """Whether a link with nothing left to confirm belongs to a signup that is in force (the
+    second click of a double-click: "already confirmed", rule 9), rather than to one that was
+    undone since (then the link is gone)."""
+    if not _subscribed_at(profile.state, now):
+        return False
+    return any(
+        subscription.channel == target.channel
+        and target.resource_id in (None, subscription.resource_id)
+        and _subscribed_at(subscription.state, now)
+        for subscription in queries.subscriptions_of_profile(profile.id)
+    )
+
+
+def _subscribed_at(state: State, now: datetime) -> bool:
+    current = effective(state, now)
+    return current is not None and current.status is Status.SUBSCRIBED
 
 
 def confirm_signup(
@@ -335,21 +391,20 @@ def confirm_signup(
 
     def work() -> ConfirmResult:
         moment = now or utcnow()
-        profile = queries.profile_by_id(target.profile_id)
-        if profile is None:
-            raise GoneProfile()
+        profile = profile_of_link(target)
         pending = _to_confirm(profile, target)
-        if target.resource_id is not None and not pending:
-            raise GoneProfile()  # the unconfirmed signup expired (rule 8)
+        if not pending:
+            if _already_confirmed(profile, target, moment):
+                return ConfirmResult([], already=True)
+            # Expired (rule 8), or undone since the link was sent: it confirms nothing.
+            raise GoneProfile()
         channel = Channel(target.channel)
         confirmed: list[Resource] = []
-        slugs: list[str | None] = [resource.slug for resource, _ in pending] or [None]
-        for slug in slugs:
+        for resource, _ in pending:
             result = statuses.apply_in_transaction(
-                profile.email, Confirm(), slug, channel, actor=actor, now=moment
+                profile.email, Confirm(), resource, channel, actor=actor, now=moment
             )
-            resource = queries.resource_by_slug(slug) if slug else None
-            if resource is not None and _became_subscribed(result):
+            if _became_subscribed(result):
                 record_consent(
                     profile.id,
                     resource.id,
@@ -374,7 +429,7 @@ def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> N
     def work() -> None:
         moment = now or utcnow()
         profile = queries.profile_by_id(target.profile_id)
-        if profile is None:
+        if profile is None or not opens(target, profile.link_key):
             return
         pending = [resource for resource, _ in _to_confirm(profile, target)]
         if pending:
@@ -386,9 +441,7 @@ def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> N
 
 def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
     """The profile and resource an unsubscribe or preference link is about."""
-    profile = queries.profile_by_id(target.profile_id)
-    if profile is None:
-        raise GoneProfile()
+    profile = profile_of_link(target)
     resource = queries.resource_by_id(target.resource_id) if target.resource_id else None
     return profile, resource
 
@@ -577,8 +630,35 @@ def request_preferences_link(email: str, *, now: datetime | None = None) -> None
             address,
             "preferences_link",
             profile_id=profile.id,
-            preferences_link=preferences_url(profile.id),
+            preferences_link=preferences_url(profile.id, profile.link_key),
             # No name: anyone may ask for this email to any address (and may have typed it).
+            locale=profile.locale,
+        )
+
+    in_write_transaction(work)
+
+
+def request_data_link(profile_id: int, *, now: datetime | None = None) -> None:
+    """Email the profile a short-lived link to download or erase its data (SPEC §2, issue 9):
+    the long-lived links travel in headers that mailbox providers and forwarded mail see, so
+    personal data needs proof that the person holds the mailbox now. At most
+    CONFIRMATIONS_PER_ADDRESS_PER_DAY a day; the caller answers the same either way."""
+
+    def work() -> None:
+        moment = now or utcnow()
+        profile = queries.profile_by_id(profile_id)
+        if profile is None:
+            raise GoneProfile()
+        since = moment - timedelta(days=1)
+        recent = queries.emails_sent_to_since(profile.email, "data_link", since)
+        if recent >= current_app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"]:
+            return
+        outbox.enqueue(
+            profile.email,
+            "data_link",
+            profile_id=profile.id,
+            data_link=data_url(profile.id, profile.link_key),
+            minutes=current_app.config["DATA_LINK_MAX_AGE"] // 60,
             locale=profile.locale,
         )
 

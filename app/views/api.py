@@ -238,7 +238,8 @@ def links() -> Response:
     channel = channel_arg(request.args.get("channel"))
     slug = request.args.get("resource") or None
     resource = resource_for(slug, channel) if slug else None
-    found = links_for(profile.id, resource.id if resource else None, channel.value)
+    resource_id = resource.id if resource else None
+    found = links_for(profile.id, profile.link_key, resource_id, channel.value)
     return jsonify(vars(found))
 
 
@@ -260,7 +261,7 @@ def audience(slug: str) -> Response:
         size = 0
         dumps, resource_id, channel_name = json.dumps, resource.id, channel.value
         for row in queries.stream_audience(resource_id, channel_name, now):
-            links = maker.json_fields(row.id, resource_id, channel_name)
+            links = maker.json_fields(row.id, row.link_key, resource_id, channel_name)
             line = f'{{"email":{dumps(row.email)},"name":{dumps(row.name)},{links}}}\n'
             block.append(line)
             size += len(line)

@@ -1,5 +1,8 @@
 """Pages for end customers (SPEC §2): the landing page, signup forms, the confirmation, unsubscribe
-and preference links, and the form that emails a preference link.
+and preference links, the short-lived data link, and the form that emails a preference link.
+
+Every link is read by ``opened``: the token's signature, then the profile's own link key, so a
+link of an erased profile opens nothing whoever has its id now.
 
 Views only parse, call one service and render. A GET never changes a status: every link opens a
 page with a button, and the POST does the work (RFC 8058's one-click POST being the exception
@@ -40,7 +43,7 @@ from app.forms import (
     options,
 )
 from app.i18n import use_locale
-from app.models import Resource
+from app.models import Profile, Resource
 from app.services import subscriptions
 from app.services.errors import TransitionRefused, UnknownChannel, UnknownResource
 from app.services.statuses import Actor
@@ -98,11 +101,19 @@ def per_address() -> str:
     return current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
 
 
+def opened(purpose: Purpose, token: str) -> tuple[LinkTarget, Profile]:
+    """The target of a link and the profile it opens: its signature checked, then its key
+    against the profile's (GoneProfile: erased, or not this profile's link)."""
+    target = read_token(purpose, token)
+    return target, subscriptions.profile_of_link(target)
+
+
 @public.errorhandler(TokenExpired)
-def _expired(_error: TokenExpired) -> tuple[str, int]:
-    """Only confirmation links expire: offer a fresh one (the token still names the signup)."""
+def _expired(error: TokenExpired) -> tuple[str, int]:
+    """Confirmation and data links expire: offer a fresh one (the token still names them)."""
     token = (request.view_args or {}).get("token", "")
-    return render_template("public/expired.html", form=ButtonForm(), token=token), 410
+    page = "public/data_expired.html" if error.purpose is Purpose.DATA else "public/expired.html"
+    return render_template(page, form=ButtonForm(), token=token), 410
 
 
 @public.errorhandler(TokenInvalid)
@@ -225,8 +236,8 @@ def subscribe_all() -> ResponseLike:
 def confirm_page(token: str) -> ResponseLike:
     """The page behind a confirmation link: what will be confirmed, and the button. Mail
     scanners open links, so this GET changes nothing."""
-    target = read_token(Purpose.CONFIRM, token)
-    use_locale(subscriptions.locale_of(target.profile_id))
+    target, profile = opened(Purpose.CONFIRM, token)
+    use_locale(profile.locale)
     pending = subscriptions.pending_confirmation(target)
     return render_template("public/confirm.html", form=ButtonForm(), resources=pending)
 
@@ -235,8 +246,8 @@ def confirm_page(token: str) -> ResponseLike:
 @limiter.limit(per_ip)
 def confirm(token: str) -> ResponseLike:
     """Confirm (rule 5). Twice is the same as once."""
-    target = read_token(Purpose.CONFIRM, token)
-    use_locale(subscriptions.locale_of(target.profile_id))
+    target, profile = opened(Purpose.CONFIRM, token)
+    use_locale(profile.locale)
     if not ButtonForm().validate_on_submit():
         return error_page(400)
     try:
@@ -308,7 +319,8 @@ def unsubscribe(token: str) -> ResponseLike:
         target, everything=everything, cause=Cause.UNSUBSCRIBE_LINK, actor=visitor()
     )
     preferences = url_for(
-        "public.preferences", token=make_token(Purpose.PREFERENCES, LinkTarget(profile.id, None))
+        "public.preferences",
+        token=make_token(Purpose.PREFERENCES, LinkTarget(profile.id, profile.link_key)),
     )
     return render_template(
         "public/unsubscribed.html",
@@ -326,7 +338,6 @@ def _render_preferences(
     form: PreferencesForm | None = None,
     status: int = 200,
     *,
-    erase_form: EraseForm | None = None,
     notice: str | None = None,
 ) -> tuple[str, int]:
     prefs = subscriptions.preferences_of(profile_id)
@@ -345,7 +356,7 @@ def _render_preferences(
         form=form,
         pause_form=PauseForm(),
         everything_form=ButtonForm(),
-        erase_form=erase_form or EraseForm(),
+        data_form=ButtonForm(),
         notice=notice,
     )
     return page, status
@@ -354,77 +365,136 @@ def _render_preferences(
 @public.get("/preferences/<token>")
 def preferences(token: str) -> ResponseLike:
     """The preference center."""
-    target = read_token(Purpose.PREFERENCES, token)
-    return _render_preferences(token, target.profile_id)
+    _target, profile = opened(Purpose.PREFERENCES, token)
+    return _render_preferences(token, profile.id)
 
 
 @public.post("/preferences/<token>")
 def save_preferences(token: str) -> ResponseLike:
     """Save name, language and what the customer receives."""
-    target = read_token(Purpose.PREFERENCES, token)
-    use_locale(subscriptions.locale_of(target.profile_id))
-    prefs = subscriptions.preferences_of(target.profile_id)
+    _target, profile = opened(Purpose.PREFERENCES, token)
+    use_locale(profile.locale)
+    prefs = subscriptions.preferences_of(profile.id)
     form = PreferencesForm()
     form.resources.choices = options([(row.resource.slug, row.resource.name) for row in prefs.rows])
     if not form.validate_on_submit():
-        return _render_preferences(token, target.profile_id, form, 400)
+        return _render_preferences(token, profile.id, form, 400)
     subscriptions.update_preferences(
-        target.profile_id,
+        profile.id,
         wanted=set(form.resources.data or []),
         name=(form.name.data or "").strip() or None,
         locale=form.locale.data or None,
         actor=visitor(),
     )
     use_locale(form.locale.data or None)
-    return _render_preferences(token, target.profile_id, notice=_("Your preferences are saved."))
+    return _render_preferences(token, profile.id, notice=_("Your preferences are saved."))
 
 
 @public.post("/preferences/<token>/pause")
 def pause(token: str) -> ResponseLike:
     """Pause every subscription for 14, 30, 60 or 90 days."""
-    target = read_token(Purpose.PREFERENCES, token)
-    use_locale(subscriptions.locale_of(target.profile_id))
+    _target, profile = opened(Purpose.PREFERENCES, token)
+    use_locale(profile.locale)
     form = PauseForm()
     if not form.validate_on_submit():
-        return _render_preferences(token, target.profile_id, status=400)
-    until = subscriptions.pause_all(target.profile_id, int(form.days.data), actor=visitor())
+        return _render_preferences(token, profile.id, status=400)
+    until = subscriptions.pause_all(profile.id, int(form.days.data), actor=visitor())
     notice = _(
         "Paused until %(date)s. Mail starts again by itself after that.",
         date=format_date(until, "long"),
     )
-    return _render_preferences(token, target.profile_id, notice=notice)
+    return _render_preferences(token, profile.id, notice=notice)
 
 
 @public.post("/preferences/<token>/everything")
 def unsubscribe_everything(token: str) -> ResponseLike:
     """Unsubscribe from everything: the global status (SPEC §1 rule 2)."""
-    target = read_token(Purpose.PREFERENCES, token)
-    use_locale(subscriptions.locale_of(target.profile_id))
+    _target, profile = opened(Purpose.PREFERENCES, token)
+    use_locale(profile.locale)
     if not ButtonForm().validate_on_submit():
         return error_page(400)
-    subscriptions.unsubscribe_everything(target.profile_id, actor=visitor())
+    subscriptions.unsubscribe_everything(profile.id, actor=visitor())
     notice = _("You are unsubscribed from everything. Nothing more will be sent to you.")
-    return _render_preferences(token, target.profile_id, notice=notice)
+    return _render_preferences(token, profile.id, notice=notice)
 
 
-@public.get("/preferences/<token>/data.json")
+@public.post("/preferences/<token>/data-link")
+@limiter.limit(per_ip)
+def request_data_link(token: str) -> ResponseLike:
+    """ "Email me a link to download or erase my data". Preference and unsubscribe links travel
+    in headers that mail providers and forwarded mail see, so the data itself needs a fresh link
+    from the mailbox (tokens.Purpose.DATA). The same answer every time: the service caps the
+    emails per address (CONFIRMATIONS_PER_ADDRESS_PER_DAY), the limiter the requests per IP."""
+    _target, profile = opened(Purpose.PREFERENCES, token)
+    use_locale(profile.locale)
+    if not ButtonForm().validate_on_submit():
+        return error_page(400)
+    subscriptions.request_data_link(profile.id)
+    notice = _(
+        "We sent a link to %(email)s. It opens your data for the next %(minutes)s minutes.",
+        email=profile.email,
+        minutes=current_app.config["DATA_LINK_MAX_AGE"] // 60,
+    )
+    return _render_preferences(token, profile.id, notice=notice)
+
+
+# --- Your data (the short-lived link from the email) ----------------------------------------------
+
+
+def _render_data_page(
+    token: str, profile: Profile, erase_form: EraseForm | None = None, status: int = 200
+) -> tuple[str, int]:
+    use_locale(profile.locale)
+    page = render_template(
+        "public/data.html", token=token, profile=profile, erase_form=erase_form or EraseForm()
+    )
+    return page, status
+
+
+@public.get("/data/<token>")
+def data_page(token: str) -> ResponseLike:
+    """The page behind an emailed data link: download, or erase. A GET changes nothing."""
+    _target, profile = opened(Purpose.DATA, token)
+    return _render_data_page(token, profile)
+
+
+@public.get("/data/<token>/data.json")
 def download_data(token: str) -> ResponseLike:
     """Download my data: everything optin holds about the profile, as JSON."""
-    target = read_token(Purpose.PREFERENCES, token)
-    response = jsonify(subscriptions.export_data(target.profile_id))
+    _target, profile = opened(Purpose.DATA, token)
+    response = jsonify(subscriptions.export_data(profile.id))
     response.headers["Content-Disposition"] = "attachment; filename=my-subscription-data.json"
+    # Personal data: no browser or proxy keeps a copy.
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
-@public.post("/preferences/<token>/erase")
+@public.post("/data/<token>/erase")
 def erase(token: str) -> ResponseLike:
     """Erase my data: the profile goes, only a hash of the address stays suppressed."""
-    target = read_token(Purpose.PREFERENCES, token)
+    _target, profile = opened(Purpose.DATA, token)
     form = EraseForm()
     if not form.validate_on_submit():
-        return _render_preferences(token, target.profile_id, status=400, erase_form=form)
-    subscriptions.erase(target.profile_id, actor=visitor())
+        return _render_data_page(token, profile, erase_form=form, status=400)
+    use_locale(profile.locale)
+    subscriptions.erase(profile.id, actor=visitor())
     return render_template("public/erased.html")
+
+
+@public.post("/data/<token>/resend")
+@limiter.limit(per_ip)
+def resend_data_link(token: str) -> ResponseLike:
+    """From the expired-link page: a fresh data link, sent to the address (rate-capped)."""
+    if not ButtonForm().validate_on_submit():
+        return error_page(400)
+    try:
+        read_token(Purpose.DATA, token)
+    except TokenExpired as expired:
+        with suppress(GoneProfile):
+            profile = subscriptions.profile_of_link(expired.target)
+            subscriptions.request_data_link(profile.id)
+        return render_template("public/check_inbox.html", email=None)
+    return error_page(400, _("This link still works"), _("Go back and press the button."))
 
 
 @public.route("/preferences", methods=["GET", "POST"])

@@ -43,10 +43,16 @@ def main() -> int:
             return 1
         consent = queries.current_consent_text(resource.id)
         assert consent is not None
-        found: dict[str, tuple[int, str | None]] = {}
+        found: dict[str, tuple[int, str | None, str, str | None]] = {}
         for start in range(0, len(emails), CHUNK):
             query = (
-                select(Profile.email, Profile.id, Subscription.status)
+                select(
+                    Profile.email,
+                    Profile.id,
+                    Subscription.status,
+                    Profile.link_key,
+                    Subscription.confirm_nonce,
+                )
                 .outerjoin(
                     Subscription,
                     (Subscription.profile_id == Profile.id)
@@ -55,19 +61,26 @@ def main() -> int:
                 )
                 .where(Profile.email.in_(emails[start : start + CHUNK]))
             )
-            found.update({email: (pid, status) for email, pid, status in db.session.execute(query)})
+            found.update({row.email: tuple(row)[1:] for row in db.session.execute(query)})
         for email in emails:
             if email not in found:
                 continue
-            profile_id, status = found[email]
+            profile_id, status, key, nonce = found[email]
             kind = forced or ("confirm" if status == Status.UNCONFIRMED.value else "unsubscribe")
             if kind == "confirm":
+                # The link of the signup request waiting on the subscription (its nonce).
                 target = LinkTarget(
-                    profile_id, resource.id, "email", f"subscribe/{RESOURCE}", consent.id
+                    profile_id,
+                    key,
+                    resource_id=resource.id,
+                    form=f"subscribe/{RESOURCE}",
+                    consent_text_id=consent.id,
+                    nonce=nonce,
                 )
                 token = make_token(Purpose.CONFIRM, target)
             else:
-                token = make_token(Purpose.UNSUBSCRIBE, LinkTarget(profile_id, resource.id))
+                target = LinkTarget(profile_id, key, resource_id=resource.id)
+                token = make_token(Purpose.UNSUBSCRIBE, target)
             out.append(f"{email}\t{token}\n")
     sys.stdout.write("".join(out))
     return 0
