@@ -56,9 +56,7 @@ class CertificateServer:
                 status, headers, body = special or (
                     200,
                     {},
-                    owner.pem
-                    if self.path.endswith(".pem")
-                    else b"<ConfirmSubscriptionResponse/>",
+                    owner.pem if self.path.endswith(".pem") else b"<ConfirmSubscriptionResponse/>",
                 )
                 self.send_response(status)
                 for name, value in {**headers, "Content-Length": str(len(body))}.items():
@@ -299,8 +297,9 @@ def test_an_sns_certificate_url_has_exactly_the_shape_amazon_uses(app: Flask) ->
     ):
         with pytest.raises(NotAuthentic):
             ses._checked_url(url, app.config, certificate=True)
-    for host in ("sns.eu-west-1.amazonaws.com", "sns.us-gov-west-1.amazonaws.com",
-                 "sns.ap-southeast-2.amazonaws.com", "sns.cn-north-1.amazonaws.com.cn"):  # fmt: skip
+    regions = ["eu-west-1.amazonaws.com", "us-gov-west-1.amazonaws.com",
+               "ap-southeast-2.amazonaws.com", "cn-north-1.amazonaws.com.cn"]  # fmt: skip
+    for host in (f"sns.{region}" for region in regions):
         url = f"https://{host}{pem}"
         assert ses._checked_url(url, app.config, certificate=True) == url
 
@@ -377,9 +376,7 @@ def test_a_redirect_from_the_certificate_url_is_not_followed(
     assert sns.hits == ["/SimpleNotificationService-0bad.pem"]  # the target was never asked
 
 
-def test_the_certificate_cache_keeps_only_a_few_certificates(
-    client: FlaskClient, sns: Any
-) -> None:
+def test_the_certificate_cache_keeps_only_a_few_certificates(client: FlaskClient, sns: Any) -> None:
     delivery = notification({"notificationType": "Delivery"})
     urls = [
         f"{sns.url}/SimpleNotificationService-{n:04x}.pem"
