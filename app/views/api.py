@@ -8,6 +8,7 @@ registered (``register_api``), so a new route cannot forget it. Errors are alway
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -118,11 +119,42 @@ def register_api(app: Flask) -> None:
 # --- Parsing -------------------------------------------------------------------------------------
 
 
+# A \uD800-\uDFFF escape in the raw body: the only way JSON text can carry a lone surrogate.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        # Nesting deeper than the parser's recursion is as malformed as a syntax error.
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    if SURROGATE_ESCAPE.search(request.get_data(cache=True)) and not _encodable(body):
+        raise ApiError(400, "invalid_text", "the body holds text that is not valid Unicode")
     return body
+
+
+def _encodable(value: Any) -> bool:
+    """Whether every string in ``value`` can be written as UTF-8. JSON may escape a lone
+    surrogate (``"\\ud800"``), which no database driver can store. Walked with a stack, not
+    recursion, since the document may be nested almost as deep as the parser allows; only run
+    when the raw body has such an escape, so that a 10,000-address batch does not pay for it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def text_field(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
