@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     # Flask-Limiter limits for the public forms, per client IP and per email address.
     "SIGNUP_LIMIT_PER_IP": "30 per hour; 10 per minute",
     "SIGNUP_LIMIT_PER_ADDRESS": "5 per day",
+    # Flask-Limiter limit on the JSON API, per API key (not per IP): room for a sending platform's
+    # many workers asking one address at a time, audience exports and 10,000-address batches.
+    "API_RATE_LIMIT": "1200 per minute",
     # Provider webhooks. SES through SNS: only messages of these topics (full ARNs) are accepted,
     # since anyone can have Amazon sign a message of a topic of their own; empty: webhook off.
     "SNS_TOPIC_ARNS": [],
