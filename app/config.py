@@ -48,9 +48,19 @@ DEFAULTS: dict[str, Any] = {
     # Flask-Limiter limits for the public forms, per client IP and per email address.
     "SIGNUP_LIMIT_PER_IP": "30 per hour; 10 per minute",
     "SIGNUP_LIMIT_PER_ADDRESS": "5 per day",
-    # Provider webhooks. SES through SNS: the signing certificate and SubscribeURL must be on a
-    # host matching this pattern, over HTTPS; older messages are replays.
-    "SNS_HOST_PATTERN": r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?",
+    # Flask-Limiter limit on the JSON API, per API key (not per IP): room for a sending platform's
+    # many workers asking one address at a time, audience exports and 10,000-address batches.
+    "API_RATE_LIMIT": "1200 per minute",
+    # Provider webhooks. SES through SNS: only messages of these topics (full ARNs) are accepted,
+    # since anyone can have Amazon sign a message of a topic of their own; empty: webhook off.
+    "SNS_TOPIC_ARNS": [],
+    # The signing certificate and SubscribeURL must be on a host (the whole network location: no
+    # port, no user) matching this pattern, over HTTPS. The region part admits no other dot, so an
+    # S3 bucket's virtual host (sns.s3.amazonaws.com) does not match. Older messages are replays.
+    "SNS_HOST_PATTERN": (
+        r"sns\.(?:[a-z]{2}(?:-gov)?-[a-z]+-[0-9]+\.amazonaws\.com"
+        r"|cn-[a-z]+-[0-9]+\.amazonaws\.com\.cn)"
+    ),
     "SNS_REQUIRE_HTTPS": True,
     "SNS_MAX_AGE": 3600,
     # SendGrid's signed Event Webhook: the verification key (base64 DER), and the replay window.

@@ -55,6 +55,7 @@ STATUS_INPUT = {
 COMMON_ERRORS = {
     "400": _error("Malformed request; `error.field` names the field."),
     "401": _error("Missing, wrong or revoked API key."),
+    "429": _error("More than API_RATE_LIMIT requests with this key; `Retry-After` says when."),
 }
 
 SCHEMAS: dict[str, Any] = {

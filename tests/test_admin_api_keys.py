@@ -68,3 +68,21 @@ def test_anonymous_key_changes_are_sent_to_the_login_page(client: FlaskClient) -
 def test_revoking_an_unknown_key_is_a_404(admin_client: FlaskClient) -> None:
     answer = submit(admin_client, "/admin/api-keys/999/revoke", {}, form_path="/admin/api-keys")
     assert answer.status_code == 404
+
+
+def test_the_list_shows_when_each_key_was_last_used(admin_client: FlaskClient) -> None:
+    api_keys.create_key("idle")
+    _row, key = api_keys.create_key("busy")
+    answer = admin_client.get(
+        "/api/v1/eligibility?email=alice@example.com", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert answer.status_code == 200
+    used = next(row for row in api_keys.all_keys() if row.name == "busy").last_used_at
+    listing = admin_client.get("/admin/api-keys").get_data(as_text=True)
+    rows = {
+        name: cells
+        for name, cells in re.findall(r"<tr>\s*<td>([^<]+)</td>(.*?)</tr>", listing, re.S)
+    }
+    assert used is not None
+    assert used.strftime("%Y-%m-%d %H:%M") in rows["busy"]
+    assert "never" in rows["idle"] and "never" not in rows["busy"]

@@ -475,3 +475,68 @@ def test_changes_through_the_api_show_the_key_as_actor(api: Api, newsletter: Res
     api("post", "/events", json={"events": [event("complaint", ALICE, "c1")]})
     actors = [e["actor"] for e in api("get", f"/profiles/{ALICE}").get_json()["events"]]
     assert actors[-1] == "api:sender"
+
+
+# --- Per-key rate limit and last use ------------------------------------------------------------
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after_and_other_keys_do_not(
+    app: Flask, client: FlaskClient, newsletter: Resource
+) -> None:
+    app.config["API_RATE_LIMIT"] = "3 per minute"
+    busy = {"Authorization": f"Bearer {api_keys.create_key('busy')[1]}"}
+    calm = {"Authorization": f"Bearer {api_keys.create_key('calm')[1]}"}
+    path = f"/api/v1/eligibility?email={ALICE}"
+    codes = [client.get(path, headers=busy).status_code for _ in range(3)]
+    assert codes == [200, 200, 200]
+    # The budget is the key's, wherever its requests come from.
+    limited = client.get(path, headers=busy, environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"].isdigit()
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    error = limited.get_json()["error"]
+    assert error["code"] == "rate_limited" and "3 per minute" in error["message"]
+    conforms(limited.get_json(), "Error")
+    # Another key from the same address still has its own.
+    assert client.get(path, headers=calm).status_code == 200
+    before = database_state()
+    refused = client.put(f"/api/v1/profiles/{ALICE}/status", json={"status": 1}, headers=busy)
+    assert refused.status_code == 429
+    assert database_state() == before
+
+
+def test_a_key_remembers_when_it_was_last_used_to_the_minute(
+    app: Flask, client: FlaskClient, newsletter: Resource
+) -> None:
+    from sqlalchemy import event
+
+    row, key = api_keys.create_key("sender")
+    headers = {"Authorization": f"Bearer {key}"}
+    path = f"/api/v1/eligibility?email={ALICE}"
+    assert row.last_used_at is None
+    assert client.get(path, headers=headers).status_code == 200
+    first = db.session.get(type(row), row.id).last_used_at
+    assert first is not None and datetime.now(UTC) - first < timedelta(seconds=10)
+
+    writes: list[str] = []
+
+    def count_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE")):
+            writes.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count_writes)
+    try:
+        for _ in range(5):
+            assert client.get(path, headers=headers).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count_writes)
+    assert writes == []  # within the minute: no write on the hot path
+    db.session.rollback()
+    assert db.session.get(type(row), row.id).last_used_at == first
+
+    an_hour_ago = first - timedelta(hours=1)
+    db.session.get(type(row), row.id).last_used_at = an_hour_ago
+    db.session.commit()
+    assert client.get(path, headers=headers).status_code == 200
+    db.session.rollback()
+    assert db.session.get(type(row), row.id).last_used_at > first

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -36,21 +38,30 @@ ALICE = "alice@example.com"
 
 
 class CertificateServer:
-    """Serves a signing certificate and records SubscribeURL visits, on 127.0.0.1."""
+    """Serves a signing certificate and records SubscribeURL visits, on 127.0.0.1. ``answers``
+    makes a path answer otherwise: ``(status, headers, body)``, or ``"slow"`` to answer late."""
 
     def __init__(self, pem: bytes) -> None:
         self.pem = pem
         self.hits: list[str] = []
+        self.answers: dict[str, Any] = {}
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.hits.append(self.path)
-                body = (
-                    owner.pem if self.path.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
+                special = owner.answers.get(self.path)
+                if special == "slow":
+                    time.sleep(1)
+                    special = None
+                status, headers, body = special or (
+                    200,
+                    {},
+                    owner.pem if self.path.endswith(".pem") else b"<ConfirmSubscriptionResponse/>",
                 )
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -81,20 +92,34 @@ def self_signed(key: rsa.RSAPrivateKey) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
+TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-bounces"
+
+
 @pytest.fixture
 def sns(app: Flask) -> Iterator[Any]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     server = CertificateServer(self_signed(key))
-    app.config.update(SNS_HOST_PATTERN=r"127\.0\.0\.1", SNS_REQUIRE_HTTPS=False)
+    # The test server stands in for SNS: plain HTTP, and a port in its network location.
+    app.config.update(
+        SNS_TOPIC_ARNS=[TOPIC], SNS_HOST_PATTERN=r"127\.0\.0\.1(:[0-9]+)?", SNS_REQUIRE_HTTPS=False
+    )
     ses.forget_certificates()
 
     class Signer:
-        cert_url = f"{server.url}/SimpleNotificationService-test.pem"
+        url = server.url
+        cert_url = f"{server.url}/SimpleNotificationService-0123456789abcdef.pem"
         hits = server.hits
+        answers = server.answers
 
         @staticmethod
-        def sign(message: dict[str, Any], version: str = "1") -> dict[str, Any]:
-            message = {**message, "SignatureVersion": version, "SigningCertURL": Signer.cert_url}
+        def sign(
+            message: dict[str, Any], version: str = "1", cert_url: str | None = None
+        ) -> dict[str, Any]:
+            message = {
+                **message,
+                "SignatureVersion": version,
+                "SigningCertURL": cert_url or Signer.cert_url,
+            }
             digest = hashes.SHA1() if version == "1" else hashes.SHA256()
             signature = key.sign(ses.string_to_sign(message), padding.PKCS1v15(), digest)
             return {**message, "Signature": base64.b64encode(signature).decode()}
@@ -140,7 +165,7 @@ def notification(body: dict[str, Any], message_id: str = "msg-1") -> dict[str, A
     return {
         "Type": "Notification",
         "MessageId": message_id,
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-bounces",
+        "TopicArn": TOPIC,
         "Message": json.dumps(body),
         "Timestamp": now_iso(),
     }
@@ -163,7 +188,7 @@ def test_the_sns_subscription_handshake_visits_the_subscribe_url(
             "Type": "SubscriptionConfirmation",
             "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
             "Token": "2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92768dd60a",
-            "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-bounces",
+            "TopicArn": TOPIC,
             "Message": "You have chosen to subscribe to the topic.",
             "SubscribeURL": f"{sns.cert_url.rsplit('/', 1)[0]}/?Action=ConfirmSubscription",
             "Timestamp": now_iso(),
@@ -250,6 +275,192 @@ def test_sns_certificates_are_only_fetched_from_sns_hosts_by_default(app: Flask)
             ses._checked_url(url, app.config)
     ok = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"
     assert ses._checked_url(ok, app.config) == ok
+
+
+def test_an_sns_certificate_url_has_exactly_the_shape_amazon_uses(app: Flask) -> None:
+    from app.services.providers import NotAuthentic
+
+    pem = "/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem"
+    for url in (
+        # S3 buckets called "sns" answer on these virtual hosts, and anyone can own one.
+        f"https://sns.s3.amazonaws.com{pem}",
+        f"https://sns.s3-us-west-2.amazonaws.com{pem}",
+        f"https://sns.s3-external-1.amazonaws.com{pem}",
+        f"https://sns.us-east-1.amazonaws.com:8443{pem}",
+        f"https://attacker@sns.us-east-1.amazonaws.com{pem}",
+        "https://sns.us-east-1.amazonaws.com/mine/SimpleNotificationService-abc.pem",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-xyz.pem",
+        "https://sns.us-east-1.amazonaws.com/cert.pem",
+        f"https://sns.us-east-1.amazonaws.com{pem}?redirect=elsewhere",
+        f"https://sns.us-east-1.amazonaws.com.cn{pem}",
+        f"ftp://sns.us-east-1.amazonaws.com{pem}",
+        f"file://sns.us-east-1.amazonaws.com{pem}",
+    ):
+        with pytest.raises(NotAuthentic):
+            ses._checked_url(url, app.config, certificate=True)
+    regions = ["eu-west-1.amazonaws.com", "us-gov-west-1.amazonaws.com",
+               "ap-southeast-2.amazonaws.com", "cn-north-1.amazonaws.com.cn"]  # fmt: skip
+    for host in (f"sns.{region}" for region in regions):
+        url = f"https://{host}{pem}"
+        assert ses._checked_url(url, app.config, certificate=True) == url
+
+
+def test_the_ses_webhook_is_off_until_its_topics_are_set(
+    client: FlaskClient, sns: Any, newsletter: Resource
+) -> None:
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    before = database_state()
+    client.application.config["SNS_TOPIC_ARNS"] = []
+    answer = post_sns(client, sns.sign(notification(ses_bounce(ALICE))))
+    assert answer.status_code == 404
+    assert answer.get_json()["error"]["code"] == "not_found"
+    assert sns.hits == []
+    assert database_state() == before
+
+
+def test_a_genuinely_signed_message_of_a_foreign_topic_is_refused_before_any_fetch(
+    client: FlaskClient, sns: Any, newsletter: Resource
+) -> None:
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    before = database_state()
+    foreign = "arn:aws:sns:us-east-1:666666666666:my-own-topic"
+    bounce = sns.sign({**notification(ses_bounce(ALICE)), "TopicArn": foreign})
+    subscribe = sns.sign(
+        {
+            "Type": "SubscriptionConfirmation",
+            "MessageId": "m-2",
+            "Token": "t",
+            "TopicArn": foreign,
+            "Message": "You have chosen to subscribe to the topic.",
+            "SubscribeURL": f"{sns.url}/?Action=ConfirmSubscription",
+            "Timestamp": now_iso(),
+        }
+    )
+    without_topic = sns.sign({k: v for k, v in notification(ses_bounce(ALICE)).items()
+                              if k != "TopicArn"})  # fmt: skip
+    for message in (bounce, subscribe, without_topic):
+        answer = post_sns(client, message)
+        assert answer.status_code == 403
+        assert answer.get_json()["error"]["code"] == "forbidden"
+    assert sns.hits == []  # neither the certificate nor the SubscribeURL was fetched
+    assert database_state() == before
+
+
+def test_non_text_signature_fields_are_refused_without_a_fetch(
+    client: FlaskClient, sns: Any, newsletter: Resource
+) -> None:
+    genuine = sns.sign(notification(ses_bounce(ALICE)))
+    before = database_state()
+    for name in ("Signature", "SigningCertURL", "SignatureVersion", "Timestamp", "Message"):
+        # (Without a Message the rest is well formed, so that one is fetched and fails to match.)
+        for value in (1, 2.5, True, [genuine[name]], {"url": genuine[name]}):
+            answer = post_sns(client, {**genuine, name: value})
+            assert answer.status_code == 403, (name, value)
+            assert answer.get_json()["error"]["code"] == "forbidden"
+    assert sns.hits == []
+    assert database_state() == before
+
+
+def test_a_redirect_from_the_certificate_url_is_not_followed(
+    client: FlaskClient, sns: Any, newsletter: Resource
+) -> None:
+    moved = f"{sns.url}/SimpleNotificationService-0bad.pem"
+    sns.answers["/SimpleNotificationService-0bad.pem"] = (
+        302,
+        {"Location": sns.cert_url},
+        b"",
+    )
+    answer = post_sns(client, sns.sign(notification(ses_bounce(ALICE)), cert_url=moved))
+    assert answer.status_code == 503
+    assert sns.hits == ["/SimpleNotificationService-0bad.pem"]  # the target was never asked
+
+
+def test_the_certificate_cache_keeps_only_a_few_certificates(client: FlaskClient, sns: Any) -> None:
+    delivery = notification({"notificationType": "Delivery"})
+    urls = [
+        f"{sns.url}/SimpleNotificationService-{n:04x}.pem"
+        for n in range(ses.CERTIFICATE_CACHE_SIZE + 1)
+    ]
+    for url in urls:
+        assert post_sns(client, sns.sign(delivery, cert_url=url)).status_code == 200
+    assert post_sns(client, sns.sign(delivery, cert_url=urls[-1])).status_code == 200
+    assert len(sns.hits) == len(urls)  # the newest was cached ...
+    assert post_sns(client, sns.sign(delivery, cert_url=urls[0])).status_code == 200
+    assert len(sns.hits) == len(urls) + 1  # ... and the oldest forgotten, so fetched again
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["refused", "not found", "server error", "not a certificate", "timeout"],
+)
+def test_a_certificate_that_cannot_be_fetched_is_answered_503_so_sns_retries(
+    client: FlaskClient,
+    sns: Any,
+    newsletter: Resource,
+    failure: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The migrations' env.py runs logging.config.fileConfig, which disables every logger that
+    # exists by then, the app's included, for the rest of the test run.
+    monkeypatch.setattr(client.application.logger, "disabled", False)
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
+    client.application.logger.addHandler(handler)
+    statuses.signup(ALICE, "newsletter")
+    statuses.confirm(ALICE, "newsletter")
+    before = database_state()
+    path = "/SimpleNotificationService-fa11.pem"
+    url = f"{sns.url}{path}"
+    if failure == "refused":
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}{path}"
+        closed.close()
+    elif failure == "timeout":
+        monkeypatch.setattr(ses, "FETCH_TIMEOUT", 0.2)
+        sns.answers[path] = "slow"
+    else:
+        sns.answers[path] = {
+            "not found": (404, {}, b"NoSuchKey"),
+            "server error": (500, {}, b"oops"),
+            "not a certificate": (200, {}, b"<html>hello</html>"),
+        }[failure]
+    message = sns.sign(notification(ses_bounce(ALICE)), cert_url=url)
+    answer = post_sns(client, message)
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"].isdigit()
+    assert answer.get_json()["error"]["code"] == "unavailable"
+    client.application.logger.removeHandler(handler)
+    assert any("asking for a retry" in line for line in logged)
+    assert database_state() == before
+    # A failure is not remembered: when the certificate is there again, the retry goes through.
+    sns.answers.pop(path, None)
+    retried = post_sns(client, sns.sign(notification(ses_bounce(ALICE)), cert_url=sns.cert_url))
+    assert retried.status_code == 200
+    assert decide(ALICE, "newsletter").reason == "suppressed"
+
+
+def test_a_subscribe_url_that_cannot_be_visited_is_answered_503(
+    client: FlaskClient, sns: Any
+) -> None:
+    sns.answers["/?Action=ConfirmSubscription"] = (503, {}, b"busy")
+    confirmation = sns.sign(
+        {
+            "Type": "SubscriptionConfirmation",
+            "MessageId": "m-3",
+            "Token": "t",
+            "TopicArn": TOPIC,
+            "Message": "You have chosen to subscribe to the topic.",
+            "SubscribeURL": f"{sns.url}/?Action=ConfirmSubscription",
+            "Timestamp": now_iso(),
+        }
+    )
+    answer = post_sns(client, confirmation)
+    assert answer.status_code == 503
+    assert answer.get_json()["error"]["code"] == "unavailable"
 
 
 # --- SendGrid -----------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from app.database import in_write_transaction, utcnow
 from app.extensions import db
@@ -13,6 +14,8 @@ from app.models import ApiKey
 from app.services.errors import InvalidInput, NotFound
 
 KEY_PREFIX = "optin_"
+# How exactly the admin sees when a key was last used.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def _hash(key: str) -> str:
@@ -59,6 +62,30 @@ def authenticate(key: str) -> ApiKey | None:
     if row is None or row.revoked_at is not None:
         return None
     return row
+
+
+def note_use(row: ApiKey, now: datetime | None = None) -> None:
+    """Keep ``last_used_at`` for the admin's list, to the minute: a write on every API request
+    would cost the hot path a transaction (and on SQLite the write lock), so the row is written
+    only when the time it has is a minute old. The condition is repeated in the UPDATE, so
+    workers that race for the same minute write once."""
+    now = now or utcnow()
+    stale = now - LAST_USED_RESOLUTION
+    if row.last_used_at is not None and row.last_used_at > stale:
+        return
+    key_id = row.id
+
+    def work() -> None:
+        db.session.execute(
+            update(ApiKey)
+            .where(
+                ApiKey.id == key_id,
+                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= stale),
+            )
+            .values(last_used_at=now)
+        )
+
+    in_write_transaction(work)
 
 
 def all_keys() -> list[ApiKey]:

@@ -8,18 +8,30 @@ registered (``register_api``), so a new route cannot forget it. Errors are alway
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, jsonify, request, stream_with_context
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    request,
+    stream_with_context,
+)
+from flask_limiter.util import get_remote_address
 
 from app import queries
 from app.addresses import InvalidEmail, normalize_email
 from app.database import utcnow
-from app.extensions import csrf
+from app.extensions import csrf, limiter
 from app.links import LinkMaker, links_for
-from app.models import Profile
+from app.models import ApiKey, Profile
 from app.openapi import openapi_document
 from app.services import api_keys, events, statuses
 from app.services.eligibility import MAX_BATCH, decide_many
@@ -91,16 +103,52 @@ for _kind, *_ in DOMAIN_ERRORS:
 # --- Authentication, attached at registration ---------------------------------------------------
 
 
+API_KEY_ENVIRON = "optin.api_key"
+
+
+def current_key() -> ApiKey | None:
+    """The live key this request carries, looked up once: the rate limit, which runs first, is
+    counted per key, and the guard then needs the same row."""
+    # Kept in the WSGI environ, which belongs to this request alone: ``g`` lives as long as the
+    # app context, which a test (or a CLI command) may keep across several requests.
+    if API_KEY_ENVIRON not in request.environ:
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        found = api_keys.authenticate(key.strip()) if scheme.lower() == "bearer" else None
+        request.environ[API_KEY_ENVIRON] = found
+    return request.environ[API_KEY_ENVIRON]
+
+
+def rate_limit_key() -> str:
+    """Flask-Limiter's bucket: the key itself, so that one platform's workers behind any number
+    of addresses share one budget (and two platforms behind one NAT do not); requests without a
+    live key are counted per client IP."""
+    row = current_key()
+    return f"api-key:{row.id}" if row is not None else f"api-ip:{get_remote_address()}"
+
+
+def rate_limit() -> str:
+    return current_app.config["API_RATE_LIMIT"]
+
+
 def require_api_key() -> None:
     """Every API request needs a live key; its name is the actor of every change it makes."""
     if request.endpoint == "api.openapi":
         return
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    row = api_keys.authenticate(key.strip()) if scheme.lower() == "bearer" else None
+    row = current_key()
     if row is None:
         raise ApiError(401, "unauthorized", "a valid API key is needed: Authorization: Bearer KEY")
     g.api_key_name = row.name
+    api_keys.note_use(row)
+
+
+@api.errorhandler(429)
+def _too_many(_error: Exception) -> tuple[Response, int, dict[str, str]]:
+    """Over API_RATE_LIMIT: the JSON error shape, and when to come back."""
+    current = limiter.current_limit
+    wait = max(1, int(current.reset_at - time.time())) if current is not None else 60
+    body = error_body("rate_limited", f"more than {rate_limit()} for this key; retry later")
+    return jsonify(body), 429, {"Retry-After": str(wait)}
 
 
 def actor(reason: str | None = None) -> Actor:
@@ -115,14 +163,50 @@ def register_api(app: Flask) -> None:
     csrf.exempt(api)
 
 
+# One budget per key over every route of the blueprint (a shared scope: a plain limit would
+# count each route apart). Flask-Limiter checks it before the guard runs.
+limiter.shared_limit(rate_limit, scope="api", key_func=rate_limit_key)(api)
+
+
 # --- Parsing -------------------------------------------------------------------------------------
 
 
+# A \uD800-\uDFFF escape in the raw body: the only way JSON text can carry a lone surrogate.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        # Nesting deeper than the parser's recursion is as malformed as a syntax error.
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    if SURROGATE_ESCAPE.search(request.get_data(cache=True)) and not _encodable(body):
+        raise ApiError(400, "invalid_text", "the body holds text that is not valid Unicode")
     return body
+
+
+def _encodable(value: Any) -> bool:
+    """Whether every string in ``value`` can be written as UTF-8. JSON may escape a lone
+    surrogate (``"\\ud800"``), which no database driver can store. Walked with a stack, not
+    recursion, since the document may be nested almost as deep as the parser allows; only run
+    when the raw body has such an escape, so that a 10,000-address batch does not pay for it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def text_field(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:

@@ -15,12 +15,28 @@ from app.services.providers import (
     BadPayload,
     NotAuthentic,
     NotConfigured,
+    Unavailable,
     WebhookRequest,
     registry,
 )
 from app.services.statuses import Actor
 
 webhooks = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+# Seconds a provider is asked to wait before it retries a delivery optin could not check yet.
+RETRY_AFTER = 60
+
+
+@webhooks.errorhandler(Unavailable)
+def _unavailable(error: Unavailable) -> tuple[Response, int, dict[str, str]]:
+    """A check that needs the network failed (SNS's certificate could not be fetched): a 503 on
+    purpose, not a crash, because providers retry a 5xx and drop a 4xx, and the event must not
+    be lost to a passing outage. Logged, since a lasting one needs the operator."""
+    current_app.logger.error("webhook not checked, asking for a retry: %s", error)
+    body = {
+        "error": {"code": "unavailable", "message": "the request could not be checked now; retry"}
+    }
+    return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER)}
 
 
 def _incoming() -> WebhookRequest:

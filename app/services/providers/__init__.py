@@ -8,6 +8,7 @@ generic events (and does any handshake the provider asks for).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,20 @@ class NotConfigured(Exception):
 
 class BadPayload(ValueError):
     """Signed, but not in the provider's documented format."""
+
+
+class Unavailable(Exception):
+    """Something the check needs from elsewhere (SNS's signing certificate) could not be had
+    now. Answered with a 503, which the provider retries, so no event is lost."""
+
+
+def load_json(body: bytes | str) -> Any:
+    """The JSON document in ``body``, or BadPayload. Nesting deep enough to exhaust the parser's
+    recursion is as malformed as a syntax error, not a crash."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadPayload("the body is not JSON") from None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from app.services.providers import (
     NotAuthentic,
     NotConfigured,
     WebhookRequest,
+    load_json,
     parse_time,
 )
 
@@ -30,24 +30,32 @@ def verify(data: WebhookRequest, config: Mapping[str, Any]) -> None:
     given = data.authorization
     if given is None or given.type != "basic":
         raise NotAuthentic("basic auth is missing")
-    same_user = hmac.compare_digest(str(given.username or ""), username)
-    same_password = hmac.compare_digest(str(given.password or ""), password)
+    same_user = _same(given.username, username)
+    same_password = _same(given.password, password)
     if not (same_user and same_password):
         raise NotAuthentic("wrong credentials")
 
 
+def _same(given: object, expected: str) -> bool:
+    """Compare in constant time as bytes: ``hmac.compare_digest`` refuses str with anything but
+    ASCII in it, and a user name may be typed with any character."""
+    text = given if isinstance(given, str) else ""
+    return hmac.compare_digest(
+        text.encode("utf-8", "backslashreplace"), expected.encode("utf-8", "backslashreplace")
+    )
+
+
 def events(data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEvent]:
-    try:
-        item = json.loads(data.body)
-    except ValueError:
-        raise BadPayload("the body is not JSON") from None
+    item = load_json(data.body)
     if not isinstance(item, dict):
         raise BadPayload("Postmark sends one JSON object")
     record = item.get("RecordType")
-    resource = (item.get("Metadata") or {}).get("optin-resource")
+    metadata = item.get("Metadata")
+    resource = metadata.get("optin-resource") if isinstance(metadata, dict) else None
     resource = resource if isinstance(resource, str) else None
     if record in ("Bounce", "SpamComplaint"):
         kind = item.get("Type")
+        kind = kind if isinstance(kind, str) else None  # a list or object is no known type
         if record == "SpamComplaint" or kind in COMPLAINT:
             event_type = EventType.COMPLAINT
         elif kind in HARD:
@@ -60,23 +68,32 @@ def events(data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEven
             IncomingEvent(
                 event_type,
                 _text(item, "Email"),
-                f"{record}:{item.get('ID')}",
+                f"{record}:{_identifier(item, 'ID')}",
                 parse_time(item.get("BouncedAt")),
                 resource,
             )
         ]
     if record == "SubscriptionChange" and item.get("SuppressSending") is True:
-        changed = item.get("ChangedAt")
+        changed = _identifier(item, "ChangedAt")
         return [
             IncomingEvent(
                 EventType.UNSUBSCRIBE,
                 _text(item, "Recipient"),
-                f"SubscriptionChange:{item.get('MessageID')}:{changed}",
+                f"SubscriptionChange:{_identifier(item, 'MessageID')}:{changed}",
                 parse_time(changed),
                 resource,
             )
         ]
     return []
+
+
+def _identifier(item: Mapping[str, Any], name: str) -> str | int | None:
+    """A field that goes into the event id: text or a number as Postmark sends it, never a
+    list or an object (which would make an id of its whole text)."""
+    value = item.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+        raise BadPayload(f"{name} is not text or a number")
+    return value
 
 
 def _text(item: Mapping[str, Any], name: str) -> str:

@@ -9,7 +9,6 @@ SENDGRID_MAX_AGE seconds is a replay.
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,7 +19,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.services.events import EventType, IncomingEvent
-from app.services.providers import BadPayload, NotAuthentic, NotConfigured, WebhookRequest
+from app.services.providers import (
+    BadPayload,
+    NotAuthentic,
+    NotConfigured,
+    WebhookRequest,
+    load_json,
+)
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -51,7 +56,8 @@ def verify(data: WebhookRequest, config: Mapping[str, Any]) -> None:
         raw_signature = base64.b64decode(signature, validate=True)
     except ValueError:
         raise NotAuthentic("malformed signature headers") from None
-    if abs(time.time() - sent) > config["SENDGRID_MAX_AGE"]:
+    # In whole integers: a float conversion of a thousand-digit stamp would overflow.
+    if abs(int(time.time()) - sent) > config["SENDGRID_MAX_AGE"]:
         raise NotAuthentic("the timestamp is too old: a replay")
     try:
         key.verify(raw_signature, stamp.encode() + data.body, ec.ECDSA(hashes.SHA256()))
@@ -60,10 +66,7 @@ def verify(data: WebhookRequest, config: Mapping[str, Any]) -> None:
 
 
 def events(data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEvent]:
-    try:
-        items = json.loads(data.body)
-    except ValueError:
-        raise BadPayload("the body is not JSON") from None
+    items = load_json(data.body)
     if not isinstance(items, list):
         raise BadPayload("SendGrid sends a JSON array of events")
     found = []
@@ -76,12 +79,7 @@ def events(data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEven
         email, event_id = item.get("email"), item.get("sg_event_id")
         if not isinstance(email, str) or not isinstance(event_id, str):
             raise BadPayload("an event without email or sg_event_id")
-        stamp = item.get("timestamp")
-        occurred = (
-            datetime.fromtimestamp(stamp, UTC)
-            if isinstance(stamp, int | float)
-            else datetime.now(UTC)
-        )
+        occurred = _time(item.get("timestamp"))
         resource = item.get("optin_resource")  # a custom arg the sender may set
         found.append(
             IncomingEvent(
@@ -95,9 +93,21 @@ def events(data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEven
     return found
 
 
+def _time(stamp: object) -> datetime:
+    """SendGrid's Unix timestamp; now when it has none or one no date can have (NaN, 1e300)."""
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        try:
+            return datetime.fromtimestamp(stamp, UTC)
+        except (ValueError, OverflowError, OSError):
+            pass
+    return datetime.now(UTC)
+
+
 def _type(item: Mapping[str, Any]) -> EventType | None:
     kind = item.get("event")
+    if not isinstance(kind, str):
+        return None
     if kind == "bounce":
         # "bounce" is a hard bounce; "blocked" a temporary refusal.
         return EventType.SOFT_BOUNCE if item.get("type") == "blocked" else EventType.HARD_BOUNCE
-    return TYPES.get(str(kind))
+    return TYPES.get(kind)
