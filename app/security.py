@@ -12,7 +12,7 @@ import tempfile
 logger = logging.getLogger(__name__)
 
 # The key generated when SECRET_KEY is not set lives in the instance folder under this name.
-SECRET_KEY_FILE = "secret_key"
+GENERATED_KEY_FILE = "secret_key"
 
 
 def instance_secret_key(instance_path: str) -> str:
@@ -24,7 +24,7 @@ def instance_secret_key(instance_path: str) -> str:
     its name, which either succeeds whole or finds the other process's key there already; nobody
     ever reads a half-written file.
     """
-    path = os.path.join(instance_path, SECRET_KEY_FILE)
+    path = os.path.join(instance_path, GENERATED_KEY_FILE)
     if os.path.exists(path):
         return _read_key(path)
     key = secrets.token_urlsafe(48)

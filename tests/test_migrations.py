@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from app.extensions import db
 
+
 @pytest.fixture
 def empty_database_url(tmp_path) -> Iterator[str]:
     """A database with nothing in it: a new SQLite file, or a new PostgreSQL database."""

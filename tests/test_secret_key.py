@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from app.security import SECRET_KEY_FILE, instance_secret_key
+from app.security import GENERATED_KEY_FILE, instance_secret_key
 from app.tokens import LinkTarget, Purpose, make_token, read_token
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def test_starting_without_a_secret_key_generates_one_readable_by_the_owner_only(
 ) -> None:
     with caplog.at_level(logging.WARNING):
         app = create_app({"TESTING": True})
-    key_file = no_secret_key / SECRET_KEY_FILE
+    key_file = no_secret_key / GENERATED_KEY_FILE
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert app.config["SECRET_KEY"] == key_file.read_text().strip()
     assert len(app.config["SECRET_KEY"]) >= 64
@@ -43,7 +43,7 @@ def test_starting_without_a_secret_key_generates_one_readable_by_the_owner_only(
     assert str(key_file) in said and "same key" in said
     # No temporary file is left beside it.
     assert [path.name for path in no_secret_key.iterdir() if "secret" in path.name] == [
-        SECRET_KEY_FILE
+        GENERATED_KEY_FILE
     ]
 
 
@@ -80,7 +80,7 @@ def test_links_and_sessions_made_by_one_app_are_accepted_by_the_other(no_secret_
 def test_a_set_secret_key_is_used_and_nothing_is_written(no_secret_key: Path) -> None:
     app = create_app({"TESTING": True, "SECRET_KEY": "set by the operator"})
     assert app.config["SECRET_KEY"] == "set by the operator"
-    assert not (no_secret_key / SECRET_KEY_FILE).exists()
+    assert not (no_secret_key / GENERATED_KEY_FILE).exists()
 
 
 def _generate_at(folder: str, start: float) -> str:
@@ -94,7 +94,7 @@ def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
     with context.Pool(6) as pool:
         keys = pool.starmap(_generate_at, [(str(tmp_path), start)] * 6)
     assert len(set(keys)) == 1
-    assert (tmp_path / SECRET_KEY_FILE).read_text().strip() == keys[0]
+    assert (tmp_path / GENERATED_KEY_FILE).read_text().strip() == keys[0]
 
 
 def test_the_old_constant_secret_is_nowhere_in_the_project() -> None:
@@ -108,7 +108,6 @@ def test_the_old_constant_secret_is_nowhere_in_the_project() -> None:
     found = [
         name
         for name in files
-        if os.path.isfile(PROJECT / name)
-        and OLD_CONSTANT.encode() in (PROJECT / name).read_bytes()
+        if os.path.isfile(PROJECT / name) and OLD_CONSTANT.encode() in (PROJECT / name).read_bytes()
     ]
     assert found == []

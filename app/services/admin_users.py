@@ -53,7 +53,8 @@ def authenticate(email: str, password: str) -> AdminUser | None:
 
     def record_login() -> AdminUser:
         fresh = db.session.get(AdminUser, user.id)
-        assert fresh is not None
+        if fresh is None:  # deleted between the password check and now
+            raise InvalidInput("no such admin user")
         fresh.last_login_at = utcnow()
         return fresh
 

@@ -30,7 +30,7 @@ from operator import itemgetter
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from app import queries
 from app.addresses import InvalidEmail, email_hash, normalize_email
@@ -57,6 +57,7 @@ from app.status import (
     Cause,
     Channel,
     Outcome,
+    RuleError,
     SetStatus,
     Snapshot,
     State,
@@ -463,7 +464,8 @@ def _state_columns(state: State) -> dict[str, Any]:
 def _verdict(g: State | None, s: State | None, settled: Outcome, outcome: Outcome) -> Verdict:
     after = outcome.after
     g_after, s_after = after.global_state, after.subscription
-    assert g_after is not None and s_after is not None
+    if g_after is None or s_after is None:
+        raise RuleError("an import row must leave a global status and a subscription")
     events = []
     for changes, snapshot, by_clock in (
         (settled.changes, settled.after, True),
@@ -801,13 +803,12 @@ def _new_ids(table: Any, count: int) -> list[int]:
     keeps every other writer out, so the ids simply continue after the largest one."""
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
-        found = connection.exec_driver_sql(
-            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) "
-            "FROM generate_series(1, %(count)s)",
-            {"count": count},
+        sequence = func.pg_get_serial_sequence(table.name, "id")
+        found = connection.execute(
+            select(func.nextval(sequence)).select_from(func.generate_series(1, count))
         )
         return [row[0] for row in found]
-    top = connection.exec_driver_sql(f"SELECT coalesce(max(id), 0) FROM {table.name}").scalar()
+    top = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar()
     return list(range(int(top or 0) + 1, int(top or 0) + 1 + count))
 
 

@@ -66,7 +66,8 @@ def _certificate(url: str) -> rsa.RSAPublicKey:
     with _lock:
         if url in _certificates:
             return _certificates[url]
-    with urllib.request.urlopen(url, timeout=10) as answer:
+    # The URL passed _checked_url: https and an SNS host, so no file: or other scheme.
+    with urllib.request.urlopen(url, timeout=10) as answer:  # nosec B310
         pem = answer.read(64 * 1024)
     key = x509.load_pem_x509_certificate(pem).public_key()
     if not isinstance(key, rsa.RSAPublicKey):
@@ -114,7 +115,8 @@ def events(data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEven
     message = _message(data)
     if message["Type"] == "SubscriptionConfirmation":
         url = _checked_url(message.get("SubscribeURL"), config)
-        with urllib.request.urlopen(url, timeout=10) as answer:
+        # _checked_url allows https (SNS_REQUIRE_HTTPS) and an SNS host only.
+        with urllib.request.urlopen(url, timeout=10) as answer:  # nosec B310
             answer.read(64 * 1024)
         return []
     if message["Type"] != "Notification":
