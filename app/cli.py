@@ -32,8 +32,19 @@ users_cli = click.Group("users", help="Admin users of the admin view.")
 @click.option("--single-opt-in", is_flag=True, help="Subscribe without a confirmation email.")
 @click.option("--private", is_flag=True, help="Hide from the public pages.")
 @click.option("--channels", default="email", show_default=True, help="Comma-separated.")
+@click.option(
+    "--thank-you-url",
+    default=None,
+    help="Where a signup goes next (a TRUSTED_REDIRECT_HOSTS host).",
+)
 def add_resource(
-    slug: str, name: str, description: str, single_opt_in: bool, private: bool, channels: str
+    slug: str,
+    name: str,
+    description: str,
+    single_opt_in: bool,
+    private: bool,
+    channels: str,
+    thank_you_url: str | None,
 ) -> None:
     """Create a resource that customers can subscribe to."""
     try:
@@ -44,6 +55,7 @@ def add_resource(
             public=not private,
             double_opt_in=not single_opt_in,
             description=description,
+            thank_you_url=thank_you_url,
         )
     except InvalidInput as error:
         raise click.ClickException(str(error)) from None

@@ -8,11 +8,16 @@ import logging
 import os
 import secrets
 import tempfile
+import unicodedata
+from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
 
 # The key generated when SECRET_KEY is not set lives in the instance folder under this name.
 GENERATED_KEY_FILE = "secret_key"
+# The longest thank-you URL a resource may have (its column is 500 characters).
+MAX_URL_LENGTH = 500
 
 
 def instance_secret_key(instance_path: str) -> str:
@@ -54,3 +59,38 @@ def _read_key(path: str) -> str:
     if not key:
         raise RuntimeError(f"{path} is empty: delete it to generate a new key, or set SECRET_KEY")
     return key
+
+
+def thank_you_url_problem(url: str, trusted_hosts: Iterable[str]) -> str | None:
+    """Why ``url`` may not be a resource's thank-you address, or None when it may.
+
+    A visitor is sent there after a signup, so it must name a trusted host beyond doubt. Browsers
+    read URLs more loosely than ``urlsplit``: they turn a backslash into a slash and drop tabs
+    and newlines, so ``https://evil.example\\@trusted.example/`` is a user name "evil.example\\"
+    on trusted.example to Python and the host evil.example to a browser. Whatever could be read
+    two ways is refused, rather than guessed at.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        return f"a thank-you URL has at most {MAX_URL_LENGTH} characters"
+    if "\\" in url:
+        return "a thank-you URL may not contain a backslash"
+    if any(char.isspace() or unicodedata.category(char) in ("Cc", "Cf") for char in url):
+        return "a thank-you URL may not contain spaces, tabs, line breaks or control characters"
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".")
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        return "a thank-you URL must be a well-formed http or https address"
+    if parts.scheme not in ("https", "http") or not url.lower().startswith(parts.scheme + "://"):
+        return "a thank-you URL starts with https:// (or http://)"
+    if "@" in parts.netloc:
+        return "a thank-you URL may not contain a user name or password"
+    trusted = {name.strip().lower().rstrip(".") for name in trusted_hosts}
+    if not host or host not in trusted:
+        listed = ", ".join(sorted(trusted)) or "none"
+        return (
+            f"a thank-you URL must be on a host in TRUSTED_REDIRECT_HOSTS (now: {listed}), "
+            f"not {host or 'no host'}"
+        )
+    return None
