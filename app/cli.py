@@ -178,6 +178,25 @@ def create_user(email: str, password_stdin: bool) -> None:
     click.echo(f"created admin user {user.email}")
 
 
+@users_cli.command("password")
+@click.argument("email")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (for scripts)."
+)
+def change_password(email: str, password_stdin: bool) -> None:
+    """Set an admin user's password (prompted twice unless --password-stdin); every session the
+    user has open, on any browser, ends."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = admin_users.change_password(email, password)
+    except InvalidInput as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"changed the password of {user.email}; their sessions have ended")
+
+
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option(
