@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import DEFAULTS, database_uri, from_environment
 from app.extensions import babel, csrf, db, limiter, mail, migrate
-from app.security import instance_secret_key
+from app.security import instance_secret_key, register_protective_headers
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,6 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_admin(app)
     register_webhooks(app)
     register_error_pages(app)
+    register_protective_headers(app)
     deliver_after_response(app)
     register_commands(app)
     if app.config["GC_FREEZE"] and not app.testing:

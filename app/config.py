@@ -75,6 +75,13 @@ DEFAULTS: dict[str, Any] = {
     "SOFT_BOUNCE_SUSPEND_DAYS": 7,
     # Hosts a resource's thank-you URL may point to (never an open redirect).
     "TRUSTED_REDIRECT_HOSTS": [],
+    # Sites allowed to show the signup pages in an iframe (CSP frame-ancestors sources, such as
+    # https://shop.example.org); every other page, and these for any other site, refuse framing.
+    "FRAME_ANCESTORS": [],
+    # The session cookie (Flask's settings; any SESSION_*, REMEMBER_COOKIE_* or WTF_* variable is
+    # passed on). Secure: None means "when BASE_URL is https". HttpOnly is Flask's default.
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": None,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     # The admin's CSV import: the largest file its upload accepts (only that page), and how many
     # rows its preview checks against the database before the import is started.
@@ -102,7 +109,14 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Extensions read more settings than the ones above; any variable with these prefixes is passed on.
-PASSED_THROUGH_PREFIXES = ("MAIL_", "RATELIMIT_", "SQLALCHEMY_")
+PASSED_THROUGH_PREFIXES = (
+    "MAIL_",
+    "RATELIMIT_",
+    "SQLALCHEMY_",
+    "SESSION_",
+    "REMEMBER_COOKIE_",
+    "WTF_",
+)
 
 
 def parse_env_value(raw: str, default: Any) -> Any:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import tempfile
 import unicodedata
 from collections.abc import Iterable
 from urllib.parse import urlsplit
+
+from flask import Flask, Response, request
 
 logger = logging.getLogger(__name__)
 
@@ -94,3 +97,83 @@ def thank_you_url_problem(url: str, trusted_hosts: Iterable[str]) -> str | None:
             f"not {host or 'no host'}"
         )
     return None
+
+
+# The pages that may be framed by the sites in FRAME_ANCESTORS: the signup forms only, never a
+# page with a button that changes something (confirm, unsubscribe, erase) nor the admin.
+FRAMEABLE_ENDPOINTS = frozenset(
+    {"public.subscribe", "public.subscribe_all", "public.subscribe_embedded"}
+)
+# A host name or a scheme-and-host as CSP source expressions take them: nothing that could end a
+# directive (";", ",") or add another source (space).
+CSP_SOURCE = re.compile(r"^(?:https?://)?(?:\*\.)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
+# Two years, what the HSTS preload list asks for; not includeSubDomains, which would bind the
+# operator's other sites to HTTPS too.
+HSTS = "max-age=63072000"
+
+
+def register_protective_headers(app: Flask) -> None:
+    """Protective headers on every response, and the cookie flags that go with them.
+
+    Written here rather than with Flask-Talisman: Talisman overwrites SESSION_COOKIE_* with its
+    own arguments (the environment would no longer decide), sends HSTS by ``request.is_secure``
+    and trusts any X-Forwarded-Proto, has no Cache-Control, and sets per-page policies through
+    decorators on each view, where optin decides by endpoint in one place.
+    """
+    https = app.config["BASE_URL"].lower().startswith("https://")
+    if app.config.get("SESSION_COOKIE_SECURE") is None:
+        app.config["SESSION_COOKIE_SECURE"] = https
+    policy = _content_security_policy(app.config["TRUSTED_REDIRECT_HOSTS"])
+    ancestors = _sources(app.config["FRAME_ANCESTORS"])
+    static_prefix = (app.static_url_path or "/static") + "/"
+
+    @app.after_request
+    def protect(response: Response) -> Response:
+        headers = response.headers
+        framed = bool(ancestors) and request.endpoint in FRAMEABLE_ENDPOINTS
+        frame_ancestors = " ".join(ancestors) if framed else "'none'"
+        headers.setdefault(
+            "Content-Security-Policy", f"{policy}; frame-ancestors {frame_ancestors}"
+        )
+        if not framed:
+            headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        # "same-origin": the full URL (a token's path too) goes to optin itself, and nothing at
+        # all to any other site. Not "no-referrer": under https Flask-WTF refuses a form whose
+        # POST carries no same-origin Referer (WTF_CSRF_SSL_STRICT), which would break every
+        # button on the token pages.
+        headers.setdefault("Referrer-Policy", "same-origin")
+        if https:
+            headers.setdefault("Strict-Transport-Security", HSTS)
+        # Every answer but the static files may carry personal data or a CSRF token bound to one
+        # browser's session: no cache, shared or private, keeps a copy.
+        if not request.path.startswith(static_prefix):
+            headers["Cache-Control"] = "no-store"
+        return response
+
+
+def _content_security_policy(trusted_hosts: Iterable[str]) -> str:
+    """Everything from optin itself and nothing inline; forms may post to optin and be sent on
+    to a trusted thank-you host (browsers check a form's redirects against form-action too)."""
+    form_action = " ".join(["'self'", *_sources(trusted_hosts)])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "base-uri 'none'",
+            "object-src 'none'",
+            f"form-action {form_action}",
+        ]
+    )
+
+
+def _sources(names: Iterable[str]) -> list[str]:
+    """The names usable as CSP sources; a malformed one is dropped and logged, never let
+    through to widen or break the policy."""
+    found = []
+    for name in names:
+        name = name.strip()
+        if CSP_SOURCE.match(name):
+            found.append(name)
+        elif name:
+            logger.warning("%r is not a host name; left out of the Content-Security-Policy", name)
+    return found

@@ -22,7 +22,12 @@ from app.services.statuses import Actor
 from app.services.subscriptions import confirm_signup, request_signup
 from app.tokens import LinkTarget
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.test_browser import live_server, page, shot  # noqa: F401  (fixtures; skips without Chromium)
+from tests.test_browser import (  # noqa: F401  (fixtures; skips without Chromium)
+    console_errors,
+    live_server,
+    page,
+    shot,
+)
 
 FIRST_NAMES = [
     "Alice",
@@ -86,6 +91,7 @@ def save_for_readme(browser_page: Page, name: str) -> None:
 def test_an_admin_finds_suspends_and_lifts_in_a_real_browser(
     live_server: str,  # noqa: F811
     page: Page,  # noqa: F811
+    console_errors: list[str],  # noqa: F811
     admin_user: AdminUser,
     newsletter: Resource,
     offers: Resource,
@@ -148,3 +154,4 @@ def test_an_admin_finds_suspends_and_lifts_in_a_real_browser(
     shot(page, "admin-suppressions")
     db.session.rollback()
     assert queries.suppression_of(email_hash("bounced@example.com")) is None
+    assert console_errors == []  # a CSP violation on any admin page would be one
