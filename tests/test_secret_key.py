@@ -27,6 +27,9 @@ def no_secret_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """An empty instance folder and no SECRET_KEY in the environment, as on a first start."""
     monkeypatch.delenv("SECRET_KEY", raising=False)
     monkeypatch.setenv("OPTIN_INSTANCE_PATH", str(tmp_path))
+    # Alembic's logging.fileConfig (tests/test_migrations.py runs it in this process) disables
+    # every logger that exists by then; a fresh process has it enabled.
+    monkeypatch.setattr(logging.getLogger("app.security"), "disabled", False)
     return tmp_path
 
 
