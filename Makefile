@@ -30,6 +30,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/bandit --quiet --recursive app
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import DEFAULTS, database_uri, from_environment
 from app.extensions import babel, csrf, db, limiter, mail, migrate
+from app.security import instance_secret_key, register_protective_headers
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,6 +34,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
     os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
     # JSON keys in the order the code writes them (SPEC §3's order), not sorted: sorting a
     # 10,000-answer batch costs time and reads worse.
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -75,6 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_admin(app)
     register_webhooks(app)
     register_error_pages(app)
+    register_protective_headers(app)
     deliver_after_response(app)
     register_commands(app)
     if app.config["GC_FREEZE"] and not app.testing:

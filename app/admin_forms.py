@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
@@ -12,6 +13,7 @@ from wtforms import (
     DateField,
     DateTimeLocalField,
     EmailField,
+    Field,
     PasswordField,
     SelectField,
     SelectMultipleField,
@@ -21,10 +23,11 @@ from wtforms import (
     URLField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.forms import options
+from app.security import thank_you_url_problem
 from app.status import Channel, Status
 
 STATUS_CHOICES = [SelectChoice(status.value) for status in Status]
@@ -127,6 +130,13 @@ class ResourceForm(FlaskForm):
         "Consent text (a change adds a new version)", validators=[Length(max=5000)]
     )
     submit = SubmitField("Save")
+
+    def validate_thank_you_url(self, field: Field) -> None:
+        """The error beside the field, in the words of the check made again on every use."""
+        url = (field.data or "").strip()
+        problem = url and thank_you_url_problem(url, current_app.config["TRUSTED_REDIRECT_HOSTS"])
+        if problem:
+            raise ValidationError(f"{problem}.")
 
 
 class ApiKeyForm(FlaskForm):

@@ -32,8 +32,19 @@ users_cli = click.Group("users", help="Admin users of the admin view.")
 @click.option("--single-opt-in", is_flag=True, help="Subscribe without a confirmation email.")
 @click.option("--private", is_flag=True, help="Hide from the public pages.")
 @click.option("--channels", default="email", show_default=True, help="Comma-separated.")
+@click.option(
+    "--thank-you-url",
+    default=None,
+    help="Where a signup goes next (a TRUSTED_REDIRECT_HOSTS host).",
+)
 def add_resource(
-    slug: str, name: str, description: str, single_opt_in: bool, private: bool, channels: str
+    slug: str,
+    name: str,
+    description: str,
+    single_opt_in: bool,
+    private: bool,
+    channels: str,
+    thank_you_url: str | None,
 ) -> None:
     """Create a resource that customers can subscribe to."""
     try:
@@ -44,6 +55,7 @@ def add_resource(
             public=not private,
             double_opt_in=not single_opt_in,
             description=description,
+            thank_you_url=thank_you_url,
         )
     except InvalidInput as error:
         raise click.ClickException(str(error)) from None
@@ -164,6 +176,25 @@ def create_user(email: str, password_stdin: bool) -> None:
     except InvalidInput as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"created admin user {user.email}")
+
+
+@users_cli.command("password")
+@click.argument("email")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (for scripts)."
+)
+def change_password(email: str, password_stdin: bool) -> None:
+    """Set an admin user's password (prompted twice unless --password-stdin); every session the
+    user has open, on any browser, ends."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = admin_users.change_password(email, password)
+    except InvalidInput as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"changed the password of {user.email}; their sessions have ended")
 
 
 @click.command("import")

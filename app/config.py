@@ -11,9 +11,15 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+# The default of a secret that has none. Bandit takes any constant under a *PASSWORD or SECRET*
+# name for a hard-coded secret, None included; a name keeps that check on for every real string
+# in DEFAULTS, where a "nosec" would switch it off for the whole dict.
+NOT_SET = None
+
 DEFAULTS: dict[str, Any] = {
     # Signs sessions and every link optin sends. Rotate by moving the old key to the fallbacks.
-    "SECRET_KEY": "dev-only-change-me",
+    # Not set: a random key is generated once into instance/secret_key (app/security.py).
+    "SECRET_KEY": NOT_SET,
     "SECRET_KEY_FALLBACKS": [],
     # None: SQLite in the instance folder.
     "DATABASE_URL": None,
@@ -28,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_USE_TLS": False,
     "MAIL_USE_SSL": False,
     "MAIL_USERNAME": None,
-    "MAIL_PASSWORD": None,
+    "MAIL_PASSWORD": NOT_SET,
     "MAIL_DEFAULT_SENDER": "optin <noreply@localhost>",
     "MAIL_MAX_EMAILS": None,
     "MAIL_SUPPRESS_SEND": False,
@@ -68,7 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "SENDGRID_MAX_AGE": 600,
     # Postmark: the basic-auth credentials put into the webhook's URL.
     "POSTMARK_WEBHOOK_USERNAME": None,
-    "POSTMARK_WEBHOOK_PASSWORD": None,
+    "POSTMARK_WEBHOOK_PASSWORD": NOT_SET,
     # Seconds a confirmation link stays valid (7 days).
     "CONFIRM_MAX_AGE": 7 * 24 * 3600,
     # Seconds a "download or erase my data" link stays valid (1 hour): it is proof that whoever
@@ -82,6 +88,13 @@ DEFAULTS: dict[str, Any] = {
     "SOFT_BOUNCE_SUSPEND_DAYS": 7,
     # Hosts a resource's thank-you URL may point to (never an open redirect).
     "TRUSTED_REDIRECT_HOSTS": [],
+    # Sites allowed to show the signup pages in an iframe (CSP frame-ancestors sources, such as
+    # https://shop.example.org); every other page, and these for any other site, refuse framing.
+    "FRAME_ANCESTORS": [],
+    # The session cookie (Flask's settings; any SESSION_*, REMEMBER_COOKIE_* or WTF_* variable is
+    # passed on). Secure: None means "when BASE_URL is https". HttpOnly is Flask's default.
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": None,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     # The admin's CSV import: the largest file its upload accepts (only that page), and how many
     # rows its preview checks against the database before the import is started.
@@ -109,7 +122,14 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Extensions read more settings than the ones above; any variable with these prefixes is passed on.
-PASSED_THROUGH_PREFIXES = ("MAIL_", "RATELIMIT_", "SQLALCHEMY_")
+PASSED_THROUGH_PREFIXES = (
+    "MAIL_",
+    "RATELIMIT_",
+    "SQLALCHEMY_",
+    "SESSION_",
+    "REMEMBER_COOKIE_",
+    "WTF_",
+)
 
 
 def parse_env_value(raw: str, default: Any) -> Any:

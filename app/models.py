@@ -325,6 +325,10 @@ class AdminUser(db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Sessions are signed cookies that the server does not keep; each names the version it was
+    # made under, and logout or a password change moves the version on, so that every session
+    # made before (a copied cookie too) is refused from then on.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     # Flask-Login's user protocol: every stored user is an active, authenticated one.
     is_active = True
@@ -332,7 +336,9 @@ class AdminUser(db.Model):
     is_anonymous = False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What the session stores: the user and the session version ("7:2"); the user loader
+        (``services.admin_users.user_by_id``) accepts it only while the version is current."""
+        return f"{self.id}:{self.session_version}"
 
 
 class ImportJob(db.Model):

@@ -123,12 +123,15 @@ class _PrecomputedHMAC(HMACAlgorithm):
 
     def _pair(self, key: bytes) -> tuple[Any, Any]:
         if key not in self._states:
-            block = hashlib.sha1().block_size
-            padded = (hashlib.sha1(key).digest() if len(key) > block else key).ljust(block, b"\0")
-            self._states[key] = (
-                hashlib.sha1(padded.translate(self._INNER)),
-                hashlib.sha1(padded.translate(self._OUTER)),
-            )
+            # HMAC-SHA1 is itsdangerous's signature; SHA-1's collisions do not weaken HMAC.
+            block = hashlib.sha1().block_size  # nosec B324
+            short = key
+            if len(key) > block:
+                long_key = hashlib.sha1(key)  # nosec B324
+                short = long_key.digest()
+            padded = short.ljust(block, b"\0")
+            inner, outer = padded.translate(self._INNER), padded.translate(self._OUTER)
+            self._states[key] = (hashlib.sha1(inner), hashlib.sha1(outer))  # nosec B324
         return self._states[key]
 
     def get_signature(self, key: bytes, value: bytes) -> bytes:

@@ -54,7 +54,7 @@ CHANNELS = ("email", "sms", "push")
 DATABASE = os.environ.get("FLOOR_DATABASE", "")
 POSTGRES = os.environ.get("FLOOR_BACKEND", "sqlite") == "postgres"
 MARK = "%s" if POSTGRES else "?"
-SECRET = os.environ.get("SECRET_KEY", "dev-only-change-me").encode()
+SECRET = os.environ["SECRET_KEY"].encode()  # http_api gives it optin's, and so must anyone else
 BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:5000").rstrip("/")
 MAILTO = os.environ.get("UNSUBSCRIBE_MAILTO", "unsubscribe@localhost")
 CHUNK_BYTES = int(os.environ.get("FLOOR_CHUNK_BYTES", "65536"))

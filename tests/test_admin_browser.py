@@ -22,7 +22,12 @@ from app.services.statuses import Actor
 from app.services.subscriptions import confirm_signup, request_signup
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.helpers import confirm_target
-from tests.test_browser import live_server, page, shot  # noqa: F401  (fixtures; skips without Chromium)
+from tests.test_browser import (  # noqa: F401  (fixtures; skips without Chromium)
+    console_errors,
+    live_server,
+    page,
+    shot,
+)
 
 FIRST_NAMES = [
     "Alice",
@@ -85,6 +90,7 @@ def save_for_readme(browser_page: Page, name: str) -> None:
 def test_an_admin_finds_suspends_and_lifts_in_a_real_browser(
     live_server: str,  # noqa: F811
     page: Page,  # noqa: F811
+    console_errors: list[str],  # noqa: F811
     admin_user: AdminUser,
     newsletter: Resource,
     offers: Resource,
@@ -147,3 +153,4 @@ def test_an_admin_finds_suspends_and_lifts_in_a_real_browser(
     shot(page, "admin-suppressions")
     db.session.rollback()
     assert queries.suppression_of(email_hash("bounced@example.com")) is None
+    assert console_errors == []  # a CSP violation on any admin page would be one

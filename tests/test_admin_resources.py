@@ -21,7 +21,8 @@ def test_the_list_shows_every_resource(
     assert "The Newsletter" in page and "Brand news" in page and "email, sms" in page
 
 
-def test_create_a_resource(admin_client: FlaskClient) -> None:
+def test_create_a_resource(app: Flask, admin_client: FlaskClient) -> None:
+    app.config["TRUSTED_REDIRECT_HOSTS"] = ["example.com"]
     answer = submit(
         admin_client,
         "/admin/resources/new",

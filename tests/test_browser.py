@@ -49,7 +49,7 @@ if not Path(CHROMIUM).exists():
         raise RuntimeError(reason)
     pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture
@@ -76,6 +76,26 @@ def page() -> Iterator[Page]:
         context = browser.new_context(viewport={"width": 1100, "height": 900})
         yield context.new_page()
         browser.close()
+
+
+def watch_console(page: Page) -> list[str]:
+    """Every error the browser reports on ``page`` from now on: a script error, a resource that
+    failed to load, and a Content-Security-Policy violation (Chromium logs each as an error)."""
+    errors: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(f"{message.text} ({message.location.get('url')})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: errors.append(f"{error.name}: {error.message}"))
+    return errors
+
+
+@pytest.fixture
+def console_errors(page: Page) -> list[str]:
+    """The browser's errors during a test; each flow ends by asserting there were none."""
+    return watch_console(page)
 
 
 def decide(email: str, resource: str | None = None) -> Decision:
@@ -109,7 +129,12 @@ def shot(page: Page, name: str) -> None:
 
 
 def test_sign_up_confirm_manage_and_unsubscribe_in_a_real_browser(
-    live_server: str, page: Page, smtp_server: SmtpServer, newsletter: Resource, offers: Resource
+    live_server: str,
+    page: Page,
+    console_errors: list[str],
+    smtp_server: SmtpServer,
+    newsletter: Resource,
+    offers: Resource,
 ) -> None:
     email = "alice@example.com"
 
@@ -162,6 +187,7 @@ def test_sign_up_confirm_manage_and_unsubscribe_in_a_real_browser(
     expect(page.get_by_role("status")).to_contain_text("unsubscribed from everything")
     shot(page, "09-unsubscribed-everything")
     assert decide(email, "offers").reason == "global_unsubscribed"
+    assert console_errors == []  # a CSP violation on any page of the flow would be one
 
     # The data itself only through a fresh link sent to the address.
     page.get_by_role("button", name="Email me a link to download or erase my data").click()
@@ -182,6 +208,7 @@ def test_the_signup_page_fits_a_phone(live_server: str, newsletter: Resource) ->
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         phone = browser.new_context(viewport={"width": 375, "height": 740}, device_scale_factor=2)
         page = phone.new_page()
+        console_errors = watch_console(page)
         page.goto(live_server + "/subscribe/newsletter")
         scroll_width = page.evaluate("document.documentElement.scrollWidth")
         assert scroll_width <= 375  # nothing sticks out sideways
@@ -191,3 +218,4 @@ def test_the_signup_page_fits_a_phone(live_server: str, newsletter: Resource) ->
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
         browser.close()
+    assert console_errors == []

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import AdminUser, Resource
 from app.services import eligibility
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.test_browser import live_server, page, shot  # noqa: F401  (fixtures)
+from tests.test_browser import console_errors, live_server, page, shot  # noqa: F401  (fixtures)
 
 ROWS = ["email,name,status,consent date"]
 ROWS += [f"person{i}@example.com,Person {i},subscribed,2024-03-0{1 + i % 9}" for i in range(40)]
@@ -29,6 +29,7 @@ ROWS += [
 def test_import_a_csv_and_watch_it_finish(
     live_server: str,  # noqa: F811
     page: Page,  # noqa: F811
+    console_errors: list[str],  # noqa: F811
     tmp_path: Path,
     admin_user: AdminUser,
     newsletter: Resource,
@@ -66,3 +67,4 @@ def test_import_a_csv_and_watch_it_finish(
     db.session.rollback()
     assert eligibility.decide("person7@example.com", "newsletter").allowed
     assert not eligibility.decide("late@example.com", "newsletter").allowed
+    assert console_errors == []

@@ -67,7 +67,8 @@ def change_status(
             raise NotFound("no such profile")
         # Lock the profile first, as every status change does, then read the time and the state.
         profile: Profile | None = queries.profile_by_email(found.email, for_update=True)
-        assert profile is not None
+        if profile is None:  # erased between the two reads
+            raise NotFound("no such profile")
         now = utcnow()
         subscription: Subscription | None = None
         if subscription_id is not None:

@@ -53,15 +53,54 @@ def authenticate(email: str, password: str) -> AdminUser | None:
 
     def record_login() -> AdminUser:
         fresh = db.session.get(AdminUser, user.id)
-        assert fresh is not None
+        if fresh is None:  # deleted between the password check and now
+            raise InvalidInput("no such admin user")
         fresh.last_login_at = utcnow()
         return fresh
 
     return in_write_transaction(record_login)
 
 
-def user_by_id(user_id: str) -> AdminUser | None:
-    """Flask-Login's user loader: the user a session names, if it still exists."""
-    if not user_id.isdigit():
+def user_by_id(session_id: str) -> AdminUser | None:
+    """Flask-Login's user loader: the user a session names (``AdminUser.get_id``), if it still
+    exists and the session was made under its current session version (no logout or password
+    change since)."""
+    user_id, _, version = session_id.partition(":")
+    if not user_id.isdigit() or not version.isdigit():
         return None
-    return db.session.get(AdminUser, int(user_id))
+    user = db.session.get(AdminUser, int(user_id))
+    if user is None or user.session_version != int(version):
+        return None
+    return user
+
+
+def end_sessions(user_id: int) -> None:
+    """End every session of this user, on every browser: the cookies stay valid signatures, so
+    the version they name is made stale instead."""
+
+    def work() -> None:
+        user = db.session.get(AdminUser, user_id)
+        if user is not None:
+            user.session_version += 1
+
+    in_write_transaction(work)
+
+
+def change_password(email: str, password: str) -> AdminUser:
+    """A new password for an admin user; every session made with the old one ends."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    try:
+        address = normalize_email(email)
+    except InvalidEmail as error:
+        raise InvalidInput(f"not a valid email address: {error}") from None
+
+    def work() -> AdminUser:
+        user = db.session.scalar(select(AdminUser).where(AdminUser.email == address))
+        if user is None:
+            raise InvalidInput(f"no admin user {address}")
+        user.password_hash = generate_password_hash(password)
+        user.session_version += 1
+        return user
+
+    return in_write_transaction(work)

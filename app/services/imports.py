@@ -30,7 +30,7 @@ from operator import itemgetter
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, insert, null, update
+from sqlalchemy import bindparam, column, func, insert, null, select, table, update
 
 from app import queries
 from app.addresses import InvalidEmail, email_hash, normalize_email
@@ -57,6 +57,7 @@ from app.status import (
     Cause,
     Channel,
     Outcome,
+    RuleError,
     SetStatus,
     Snapshot,
     State,
@@ -464,7 +465,8 @@ def _state_columns(state: State) -> dict[str, Any]:
 def _verdict(g: State | None, s: State | None, settled: Outcome, outcome: Outcome) -> Verdict:
     after = outcome.after
     g_after, s_after = after.global_state, after.subscription
-    assert g_after is not None and s_after is not None
+    if g_after is None or s_after is None:
+        raise RuleError("an import row must leave a global status and a subscription")
     events = []
     for changes, snapshot, by_clock in (
         (settled.changes, settled.after, True),
@@ -802,7 +804,7 @@ EVENT_COLUMNS = (
 CONSENT_COLUMNS = ("subscription_id", "confirmed_at", "form")
 
 
-def _new_ids(table: Any, count: int) -> list[int]:
+def _new_ids(target: Any, count: int) -> list[int]:
     """Ids for rows about to be inserted, from the database's own allocator, so that no query
     has to find them afterwards. PostgreSQL's sequence hands out ``count`` at once. On SQLite
     it is AUTOINCREMENT's counter (``sqlite_sequence``): the largest id the table ever had,
@@ -811,16 +813,16 @@ def _new_ids(table: Any, count: int) -> list[int]:
     writer out until these rows are in, and inserting them moves the counter past them."""
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
-        found = connection.exec_driver_sql(
-            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) "
-            "FROM generate_series(1, %(count)s)",
-            {"count": count},
+        sequence = func.pg_get_serial_sequence(target.name, "id")
+        found = connection.execute(
+            select(func.nextval(sequence)).select_from(func.generate_series(1, count))
         )
         return [row[0] for row in found]
-    top = connection.exec_driver_sql(
-        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0),"
-        f" (SELECT coalesce(max(id), 0) FROM {table.name}))",
-        (table.name,),
+    sequence = table("sqlite_sequence", column("name"), column("seq"))
+    counter = select(sequence.c.seq).where(sequence.c.name == target.name).scalar_subquery()
+    largest = select(func.max(target.c.id)).scalar_subquery()
+    top = connection.execute(
+        select(func.max(func.coalesce(counter, 0), func.coalesce(largest, 0)))
     ).scalar()
     return list(range(int(top or 0) + 1, int(top or 0) + 1 + count))
 

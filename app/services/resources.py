@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from app import queries
 from app.database import in_write_transaction, write_transaction
 from app.extensions import db
 from app.models import ConsentText, Resource
+from app.security import thank_you_url_problem
 from app.services.errors import InvalidInput, NotFound
 from app.services.statuses import parse_channel
 from app.status import Channel
@@ -123,12 +124,12 @@ def _checked_channels(channels: Iterable[str]) -> list[Channel]:
 
 
 def _checked_url(url: str | None) -> str | None:
-    """A thank-you URL is an absolute http(s) address, or nothing. (Whether visitors are sent
-    there is decided at signup time by TRUSTED_REDIRECT_HOSTS.)"""
+    """A thank-you URL is an http(s) address on a host in TRUSTED_REDIRECT_HOSTS, or nothing.
+    (It is checked again when a visitor is sent there: the setting may have changed since.)"""
     url = (url or "").strip()
     if not url:
         return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 500:
-        raise InvalidInput("a thank-you URL is an http or https address of at most 500 characters")
+    problem = thank_you_url_problem(url, current_app.config["TRUSTED_REDIRECT_HOSTS"])
+    if problem:
+        raise InvalidInput(problem)
     return url

@@ -26,6 +26,7 @@ from app.status import (
     HardBounce,
     Outcome,
     Pause,
+    RuleError,
     SetStatus,
     Signup,
     Snapshot,
@@ -155,7 +156,8 @@ def apply_in_transaction(
     after = outcome.after
 
     if profile is None:
-        assert after.global_state is not None
+        if after.global_state is None:
+            raise RuleError(f"{type(action).__name__} names no status for a new profile")
         profile = Profile(
             email=address, email_hash=hashed, name=name, locale=locale, created_at=now
         )

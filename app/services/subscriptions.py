@@ -187,7 +187,8 @@ def record_consent(
     """Store the proof of consent with the subscription just confirmed (rule 7), in the
     transaction of the confirmation."""
     subscription = queries.subscription_of(profile_id, resource_id, channel.value)
-    assert subscription is not None
+    if subscription is None:
+        raise NotFound("no subscription to record the consent of")
     db.session.add(
         ConsentRecord(
             subscription_id=subscription.id,
@@ -239,7 +240,8 @@ def request_signup(
             for resource in chosen
         ]
         profile = queries.profile_by_id(results[0].profile_id or 0)
-        assert profile is not None
+        if profile is None:
+            raise NotFound("no profile for this signup")
         pairs = list(zip(chosen, results, strict=True))
         needing = [resource for resource, result in pairs if result.outcome.send_confirmation]
         if needing:
@@ -295,7 +297,8 @@ def subscription_with_consent(
         )
         profile = queries.profile_by_email(address)
         resource = queries.resource_by_slug(slug)
-        assert profile is not None and resource is not None
+        if profile is None or resource is None:
+            raise NotFound("no such profile or resource")
         if _became_subscribed(result):
             record_consent(
                 profile.id,

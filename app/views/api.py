@@ -406,8 +406,7 @@ def put_subscription(email: str, slug: str) -> tuple[Response, int]:
         return jsonify(
             {**profile_json(profile_of(email)), "confirmation_sent": confirmation_sent}
         ), 202 if confirmation_sent else 200
-    if status is Status.SUBSCRIBED:
-        assert consent is not None
+    if status is Status.SUBSCRIBED and consent is not None:  # (None was a signup, above)
         proof = ConsentProof(
             confirmed_at=time_field(consent, "confirmed_at") or utcnow(),
             ip=text_field(consent, "ip"),

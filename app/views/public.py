@@ -12,7 +12,6 @@ that proves the rule: it needs no page because a mail client sends it).
 from __future__ import annotations
 
 from contextlib import suppress
-from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -44,6 +43,7 @@ from app.forms import (
 )
 from app.i18n import use_locale
 from app.models import Profile, Resource
+from app.security import thank_you_url_problem
 from app.services import subscriptions
 from app.services.errors import TransitionRefused, UnknownChannel, UnknownResource
 from app.services.statuses import Actor
@@ -75,13 +75,9 @@ def public_resource(slug: str) -> Resource:
 
 def trusted_redirect(url: str | None) -> str | None:
     """A resource's thank-you URL, only if its host is in TRUSTED_REDIRECT_HOSTS."""
-    if not url:
+    if not url or thank_you_url_problem(url, current_app.config["TRUSTED_REDIRECT_HOSTS"]):
         return None
-    parts = urlsplit(url)
-    trusted = {host.lower() for host in current_app.config["TRUSTED_REDIRECT_HOSTS"]}
-    if parts.scheme in ("https", "http") and (parts.hostname or "").lower() in trusted:
-        return url
-    return None
+    return url
 
 
 def address_key() -> str:

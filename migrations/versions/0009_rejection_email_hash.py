@@ -1,7 +1,7 @@
 """import rejections: the address's hash, so that erasure finds them
 
-Revision ID: 0008_rejection_email_hash
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-27 09:00:00.000000
 
 """

@@ -7,11 +7,11 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 
 from app.admin_forms import LoginForm
 from app.extensions import limiter
-from app.services.admin_users import authenticate
+from app.services.admin_users import authenticate, end_sessions
 from app.views.admin import SESSION_STARTED, admin
 
 
@@ -57,7 +57,10 @@ def login() -> ResponseReturnValue:
 
 @admin.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End the session. A POST, so no link can log anyone out; CSRFProtect checks its token."""
+    """End the session. A POST, so no link can log anyone out; CSRFProtect checks its token.
+    A copy of the cookie taken before ends with it: the user's session version moves on."""
+    if current_user.is_authenticated:
+        end_sessions(current_user.id)
     logout_user()
     session.clear()
     # The CSRF token cached for this request belonged to the session just cleared.
