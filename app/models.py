@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -98,6 +99,9 @@ class Profile(StatusColumns, db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # In every link to the profile (tokens.py): random, made with the profile, gone with it.
     link_key: Mapped[str] = mapped_column(String(32), default=new_link_key)
+    # True for the profiles that existed before link keys (migration 0008): the unsubscribe links
+    # in mail sent to them then carry no key, and still unsubscribe (tokens.LEGACY_PAYLOAD).
+    legacy_links: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="profile", cascade="all, delete-orphan", passive_deletes=True

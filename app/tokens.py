@@ -96,6 +96,11 @@ class LinkTarget:
     consent_text_id: int | None = None
     nonce: str | None = None
 
+    @property
+    def legacy(self) -> bool:
+        """An unsubscribe link minted before link keys existed (LEGACY_PAYLOAD)."""
+        return self.key == LEGACY_KEY
+
 
 def opens(target: LinkTarget, link_key: str | None) -> bool:
     """Whether a link minted with ``target.key`` opens the profile whose key is ``link_key``
@@ -106,6 +111,12 @@ def opens(target: LinkTarget, link_key: str | None) -> bool:
 
 
 PLAIN_PAYLOAD = re.compile(r"(\d+)-(\d*)-([a-z]+)-([0-9a-f]{32})")
+# Unsubscribe links in mail sent before link keys (migration 0008) are signed over the id alone.
+# They must keep unsubscribing (RFC 8058, and the law gives an opt-out link in sent mail a life of
+# weeks), so they are read with the empty key, which opens no profile (``opens``) but one marked
+# ``legacy_links``, and only for an unsubscribe.
+LEGACY_PAYLOAD = re.compile(r"(\d+)-(\d*)-([a-z]+)")
+LEGACY_KEY = ""
 
 
 class _PrecomputedHMAC(HMACAlgorithm):
@@ -306,7 +317,16 @@ def read_token(purpose: Purpose, token: str) -> LinkTarget:
         raise TokenInvalid("this link is not valid") from None
     found = PLAIN_PAYLOAD.fullmatch(value)
     if found is None:
-        raise TokenInvalid("this link is not valid")
+        legacy = LEGACY_PAYLOAD.fullmatch(value) if purpose is Purpose.UNSUBSCRIBE else None
+        if legacy is None:
+            raise TokenInvalid("this link is not valid")
+        found_id, found_resource, found_channel = legacy.groups()
+        return LinkTarget(
+            int(found_id),
+            LEGACY_KEY,
+            resource_id=int(found_resource) if found_resource else None,
+            channel=found_channel,
+        )
     profile_id, resource_id, channel, key = found.groups()
     return LinkTarget(
         int(profile_id), key, resource_id=int(resource_id) if resource_id else None, channel=channel

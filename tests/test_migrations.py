@@ -99,6 +99,9 @@ def test_the_links_migration_keeps_every_row_and_gives_each_profile_its_own_key(
             assert len(set(keys)) == 3
             assert all(len(key) == 32 and key == key.lower() for key in keys)
             assert int(keys[0], 16) >= 0  # hex digits
+            # Mail already sent to these people has keyless unsubscribe links, which still work.
+            legacy = connection.execute(text("SELECT legacy_links FROM profiles")).scalars().all()
+            assert legacy == [True, True, True]
             # The newest profile deleted, the next one gets a new id (SQLite: AUTOINCREMENT).
             newest = connection.execute(text("SELECT max(id) FROM profiles")).scalar()
             connection.execute(text("DELETE FROM profiles WHERE id = :id"), {"id": newest})
@@ -114,6 +117,11 @@ def test_the_links_migration_keeps_every_row_and_gives_each_profile_its_own_key(
                 text("SELECT id FROM profiles WHERE email = 'new@example.com'")
             ).scalar()
         assert new_id is not None and new_id > newest
+        with db.engine.connect() as connection:
+            marked = connection.execute(
+                text("SELECT legacy_links FROM profiles WHERE id = :id"), {"id": new_id}
+            ).scalar()
+        assert not marked  # a profile made after the upgrade never had a keyless link
         assert schema_differences() == []
         downgrade(revision="0007")
         with db.engine.connect() as connection:

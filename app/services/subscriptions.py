@@ -321,7 +321,15 @@ def profile_of_link(target: LinkTarget) -> Profile:
     erased profile, or one whose key is not this profile's, opens nothing (GoneProfile), even
     if a new profile were ever to get the old id."""
     profile = queries.profile_by_id(target.profile_id)
-    if profile is None or not opens(target, profile.link_key):
+    if profile is None:
+        raise GoneProfile()
+    if target.legacy:
+        # Only unsubscribe links are read without a key, and only profiles that existed before
+        # keys were given out accept them (ids are never reused since).
+        if not profile.legacy_links:
+            raise GoneProfile()
+        return profile
+    if not opens(target, profile.link_key):
         raise GoneProfile()
     return profile
 

@@ -314,9 +314,15 @@ def unsubscribe(token: str) -> ResponseLike:
     subscriptions.unsubscribe_by_link(
         target, everything=everything, cause=Cause.UNSUBSCRIBE_LINK, actor=visitor()
     )
-    preferences = url_for(
-        "public.preferences",
-        token=make_token(Purpose.PREFERENCES, LinkTarget(profile.id, profile.link_key)),
+    # A link from before link keys names the profile by id alone: it may unsubscribe, and opens
+    # nothing more; the person asks for a preference link by email instead.
+    preferences = (
+        url_for("public.request_preferences_link")
+        if target.legacy
+        else url_for(
+            "public.preferences",
+            token=make_token(Purpose.PREFERENCES, LinkTarget(profile.id, profile.link_key)),
+        )
     )
     return render_template(
         "public/unsubscribed.html",

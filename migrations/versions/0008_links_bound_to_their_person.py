@@ -8,7 +8,9 @@ Every link names its profile by id AND by the profile's random link key, so a li
 profile opens nothing even if its id came back; a confirmation link names its signup request by a
 nonce stored on the subscriptions it asks for. On SQLite the tables whose ids appear in links are
 rebuilt with AUTOINCREMENT, so that a deleted row's id is never handed out again (PostgreSQL's
-sequences never do). Existing profiles get random keys: the links already sent stop working,
+sequences never do). Existing profiles get random keys, and are marked ``legacy_links``: the
+unsubscribe links already sent to them carry no key and still unsubscribe (a mail provider's
+one-click included), but open nothing else; their preference and confirmation links stop working,
 because they cannot be told apart from links to a reused id.
 """
 from alembic import op
@@ -35,6 +37,13 @@ def _on_sqlite():
 def upgrade():
     op.add_column('profiles', sa.Column('link_key', sa.String(length=32), nullable=True))
     op.add_column('subscriptions', sa.Column('confirm_nonce', sa.String(length=32), nullable=True))
+    # The profiles already here received mail whose unsubscribe links carry no key; those links
+    # keep unsubscribing them (and nobody after them: ids are never reused from now on).
+    op.add_column(
+        'profiles',
+        sa.Column('legacy_links', sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
+    op.execute('UPDATE profiles SET legacy_links = true')
     if _on_sqlite():
         op.execute('UPDATE profiles SET link_key = lower(hex(randomblob(16)))')
         op.execute('DROP INDEX ix_profiles_name_prefix')
@@ -62,9 +71,11 @@ def downgrade():
             ) as batch_op:
                 if table == 'profiles':
                     batch_op.drop_column('link_key')
+                    batch_op.drop_column('legacy_links')
                 elif table == 'subscriptions':
                     batch_op.drop_column('confirm_nonce')
         op.execute(NAME_PREFIX_INDEX)
     else:
         op.drop_column('subscriptions', 'confirm_nonce')
         op.drop_column('profiles', 'link_key')
+        op.drop_column('profiles', 'legacy_links')
