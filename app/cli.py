@@ -167,15 +167,19 @@ def list_api_keys() -> None:
 )
 def create_user(email: str, password_stdin: bool) -> None:
     """Create an admin user; the password is prompted for (twice) unless --password-stdin."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password("Password", password_stdin)
     try:
         user = admin_users.create_user(email, password)
     except InvalidInput as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"created admin user {user.email}")
+
+
+def _read_password(prompt: str, from_stdin: bool) -> str:
+    """A password from one line of standard input (scripts), or typed twice at a hidden prompt."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=True))
 
 
 @users_cli.command("password")
@@ -186,10 +190,7 @@ def create_user(email: str, password_stdin: bool) -> None:
 def change_password(email: str, password_stdin: bool) -> None:
     """Set an admin user's password (prompted twice unless --password-stdin); every session the
     user has open, on any browser, ends."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    password = _read_password("New password", password_stdin)
     try:
         user = admin_users.change_password(email, password)
     except InvalidInput as error:

@@ -28,6 +28,14 @@ schemathesis.openapi.format(
 )
 
 
+def names_a_channel_the_resource_lacks(response) -> bool:  # type: ignore[no-untyped-def]
+    """A schema-valid request may still ask about a channel the resource does not use (``sms``
+    for the email-only newsletter): that is a 400 by design, which the schema cannot express."""
+    if response.status_code != 400:
+        return False
+    return response.json()["error"]["code"] == "unknown_channel"
+
+
 @pytest.mark.parametrize("mode", MODES, ids=lambda mode: mode.value)
 def test_every_answer_is_one_the_document_allows(
     app: Flask, newsletter: Resource, mode: GenerationMode
@@ -54,7 +62,7 @@ def test_every_answer_is_one_the_document_allows(
             case.headers = {**(case.headers or {}), **headers}
             response = case.call()
             assert response.status_code < 500, (case.path, response.text[:300])
-            if mode is GenerationMode.POSITIVE:
+            if mode is GenerationMode.POSITIVE and not names_a_channel_the_resource_lacks(response):
                 case.validate_response(response)
 
         check()
