@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test lint format bench bench-status bench-api bench-search bench-import bench-peers clean
+.PHONY: install run test lint format bench bench-status bench-api bench-search bench-import bench-peers soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,14 @@ bench-peers:
 	TARGETS="peer bare optin" PEERS_TARGETS="$(CURDIR)/bench/peers" \
 		PEERS_STATE="$(CURDIR)/.bench-state" $(PEERS_DIR)/bench.sh
 	$(PYTHON) bench/peers/check_optin.py "$(CURDIR)/.bench-state/tmp"
+
+## soak: the production topology (its own PostgreSQL, Redis, SMTP, gunicorn, 2 outbox workers)
+## under SOAK_CLIENTS clients for SOAK_SECONDS, with a worker killed, the SMTP server down and
+## PostgreSQL restarted; fails when anything is lost, duplicated beyond the kill, or answered 500
+SOAK_CLIENTS ?= 16
+SOAK_SECONDS ?= 90
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --clients $(SOAK_CLIENTS) --duration $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import click
 from flask import Flask, current_app
 
-from app import outbox, queries
+from app import queries, worker
 from app.database import utcnow
 from app.services import admin_users, api_keys, exports, imports
 from app.services.demo import DEMO_DOMAIN, seed_history
@@ -119,15 +118,9 @@ def demo(people: int) -> None:
 @click.option("--batch", default=100, show_default=True, help="Messages claimed at a time.")
 @click.option("--idle", default=1.0, show_default=True, help="Seconds to wait when nothing is due.")
 def work_outbox(once: bool, batch: int, idle: float) -> None:
-    """Deliver queued emails, retrying failures with backoff. Run as many as you like."""
-    while True:
-        report = outbox.deliver_due(batch)
-        if report.handled:
-            click.echo(f"sent {report.sent}, failed {report.failed}, dropped {report.dropped}")
-        if once:
-            return
-        if report.handled < batch:
-            time.sleep(idle)
+    """Deliver queued emails, retrying failures with backoff. Run as many as you like; each
+    waits out a database restart or a mail outage and carries on."""
+    worker.work(batch, idle, once=once, echo=click.echo)
 
 
 @api_keys_cli.command("create")

@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY_FALLBACKS": [],
     # None: SQLite in the instance folder.
     "DATABASE_URL": None,
+    # Flask-SQLAlchemy's engine options (in the environment a JSON object). A connection is tested
+    # with a cheap round trip when it leaves the pool, so that after a database restart no
+    # request meets a connection the server has closed.
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     # The public address that links in emails point to.
     "BASE_URL": "http://127.0.0.1:5000",
     "ORGANIZATION_NAME": "optin demo",
@@ -49,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     # Deliver queued emails from the web process right after the response (the embedded default).
     # Turn off where `flask outbox work` processes run.
     "OUTBOX_DELIVER_INLINE": True,
+    # Seconds a claimed message is left to the worker (or web process) that claimed it; after
+    # that its claimer is taken for dead and any worker sends it. Longer than a batch takes.
+    "OUTBOX_LEASE_SECONDS": 300,
     # At most this many confirmation emails to one address per day (SPEC §1 rule 4).
     "CONFIRMATIONS_PER_ADDRESS_PER_DAY": 3,
     # Flask-Limiter limits for the public forms, per client IP and per email address.
@@ -140,6 +147,11 @@ def parse_env_value(raw: str, default: Any) -> Any:
         return int(raw)
     if isinstance(default, list):
         return [item.strip() for item in raw.split(",") if item.strip()]
+    if isinstance(default, dict):
+        value = json.loads(raw)
+        if not isinstance(value, dict):
+            raise ValueError("a JSON object is expected")
+        return value
     if default is None:
         try:
             value = json.loads(raw)

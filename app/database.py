@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 from sqlalchemy.types import TypeDecorator
@@ -22,6 +22,16 @@ WRITE_OPTION = "optin_write"
 # A unique-key race (two first signups of one address on PostgreSQL) is retried this many times.
 ATTEMPTS = 3
 T = TypeVar("T")
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached right now (a restart, a network cut,
+    a connection the server terminated), as opposed to a fault in what was asked of it. Callers
+    answer 503 or wait and retry; the transaction it interrupted has been rolled back by the
+    database, so nothing half-made stays behind."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
 def utcnow() -> datetime:

@@ -35,6 +35,8 @@ TRANSACTIONAL = frozenset({"confirm", "preferences_link", "data_link"})
 # The confirmation itself carries no unsubscribe headers (there is nothing to unsubscribe from);
 # nor does the data link, an answer to a request that is about the data, not about mail.
 WITHOUT_UNSUBSCRIBE = frozenset({"confirm", "data_link"})
+# The default lease (OUTBOX_LEASE_SECONDS): how long a claimed message is left to the worker
+# that claimed it before any other may send it (its claimer is then taken for dead).
 LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(hours=1)
@@ -63,7 +65,7 @@ def enqueue(
         resource_id=resource_id,
         created_at=now,
         next_attempt_at=now,
-        claimed_until=now + LEASE if inline else None,
+        claimed_until=now + lease() if inline else None,
     )
     db.session.add(message)
     if inline:
@@ -77,6 +79,8 @@ class DeliveryReport:
     sent: int = 0
     failed: int = 0
     dropped: int = 0
+    # The mail server's last refusal in this round, for the worker's outage log.
+    error: str | None = None
 
     @property
     def handled(self) -> int:
@@ -101,7 +105,13 @@ class Claimed:
     attempts: int
 
 
+def lease() -> timedelta:
+    """How long a claim holds, from OUTBOX_LEASE_SECONDS."""
+    return timedelta(seconds=current_app.config["OUTBOX_LEASE_SECONDS"])
+
+
 def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> list[Claimed]:
+    until = lease()
     with write_transaction() as session:
         query = (
             select(OutboxMessage)
@@ -118,7 +128,7 @@ def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> li
             query = query.where(OutboxMessage.id.in_(list(only)))
         claimed = []
         for message in session.scalars(query):
-            message.claimed_until = now + LEASE
+            message.claimed_until = now + until
             claimed.append(
                 Claimed(
                     message.id,
@@ -208,27 +218,45 @@ def _attempt(message: Claimed, now: datetime) -> Attempt:
     return Attempt(message)
 
 
-def _record(attempts: list[Attempt], now: datetime, report: DeliveryReport) -> None:
-    """Write what happened to every attempt in one transaction, releasing the claims."""
+def _record(attempt: Attempt, now: datetime, report: DeliveryReport) -> None:
+    """Write what happened to one attempt in its own short transaction, releasing its claim.
+
+    One message at a time, as soon as the mail server has answered: a worker killed, or a
+    database that goes away, after the server accepted a message can then send again only
+    that one message, never the ones before it in the batch."""
+    tries = attempt.message.attempts + 1
+    values: dict[str, Any] = {"claimed_until": None, "attempts": tries}
+    if attempt.dropped_because is not None:
+        values |= {"sent_at": now, "dropped_reason": attempt.dropped_because}
+    elif attempt.error is None:
+        values |= {"sent_at": utcnow()}
+    else:
+        values |= {"last_error": attempt.error, "next_attempt_at": utcnow() + backoff(tries)}
     with write_transaction() as session:
-        for attempt in attempts:
-            tries = attempt.message.attempts + 1
-            values: dict[str, Any] = {"claimed_until": None, "attempts": tries}
-            if attempt.dropped_because is not None:
-                values |= {"sent_at": now, "dropped_reason": attempt.dropped_because}
-                report.dropped += 1
-            elif attempt.error is None:
-                values |= {"sent_at": utcnow()}
-                report.sent += 1
-            else:
-                values |= {
-                    "last_error": attempt.error,
-                    "next_attempt_at": utcnow() + backoff(tries),
-                }
-                report.failed += 1
-            session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == attempt.message.id).values(values)
-            )
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == attempt.message.id).values(values)
+        )
+    if attempt.dropped_because is not None:
+        report.dropped += 1
+    elif attempt.error is None:
+        report.sent += 1
+    else:
+        report.failed += 1
+        report.error = attempt.error
+
+
+def _send_each(claimed: list[Claimed], now: datetime, report: DeliveryReport) -> None:
+    """Attempt and record the claimed messages one by one. Once the mail server has refused one,
+    the rest of the batch waits with the same error instead of knocking at a server that is down
+    (and, when it hangs, outliving the lease of the messages still in hand)."""
+    outage: str | None = None
+    for message in claimed:
+        if outage is not None:
+            attempt = Attempt(message, error=outage)
+        else:
+            attempt = _attempt(message, now)
+            outage = attempt.error
+        _record(attempt, now, report)
 
 
 def deliver_due(
@@ -236,13 +264,12 @@ def deliver_due(
 ) -> DeliveryReport:
     """Send the messages that are due (``only``: just these ones), at most ``limit`` of them.
     Safe to run in any number of processes at once: each message is claimed by one of them. A
-    crash between sending and recording sends those messages again after the claim's lease:
-    mail is never lost, at the price of a rare duplicate."""
+    crash between the mail server's acceptance of a message and its record sends that one
+    message again after the claim's lease: mail is never lost, at the price of a rare duplicate
+    of the message that was in flight."""
     now = now or utcnow()
     report = DeliveryReport()
-    claimed = _claim(limit, now, only)
-    if claimed:
-        _record([_attempt(message, now) for message in claimed], now, report)
+    _send_each(_claim(limit, now, only), now, report)
     return report
 
 
@@ -278,9 +305,7 @@ def deliver_claimed(claims: list[tuple[int, datetime]]) -> DeliveryReport:
     """Send the messages a request queued and claimed (``enqueue`` with inline delivery)."""
     now = utcnow()
     report = DeliveryReport()
-    claimed = _claimed_here(claims)
-    if claimed:
-        _record([_attempt(message, now) for message in claimed], now, report)
+    _send_each(_claimed_here(claims), now, report)
     return report
 
 

@@ -6,7 +6,11 @@ from flask import Flask, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from app.database import unreachable
+from app.extensions import db
 
 MESSAGES = {
     400: (_l("Something in that request was wrong"), _l("Please go back and try again.")),
@@ -23,7 +27,13 @@ MESSAGES = {
         _l("Something went wrong on our side"),
         _l("Nothing was changed. Please try again later."),
     ),
+    503: (
+        _l("Back in a moment"),
+        _l("We cannot answer right now. Please try again in a minute."),
+    ),
 }
+# Seconds a client is asked to wait while the database is unreachable (a restart takes a few).
+RETRY_AFTER = 30
 
 
 def error_page(status: int, title: object = None, detail: object = None) -> tuple[str, int]:
@@ -68,6 +78,17 @@ def register_error_pages(app: Flask) -> None:
         if wants_json():
             return json_error(error.code or 500, error.name.lower().replace(" ", "_"))
         return error_page(error.code or 500)
+
+    @app.errorhandler(DBAPIError)
+    def _database_away(error: DBAPIError) -> ResponseReturnValue:
+        # The database restarting or out of reach is an outage to wait out, not a fault: the
+        # transaction was rolled back with its connection, so nothing was half made. Any other
+        # database error stays what it was (a 500).
+        if not unreachable(error):
+            raise error
+        db.session.remove()
+        answer = json_error(503, "unavailable") if wants_json() else error_page(503)
+        return answer[0], answer[1], {"Retry-After": str(RETRY_AFTER)}  # type: ignore[index,misc]
 
     @app.errorhandler(InternalServerError)
     def _internal(_error: InternalServerError) -> ResponseReturnValue:

@@ -1,0 +1,99 @@
+"""The long-running outbox worker (``flask --app app outbox work``), which outlives its database
+and its mail server.
+
+A worker that exits when PostgreSQL restarts leaves every message queued until someone notices,
+so the loop treats a database it cannot reach as an outage to wait out: it drops its session,
+waits with backoff and tries again, forever. A mail server that refuses mail is the outbox's
+business (each message is retried with its own backoff); the worker only reports it. Each outage
+is logged once when it starts and once when it ends, not once per try, so a long night without a
+database leaves two lines, not thousands.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from app import outbox
+from app.database import unreachable
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+# Waits between tries while the database is away: 0.5 s doubling up to 15 s, so a restart of a few
+# seconds costs about that, and a long outage one try every 15 s.
+FIRST_WAIT = 0.5
+LONGEST_WAIT = 15.0
+
+
+def wait_before_try(failures: int) -> float:
+    """Seconds to wait after the ``failures``-th failure in a row (1 for the first)."""
+    return min(FIRST_WAIT * 2 ** max(failures - 1, 0), LONGEST_WAIT)
+
+
+class Outage:
+    """Whether one dependency is down, logging a line when that begins and when it ends."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+
+    def failed(self, error: object) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("%s unreachable, retrying until it is back: %s", self.what, _first(error))
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.warning("%s back after %.1f s", self.what, time.monotonic() - self.since)
+            self.since = None
+
+
+def _first(error: object) -> str:
+    """The first line of an error: driver messages run to several lines with SQL and hints."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def work(
+    batch: int,
+    idle: float,
+    *,
+    once: bool = False,
+    echo: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Deliver due mail until stopped (``once``: one round, then return). Never exits on an
+    outage: a database error waits and retries; an unexpected error is logged with its traceback
+    and the loop goes on (its messages come back after their lease)."""
+    database = Outage("database")
+    mail_server = Outage("mail server")
+    failures = 0
+    while True:
+        try:
+            report = outbox.deliver_due(batch)
+        except Exception as error:
+            # The session's connection is dead or its transaction failed: start the next round
+            # from a fresh one (the pool tests it before use).
+            db.session.remove()
+            if once:
+                raise
+            failures += 1
+            if unreachable(error):
+                database.failed(error)
+            else:
+                log.exception("outbox delivery failed; trying again")
+            sleep(wait_before_try(failures))
+            continue
+        failures = 0
+        database.recovered()
+        if report.sent:
+            mail_server.recovered()
+        elif report.failed:
+            mail_server.failed(report.error)
+        if report.sent or report.dropped:
+            echo(f"sent {report.sent}, failed {report.failed}, dropped {report.dropped}")
+        if once:
+            return
+        if report.handled < batch:
+            sleep(idle)

@@ -1,0 +1,250 @@
+"""Every process survives a database restart and a mail outage (issue 10, item 3): mail the server
+accepted is never sent again, a killed worker re-sends at most the message in flight, the worker
+waits out a database that is gone, and the web answers 503 meanwhile, never a 500."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+
+from app import outbox
+from app.database import utcnow
+from app.extensions import db
+from app.models import OutboxMessage, Resource
+from app.services import subscriptions
+from app.services.statuses import Actor
+from tests.conftest import TEST_DATABASE_URL, make_app, on_postgres
+from tests.faults import TcpProxy
+from tests.smtp import SmtpServer, free_port
+
+PROJECT = Path(__file__).resolve().parent.parent
+ADDRESSES = [f"reader{number}@example.com" for number in range(5)]
+needs_postgres = pytest.mark.skipif(
+    not on_postgres(), reason="a database server to cut off: TEST_DATABASE_URL=postgresql://..."
+)
+
+
+class Killed(BaseException):
+    """What SIGKILL does to a worker, as far as the database can tell: it stops mid-statement,
+    recording nothing more (a BaseException, so no ``except Exception`` catches it)."""
+
+
+def queue_signups(addresses: list[str]) -> None:
+    for address in addresses:
+        subscriptions.request_signup(address, ["newsletter"], form="test", actor=Actor())
+    db.session.remove()
+
+
+def after_each_accepted(
+    monkeypatch: pytest.MonkeyPatch, count: int, then: Callable[[], None]
+) -> list[str]:
+    """Run ``then`` right after the mail server has accepted the ``count``-th message; the list
+    returned fills with the recipient of every message handed to the mail server."""
+    tried: list[str] = []
+    real = outbox.deliver
+
+    def deliver(message: Any) -> None:
+        tried.append(message.recipients[0])
+        real(message)
+        if len(tried) == count:
+            then()
+
+    monkeypatch.setattr(outbox, "deliver", deliver)
+    return tried
+
+
+def received_by(server: SmtpServer) -> Counter[str]:
+    return Counter(str(message["To"]) for message in server.messages)
+
+
+def test_a_mail_server_that_goes_down_mid_batch_gets_nothing_it_accepted_again(
+    app: Flask,
+    smtp_server: SmtpServer,
+    newsletter: Resource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue_signups(ADDRESSES)
+    tried = after_each_accepted(monkeypatch, 2, smtp_server.stop)
+    try:
+        report = outbox.deliver_due()
+    finally:
+        smtp_server.start()
+    assert (report.sent, report.failed) == (2, 3)
+    assert len(tried) == 3  # the two accepted, and one refused
+    # The rest of the batch waits its backoff without a knock on the dead server each.
+    waiting = list(db.session.scalars(select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))))
+    assert [m.attempts for m in waiting] == [1, 1, 1]
+    assert all("SMTP delivery failed" in (m.last_error or "") for m in waiting)
+
+    assert outbox.deliver_due(now=utcnow() + timedelta(minutes=5)).sent == 3
+    assert received_by(smtp_server) == Counter(ADDRESSES)
+
+
+def test_a_worker_killed_mid_batch_sends_again_only_the_message_in_flight(
+    app: Flask,
+    smtp_server: SmtpServer,
+    newsletter: Resource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue_signups(ADDRESSES)
+
+    def kill() -> None:
+        raise Killed
+
+    # Killed after the server accepted the third message and before that was recorded.
+    after_each_accepted(monkeypatch, 3, kill)
+    with pytest.raises(Killed):
+        outbox.deliver_due()
+    db.session.remove()
+    monkeypatch.undo()
+
+    # Its claimed messages are nobody's until the lease runs out, then another worker's.
+    assert outbox.deliver_due().handled == 0
+    after_lease = utcnow() + outbox.lease() + timedelta(seconds=1)
+    assert outbox.deliver_due(now=after_lease).sent == 3
+    received = received_by(smtp_server)
+    assert set(received) == set(ADDRESSES)
+    assert [address for address, times in received.items() if times > 1] == [ADDRESSES[2]]
+
+
+def unreachable_app(**config: object) -> Flask:
+    """An app whose database is a PostgreSQL address nothing listens on: a server that is down."""
+    return make_app(f"postgresql://optin@127.0.0.1:{free_port()}/optin", **config)
+
+
+def test_while_the_database_is_unreachable_pages_answer_a_friendly_503() -> None:
+    client = unreachable_app().test_client()
+    for answer in (
+        client.get("/subscribe/newsletter"),
+        client.post("/subscribe/newsletter/embed", data={"email": "alice@example.com"}),
+        client.get("/", headers={"Accept-Language": "de"}),
+    ):
+        assert answer.status_code == 503
+        # At least our 30 s (the rate limiter may ask for longer, till its window ends).
+        assert int(answer.headers["Retry-After"]) >= 30
+        assert answer.mimetype == "text/html"
+    assert "Back in a moment" in client.get("/subscribe/newsletter").get_data(as_text=True)
+    assert "Gleich wieder da" in answer.get_data(as_text=True)
+
+
+def test_while_the_database_is_unreachable_the_api_and_webhooks_answer_503_in_json() -> None:
+    client = unreachable_app(
+        POSTMARK_WEBHOOK_USERNAME="hook", POSTMARK_WEBHOOK_PASSWORD="secret"
+    ).test_client()
+    bounce = {"RecordType": "Bounce", "Type": "HardBounce", "Email": "a@example.com", "ID": 1}
+    for answer in (
+        client.get(
+            "/api/v1/eligibility?email=a@example.com",
+            headers={"Authorization": "Bearer optin_whatever"},
+        ),
+        client.post("/webhooks/postmark", json=bounce, auth=("hook", "secret")),
+    ):
+        assert answer.status_code == 503
+        assert int(answer.headers["Retry-After"]) >= 30
+        assert answer.json is not None and answer.json["error"]["code"] == "unavailable"
+
+
+@needs_postgres
+def test_after_a_database_restart_no_request_meets_a_dead_pooled_connection(
+    database_url: str, _schema: None, newsletter: Resource
+) -> None:
+    tagged = make_url(database_url).update_query_dict({"application_name": "optin-pool-test"})
+    web = make_app(tagged.render_as_string(hide_password=False))
+    client = web.test_client()
+    with web.app_context():
+        assert client.get("/subscribe/newsletter").status_code == 200  # a connection is pooled
+        with db.engine.connect() as other:
+            other.execute(text("SELECT 1"))  # a second one, so both are cut
+            db.engine.pool.status()
+        cut = db.session.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'optin-pool-test' AND pid <> pg_backend_pid()"
+            )
+        )
+        db.session.remove()
+        assert cut >= 1
+        for _ in range(3):
+            assert client.get("/subscribe/newsletter").status_code == 200
+        db.engine.dispose()
+
+
+@pytest.fixture
+def database_proxy() -> Iterator[TcpProxy]:
+    assert TEST_DATABASE_URL
+    url = make_url(TEST_DATABASE_URL)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    yield proxy
+    proxy.down()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@needs_postgres
+def test_a_worker_waits_out_a_database_that_is_gone_and_delivers_when_it_is_back(
+    app: Flask,
+    smtp_server: SmtpServer,
+    newsletter: Resource,
+    database_proxy: TcpProxy,
+    tmp_path: Path,
+) -> None:
+    assert TEST_DATABASE_URL
+    through_proxy = make_url(TEST_DATABASE_URL).set(host="127.0.0.1", port=database_proxy.port)
+    environment = {
+        **os.environ,
+        "DATABASE_URL": through_proxy.render_as_string(hide_password=False),
+        "OPTIN_INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "test-secret",
+        "MAIL_BACKEND": "smtp",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(smtp_server.port),
+        "OUTBOX_DELIVER_INLINE": "false",
+    }
+    # Started while the database is down: it must not give up before it ever connected.
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "outbox", "work", "--idle", "0.2"],
+        cwd=PROJECT,
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2)
+        assert worker.poll() is None, "the worker exited while the database was down"
+        queue_signups(ADDRESSES[:1])
+        database_proxy.up()
+        assert wait_for(lambda: len(smtp_server.messages) == 1), "nothing sent after the restart"
+
+        database_proxy.down()  # a restart: every connection cut, the port closed for a while
+        time.sleep(2)
+        queue_signups(ADDRESSES[1:2])
+        assert worker.poll() is None, "the worker exited when its connections were cut"
+        database_proxy.up()
+        assert wait_for(lambda: len(smtp_server.messages) == 2), "nothing sent after the restart"
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+        _out, log = worker.communicate(timeout=30)
+    assert received_by(smtp_server) == Counter(ADDRESSES[:2])
+    # One line when each outage began and one when it ended, not one per try.
+    assert log.count("database unreachable") == 2, log
+    assert log.count("database back after") == 2, log
