@@ -117,6 +117,9 @@ DEFAULTS: dict[str, Any] = {
     # request that allocates a lot (a 10,000-address batch) does not pay for walking them again.
     # Off under TESTING, where hundreds of apps are made in one process.
     "GC_FREEZE": True,
+    # Seconds between two runs of `flask upkeep` (statuses expire: suspensions that are over and
+    # the retention purge), the Procfile's periodic process.
+    "UPKEEP_INTERVAL": 60,
     # Slug of the demo resource that `make run` creates.
     "DEMO_RESOURCE": "newsletter",
 }
