@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test lint format bench bench-status bench-api bench-search bench-import bench-peers soak clean
+.PHONY: install run serve test lint format bench bench-status bench-api bench-search bench-import bench-peers soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,23 @@ run: $(STAMP)
 	$(FLASK) db upgrade
 	$(FLASK) demo
 	$(FLASK) run --host $(HOST) --port $(PORT)
+
+## serve: the production topology of the Procfile with honcho, after `flask db upgrade`: gunicorn
+## (WEB_CONCURRENCY workers) on HOST:PORT, OUTBOX_WORKERS outbox workers, one upkeep, against
+## DATABASE_URL and RATELIMIT_STORAGE_URI (both required), mail delivered by the workers only.
+WEB_CONCURRENCY ?= 2
+OUTBOX_WORKERS ?= 2
+PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/instance/prometheus
+serve: $(STAMP)
+	@test -n "$$DATABASE_URL" || { echo "make serve: set DATABASE_URL (postgresql://...)" >&2; exit 2; }
+	@test -n "$$RATELIMIT_STORAGE_URI" || { echo "make serve: set RATELIMIT_STORAGE_URI (redis://...)" >&2; exit 2; }
+	@# prometheus_client's multiprocess files must not outlive the processes that wrote them.
+	mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
+	PROMETHEUS_MULTIPROC_DIR="$(PROMETHEUS_MULTIPROC_DIR)" $(FLASK) db upgrade
+	rm -f "$(PROMETHEUS_MULTIPROC_DIR)"/*.db
+	PATH="$(CURDIR)/$(BIN):$$PATH" OUTBOX_DELIVER_INLINE=false \
+		WEB_CONCURRENCY=$(WEB_CONCURRENCY) PROMETHEUS_MULTIPROC_DIR="$(PROMETHEUS_MULTIPROC_DIR)" \
+		exec $(BIN)/honcho start --procfile Procfile --port $(PORT) --concurrency worker=$(OUTBOX_WORKERS)
 
 ## test: lint, then every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set)
 test: $(STAMP) lint

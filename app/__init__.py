@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import DEFAULTS, database_uri, from_environment
 from app.extensions import babel, csrf, db, limiter, mail, migrate
+from app.logs import configure_logging, register_request_ids
 from app.security import instance_secret_key, register_protective_headers
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +34,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(from_environment(os.environ, DEFAULTS))
     if config:
         app.config.update(config)
+    # First of all, so that Flask's own logger finds the JSON handler and adds no other.
+    configure_logging(app.config["LOG_FORMAT"])
     os.makedirs(app.instance_path, exist_ok=True)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
@@ -72,6 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.views.admin import register_admin
     from app.views.api import register_api
     from app.views.errors import register_error_pages
+    from app.views.ops import register_ops
     from app.views.public import public
     from app.views.webhooks import register_webhooks
 
@@ -80,6 +84,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_admin(app)
     register_webhooks(app)
     register_error_pages(app)
+    register_request_ids(app)
+    register_ops(app)
     register_protective_headers(app)
     deliver_after_response(app)
     register_commands(app)

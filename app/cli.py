@@ -16,6 +16,7 @@ from app.services.errors import InvalidInput, NotFound
 from app.services.maintenance import expire
 from app.services.resources import create_resource
 from app.services.statuses import parse_channel, resource_for
+from app.services.upkeep import UpkeepRun, run_forever, run_once
 
 resources_cli = click.Group("resources", help="Create and list resources.")
 statuses_cli = click.Group("statuses", help="Status upkeep.")
@@ -81,6 +82,36 @@ def expire_statuses() -> None:
         f"unconfirmed subscriptions deleted: {report.subscriptions_deleted}, "
         f"profiles deleted: {report.profiles_deleted}"
     )
+
+
+def _upkeep_line(run: UpkeepRun) -> str:
+    if run.report is None:
+        return "upkeep: another copy is running it; skipped"
+    report = run.report
+    return (
+        f"upkeep: suspensions ended: {report.suspensions_ended}, "
+        f"unconfirmed subscriptions deleted: {report.subscriptions_deleted}, "
+        f"profiles deleted: {report.profiles_deleted}"
+    )
+
+
+def _echo_when_busy(run: UpkeepRun) -> None:
+    """The loop says what it did only when it did something, so its log is of events."""
+    report = run.report
+    if report and (report.suspensions_ended or report.subscriptions_deleted):
+        click.echo(_upkeep_line(run))
+
+
+@click.command("upkeep")
+@click.option("--once", is_flag=True, help="Run the jobs once and stop (for cron).")
+def upkeep(once: bool) -> None:
+    """Run `statuses expire` (suspensions that are over, the retention purge) every
+    UPKEEP_INTERVAL seconds. Safe with several copies; survives database outages."""
+    retention = current_app.config["UNCONFIRMED_RETENTION_DAYS"]
+    if once:
+        click.echo(_upkeep_line(run_once(retention)))
+        return
+    run_forever(current_app.config["UPKEEP_INTERVAL"], retention, on_run=_echo_when_busy)
 
 
 @click.command("demo")
@@ -251,5 +282,6 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo)
+    app.cli.add_command(upkeep)
     app.cli.add_command(import_command)
     app.cli.add_command(export_command)

@@ -124,6 +124,15 @@ DEFAULTS: dict[str, Any] = {
     # request that allocates a lot (a 10,000-address batch) does not pay for walking them again.
     # Off under TESTING, where hundreds of apps are made in one process.
     "GC_FREEZE": True,
+    # Seconds between two runs of `flask upkeep` (statuses expire: suspensions that are over and
+    # the retention purge), the Procfile's periodic process.
+    "UPKEEP_INTERVAL": 60,
+    # /metrics answers requests from this machine; from elsewhere only with this Bearer token
+    # (unset: not at all).
+    "METRICS_TOKEN": NOT_SET,
+    # "json": every log record one JSON object a line (time, level, logger, message, and the
+    # request's id and route); "text": Python's default.
+    "LOG_FORMAT": "text",
     # Slug of the demo resource that `make run` creates.
     "DEMO_RESOURCE": "newsletter",
 }

@@ -22,6 +22,7 @@ from flask_mail import Message
 
 from app.addresses import InvalidEmail, email_hash, normalize_email
 from app.extensions import mail
+from app.metrics import MAIL_DELIVERIES, MAIL_FAILURES
 
 BACKENDS = ("console", "smtp", "discard")
 log = logging.getLogger(__name__)
@@ -43,9 +44,12 @@ def deliver(message: Message) -> None:
         try:
             mail.send(message)
         except (OSError, smtplib.SMTPException) as error:
+            MAIL_FAILURES.inc()
             raise MailerError(f"SMTP delivery failed: {error}") from error
     else:
+        MAIL_FAILURES.inc()
         raise MailerError(f"MAIL_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    MAIL_DELIVERIES.inc()
 
 
 def mail_folder() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ARRAY,
@@ -684,3 +684,53 @@ def stream_rows(query: Any, *, batch_size: int = 2000) -> Iterator[Row[Any]]:
     from one statement and so one snapshot."""
     with db.engine.connect() as connection, connection.begin():
         yield from connection.execution_options(yield_per=batch_size).execute(query)
+
+
+# --- Metrics (app/metrics.py reads these at scrape time) ------------------------------------------
+
+
+def customer_event_totals() -> dict[tuple[str, str | None], int]:
+    """Every series of ``DAILY_SERIES`` since the beginning, by resource slug (None: the global
+    status, or a resource since deleted): {(series, slug): total}. One pass over the events."""
+    columns = [func.count().filter(condition).label(name) for name, condition in DAILY_SERIES]
+    query = (
+        select(Resource.slug, *columns)
+        .select_from(StatusEvent)
+        .outerjoin(Resource, Resource.id == StatusEvent.resource_id)
+        .group_by(Resource.slug)
+    )
+    totals: dict[tuple[str, str | None], int] = {}
+    for row in db.session.execute(query):
+        for name, _ in DAILY_SERIES:
+            if row._mapping[name]:
+                totals[(name, row.slug)] = row._mapping[name]
+    return totals
+
+
+class OutboxBacklog(NamedTuple):
+    unsent: int
+    due: int
+    retrying: int
+    oldest_due_age: float
+
+
+def outbox_backlog(now: datetime) -> OutboxBacklog:
+    """How much mail waits, how much of it is due, and for how long the oldest due message has
+    waited: read from the pending index (``sent_at``, ``next_attempt_at``)."""
+    due = OutboxMessage.next_attempt_at <= now
+    query = select(
+        func.count(),
+        func.count().filter(due),
+        func.count().filter(OutboxMessage.attempts > 0),
+        func.min(OutboxMessage.next_attempt_at).filter(due),
+    ).where(OutboxMessage.sent_at.is_(None))
+    unsent, due_count, retrying, oldest = db.session.execute(query).one()
+    age = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return OutboxBacklog(unsent, due_count, retrying, max(age, 0.0))
+
+
+def import_jobs_in_progress() -> int:
+    """Imports queued or running (services/imports.py's states); one whose process died stays
+    "running" until it is imported again, as the admin's page shows it as stalled."""
+    query = select(func.count()).where(ImportJob.state.in_(["queued", "running"]))
+    return db.session.execute(query).scalar_one()

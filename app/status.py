@@ -90,6 +90,9 @@ def parse_status(value: object) -> Status:
         return value
     if isinstance(value, bool):  # bool is an int in Python; True is not a status
         raise UnknownStatus(f"unknown status {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        # JSON has one number type: 5.0 is the integer 5 to JSON Schema, and so to the API.
+        value = int(value)
     if isinstance(value, int):
         if value in ALTCRAFT_STATUS_NUMBERS:
             return ALTCRAFT_STATUS_NUMBERS[value]

@@ -305,13 +305,16 @@ def test_a_consented_subscription_makes_a_never_confirmed_profile_subscribed() -
         (4, S.UNCONFIRMED),
         ("5", S.SUSPENDED),
         (6, S.INVALID),
+        (2.0, S.COMPLAINER),  # JSON Schema's integer, as a JSON parser may hand it over
     ],
 )
 def test_statuses_are_read_as_words_or_altcraft_numbers(given: object, expected: Status) -> None:
     assert parse_status(given) is expected
 
 
-@pytest.mark.parametrize("given", ["", "active", 7, -1, True, None, 2.0, "subscribed!"])
+@pytest.mark.parametrize(
+    "given", ["", "active", 7, -1, True, None, 2.5, 7.0, float("nan"), "subscribed!"]
+)
 def test_an_unknown_status_is_refused(given: object) -> None:
     with pytest.raises(UnknownStatus):
         parse_status(given)
