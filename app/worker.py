@@ -12,8 +12,12 @@ database leaves two lines, not thousands.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 from app import outbox
 from app.database import unreachable
@@ -55,6 +59,42 @@ def _first(error: object) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+class _StopBetweenRounds:
+    """SIGTERM (a deploy, honcho, systemd) ends the worker between two rounds, never inside one:
+    a message handed to the mail server and not yet marked sent would be sent again by the next
+    worker. Outside a round (waiting, sleeping) the worker stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.in_round = False
+
+    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
+        self.requested = True
+        if not self.in_round:
+            raise SystemExit(0)
+
+    @contextmanager
+    def round(self) -> Iterator[None]:
+        self.in_round = True
+        try:
+            yield
+        finally:
+            self.in_round = False
+
+
+@contextmanager
+def _stopped_by_sigterm() -> Iterator[_StopBetweenRounds]:
+    stop = _StopBetweenRounds()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals reach the main thread only; a test may run the loop elsewhere
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def work(
     batch: int,
     idle: float,
@@ -63,15 +103,29 @@ def work(
     echo: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Deliver due mail until stopped (``once``: one round, then return). Never exits on an
-    outage: a database error waits and retries; an unexpected error is logged with its traceback
-    and the loop goes on (its messages come back after their lease)."""
+    """Deliver due mail until stopped (``once``: one round, then return; SIGTERM: after the
+    round in progress). Never exits on an outage: a database error waits and retries; an
+    unexpected error is logged with its traceback and the loop goes on (its messages come back
+    after their lease)."""
+    with _stopped_by_sigterm() as stop:
+        _work(batch, idle, once, echo, sleep, stop)
+
+
+def _work(
+    batch: int,
+    idle: float,
+    once: bool,
+    echo: Callable[[str], None],
+    sleep: Callable[[float], None],
+    stop: _StopBetweenRounds,
+) -> None:
     database = Outage("database")
     mail_server = Outage("mail server")
     failures = 0
-    while True:
+    while not stop.requested:
         try:
-            report = outbox.deliver_due(batch)
+            with stop.round():
+                report = outbox.deliver_due(batch)
         except Exception as error:
             # The session's connection is dead or its transaction failed: start the next round
             # from a fresh one (the pool tests it before use).

@@ -5,6 +5,7 @@ waits out a database that is gone, and the web answers 503 meanwhile, never a 50
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -248,3 +249,52 @@ def test_a_worker_waits_out_a_database_that_is_gone_and_delivers_when_it_is_back
     # One line when each outage began and one when it ended, not one per try.
     assert log.count("database unreachable") == 2, log
     assert log.count("database back after") == 2, log
+
+
+def test_sigterm_ends_an_idle_worker_at_once_and_cleanly(
+    app: Flask, smtp_server: SmtpServer, database_url: str, tmp_path: Path
+) -> None:
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "OPTIN_INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "test-secret",
+        "OUTBOX_DELIVER_INLINE": "false",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "outbox", "work", "--idle", "5"],
+        cwd=PROJECT,
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # started, one round done, waiting for mail
+        assert worker.poll() is None
+        worker.terminate()
+        _out, log = worker.communicate(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, log  # a deploy's SIGTERM is a stop, not a crash
+    assert "Traceback" not in log
+
+
+def test_sigterm_during_a_round_lets_the_round_finish_and_starts_no_other(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import worker
+
+    rounds: list[int] = []
+
+    def a_round_interrupted_by_a_deploy(batch: int) -> outbox.DeliveryReport:
+        rounds.append(batch)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the message is with the server
+        rounds.append(-batch)  # the round was not cut short
+        return outbox.DeliveryReport(sent=1)
+
+    monkeypatch.setattr(outbox, "deliver_due", a_round_interrupted_by_a_deploy)
+    previous = signal.getsignal(signal.SIGTERM)
+    worker.work(10, 0.01, echo=lambda _line: None)  # returns instead of looping forever
+    assert rounds == [10, -10]
+    assert signal.getsignal(signal.SIGTERM) == previous  # the test process's own handler is back
