@@ -355,6 +355,20 @@ def test_changing_the_global_status_records_the_key_and_the_reason(
     assert lifted.status_code == 409
 
 
+def test_an_altcraft_status_number_written_as_a_json_float_is_the_same_number(
+    api: Api, newsletter: Resource
+) -> None:
+    """JSON has one number type, and the document's integer admits 1.0: a client (or its JSON
+    library) sending 1.0 means 1. A fraction is no status."""
+    subscribed(ALICE, "newsletter")
+    answer = api("put", f"/profiles/{ALICE}/status", json={"status": 1.0})
+    assert answer.status_code == 200
+    assert answer.get_json()["global_status"] == "unsubscribed"
+    refused = api("put", f"/profiles/{ALICE}/status", json={"status": 2.5})
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["field"] == "status"
+
+
 def test_a_signup_through_the_api_sends_the_confirmation_email(
     api: Api, smtp_server: SmtpServer, newsletter: Resource
 ) -> None:

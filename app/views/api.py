@@ -227,7 +227,8 @@ def status_field(body: dict[str, Any]) -> Status:
     if "status" not in body:
         raise ApiError(400, "missing_field", "status is required", "status")
     value = body["status"]
-    if not isinstance(value, str | int) or isinstance(value, bool):
+    # A float too: JSON has one number type, and JSON Schema's integer includes 5.0.
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise ApiError(400, "invalid_status", "status is a word of SPEC §1 or 0-6", "status")
     return parse_status(value)
 
