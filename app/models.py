@@ -200,7 +200,8 @@ class Suppression(db.Model):
 
 
 class SuppressionEvent(db.Model):
-    """An address put on the suppression list or taken off it by hand, with who and why. The
+    """An address put on the suppression list or taken off it, by hand or by a status change
+    (a bounce, an import, a confirmed opt-in), with who and why. The
     list itself keeps only its current rows; this is their history (rule 7 for the list).
     Erasure blanks the address and keeps the hash, as it does on the list."""
 
@@ -211,6 +212,9 @@ class SuppressionEvent(db.Model):
     email: Mapped[str | None] = mapped_column(String(320))
     # "added" or "lifted".
     action: Mapped[str] = mapped_column(String(16))
+    # What put it there or took it off (a status.Cause word): `admin` by hand, `bounce`,
+    # `complaint` and `import` add, `confirm` and `api` (consent proof) lift.
+    cause: Mapped[str] = mapped_column(String(32), default="admin", server_default="admin")
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(String(200))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -361,6 +365,8 @@ class ImportJob(db.Model):
     imported_rows: Mapped[int] = mapped_column(Integer, default=0)
     unchanged_rows: Mapped[int] = mapped_column(Integer, default=0)
     rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
+    # Addresses the import put on the suppression list (its `hardbounced` rows, rule 6).
+    suppressed_addresses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -41,7 +41,7 @@ from app.models import (
     Suppression,
     SuppressionEvent,
 )
-from app.status import Status
+from app.status import Cause, Status
 
 # SQLite allows 32766 bound parameters, PostgreSQL 65535; batches stay well below both.
 IN_CLAUSE_CHUNK = 5000
@@ -503,7 +503,8 @@ def search_suppressions(
 
 
 def suppression_events_of(email_hash: str) -> Sequence[SuppressionEvent]:
-    """The hand-made changes to one address's suppression, oldest first."""
+    """The changes to one address's suppression (by hand, by bounces, imports and confirmed
+    opt-ins), oldest first."""
     query = (
         select(SuppressionEvent)
         .where(SuppressionEvent.email_hash == email_hash)
@@ -513,9 +514,11 @@ def suppression_events_of(email_hash: str) -> Sequence[SuppressionEvent]:
 
 
 def recent_suppression_events(limit: int = 20) -> Sequence[SuppressionEvent]:
-    """The latest hand-made changes to the suppression list, newest first."""
+    """The latest hand-made changes to the suppression list, newest first (a wave of bounces
+    must not push them off the admin's page)."""
     query = (
         select(SuppressionEvent)
+        .where(SuppressionEvent.cause == Cause.ADMIN.value)
         .order_by(SuppressionEvent.occurred_at.desc(), SuppressionEvent.id.desc())
         .limit(limit)
     )

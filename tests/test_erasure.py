@@ -87,6 +87,7 @@ CLASSIFIED: dict[str, str] = {
     "suppression_events.email_hash": HASH,
     "suppression_events.email": ERASED,
     "suppression_events.action": NOT_PERSONAL,
+    "suppression_events.cause": NOT_PERSONAL,
     "suppression_events.reason": ERASED,
     "suppression_events.actor": ERASED,  # as status_events.actor
     "delivery_events.source": NOT_PERSONAL,
