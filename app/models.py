@@ -15,10 +15,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    func,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
+from app.addresses import search_key
 from app.database import UTCDateTime, utcnow
 from app.extensions import db
 from app.status import Channel, State, Status
@@ -98,6 +98,10 @@ class Profile(StatusColumns, db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # In every link to the profile (tokens.py): random, made with the profile, gone with it.
     link_key: Mapped[str] = mapped_column(String(32), default=new_link_key)
+    # What the admin's search matches: the email and the name case-folded by Python
+    # (addresses.search_key), set with them below; the import's bulk writer sets them itself.
+    email_key: Mapped[str | None] = mapped_column(Text)
+    name_key: Mapped[str | None] = mapped_column(Text)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="profile", cascade="all, delete-orphan", passive_deletes=True
@@ -105,27 +109,23 @@ class Profile(StatusColumns, db.Model):
 
     __table_args__ = (Index("ix_profiles_global_status", "global_status"), NEVER_REUSED)
 
+    @validates("email", "name")
+    def _keep_search_key(self, field: str, value: str | None) -> str | None:
+        # Every ORM write of the email or the name (signup, preferences, admin, API, demo)
+        # passes here, so the search key can never lag behind what it folds.
+        setattr(self, f"{field}_key", search_key(value))
+        return value
 
-# The admin's profile search (queries.search_profiles) reads a prefix range of the lower-cased
-# name, and of the email (stored lower-case), in index order with the id for ties. The order is
-# byte order: SQLite's own; on PostgreSQL the "C" collation, since in a natural-language
-# collation a prefix range is not the strings with that prefix. (The collation is given as
-# the expression's "operator class" because Alembic compares neither, and a COLLATE in the
-# expression itself reads back differently and would look like a changed index.)
+
+# The admin's profile search (queries.search_profiles) reads a prefix range of the search key
+# of the email, and of the name, in index order with the id for ties. The order is byte order:
+# SQLite's own; on PostgreSQL the "C" collation, since in a natural-language collation a prefix
+# range is not the strings with that prefix. (The collation is given as the column's "operator
+# class" because Alembic compares neither, and a COLLATE in an expression reads back differently
+# and would look like a changed index.)
 C_ORDER = 'COLLATE "C"'
-Index(
-    "ix_profiles_name_prefix",
-    func.lower(Profile.name).label("name_lower"),
-    Profile.id,
-    postgresql_ops={"name_lower": C_ORDER},
-)
-# SQLite reads the email's range in its unique index, which holds the id (its rowid) too.
-Index(
-    "ix_profiles_email_prefix",
-    func.lower(Profile.email).label("email_lower"),
-    Profile.id,
-    postgresql_ops={"email_lower": C_ORDER},
-).ddl_if(dialect="postgresql")
+Index("ix_profiles_email_key", Profile.email_key, Profile.id, postgresql_ops={"email_key": C_ORDER})
+Index("ix_profiles_name_key", Profile.name_key, Profile.id, postgresql_ops={"name_key": C_ORDER})
 
 
 class Subscription(StatusColumns, db.Model):

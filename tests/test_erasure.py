@@ -59,6 +59,8 @@ CLASSIFIED: dict[str, str] = {
     "profiles.global_status": ERASED,
     "profiles.resume_status": ERASED,
     "profiles.link_key": ERASED,
+    "profiles.email_key": ERASED,  # the search keys: the address and the name, folded
+    "profiles.name_key": ERASED,
     "subscriptions.channel": ERASED,
     "subscriptions.status": ERASED,
     "subscriptions.resume_status": ERASED,

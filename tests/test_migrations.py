@@ -114,3 +114,40 @@ def test_the_links_migration_keeps_every_row_and_gives_each_profile_its_own_key(
         with db.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM subscriptions")).scalar() == 2
         db.engine.dispose()
+
+
+def test_the_search_keys_migration_folds_the_names_and_addresses_already_there(
+    empty_database_url: str,
+) -> None:
+    """0011 fills the admin search's keys of existing profiles with Python's case folding, the
+    same the app writes (addresses.search_key)."""
+    from sqlalchemy import text
+
+    from app.addresses import search_key
+
+    people = [("straße@example.de", "Élodie Σοφία"), ("p2@example.com", None)]
+    app = create_app({"TESTING": True, "DATABASE_URL": empty_database_url})
+    with app.app_context():
+        upgrade(revision="0010")
+        with db.engine.begin() as connection:
+            for email, name in people:
+                connection.execute(
+                    text(
+                        "INSERT INTO profiles (email, email_hash, name, global_status, created_at,"
+                        " updated_at, link_key) VALUES (:email, 'h', :name, 'subscribed',"
+                        " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, :key)"
+                    ),
+                    {"email": email, "name": name, "key": email[:2] * 16},
+                )
+        upgrade()
+        with db.engine.connect() as connection:
+            keys = connection.execute(
+                text("SELECT email_key, name_key FROM profiles ORDER BY id")
+            ).all()
+        assert [tuple(row) for row in keys] == [
+            (search_key(email), search_key(name)) for email, name in people
+        ]
+        assert keys[0] == ("strasse@example.de", "élodie σοφία")
+        downgrade(revision="0010")
+        upgrade()
+        db.engine.dispose()

@@ -34,7 +34,7 @@ from flask import Flask, current_app
 from sqlalchemy import bindparam, column, func, insert, null, select, table, update
 
 from app import queries
-from app.addresses import InvalidEmail, email_hash, normalize_email
+from app.addresses import InvalidEmail, email_hash, normalize_email, search_key
 from app.database import (
     UTCDateTime,
     in_write_transaction,
@@ -788,6 +788,8 @@ PROFILE_COLUMNS = (
     "created_at",
     "updated_at",
     "link_key",
+    "email_key",
+    "name_key",
 )
 SUBSCRIPTION_COLUMNS = (
     "id",
@@ -863,6 +865,9 @@ def write_plan(plan: Plan, now: datetime) -> None:
                     stamp,
                     stamp,
                     new_link_key(),
+                    # The admin search's keys, which the ORM sets itself (models.Profile).
+                    search_key(email),
+                    search_key(v["name"]),
                 )
             )
         _insert_many(Profile.__table__, PROFILE_COLUMNS, rows)
@@ -873,6 +878,7 @@ def write_plan(plan: Plan, now: datetime) -> None:
             .where(table.c.id == bindparam("profile_id"))
             .values(
                 name=bindparam("new_name"),
+                name_key=bindparam("new_name_key"),
                 global_status=bindparam("new_status"),
                 suspended_until=bindparam("new_until"),
                 resume_status=bindparam("new_resume"),
@@ -882,6 +888,7 @@ def write_plan(plan: Plan, now: datetime) -> None:
                 {
                     "profile_id": profile_ids[email],
                     "new_name": values["name"],
+                    "new_name_key": search_key(values["name"]),
                     "new_status": values["global_status"],
                     "new_until": values["suspended_until"],
                     "new_resume": values["resume_status"],
