@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 import email_validator
 from email_validator import EmailNotValidError, validate_email
@@ -79,3 +80,12 @@ def hash_address_in(text: str, normalized: str) -> str:
     """``text`` with the address, in any case, replaced by its hash: for an identifier that
     spells it (SES's per-recipient event ids do) and must not keep it after an erasure."""
     return re.sub(re.escape(normalized), email_hash(normalized), text, flags=re.IGNORECASE)
+
+
+def search_key(text: str | None) -> str | None:
+    """``text`` as the admin's search compares it: case folded by Python (``str.casefold``,
+    accents kept) in one Unicode form. Stored beside the email and the name, so that SQLite
+    (whose ``lower()`` folds ASCII only) and PostgreSQL find the same rows for "é", "ß" or "Σ"."""
+    if text is None:
+        return None
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())

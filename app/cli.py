@@ -242,7 +242,8 @@ def import_command(file: str, slug: str | None, show: int) -> None:
         job = imports.run_job(job.id, on_progress=bar.update)
     click.echo(
         f"import {job.id}: {job.state}. rows {job.processed_rows}, imported {job.imported_rows}, "
-        f"unchanged {job.unchanged_rows}, rejected {job.rejected_rows}"
+        f"unchanged {job.unchanged_rows}, rejected {job.rejected_rows}, "
+        f"added to the suppression list {job.suppressed_addresses}"
     )
     for rejection in queries.import_rejections(job.id, limit=show):
         click.echo(f"line {rejection.line}: {rejection.email or ''}: {rejection.reason}")

@@ -16,10 +16,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    func,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
+from app.addresses import search_key
 from app.database import UTCDateTime, utcnow
 from app.extensions import db
 from app.status import Channel, State, Status
@@ -102,6 +102,10 @@ class Profile(StatusColumns, db.Model):
     # True for the profiles that existed before link keys (migration 0008): the unsubscribe links
     # in mail sent to them then carry no key, and still unsubscribe (tokens.LEGACY_PAYLOAD).
     legacy_links: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # What the admin's search matches: the email and the name case-folded by Python
+    # (addresses.search_key), set with them below; the import's bulk writer sets them itself.
+    email_key: Mapped[str | None] = mapped_column(Text)
+    name_key: Mapped[str | None] = mapped_column(Text)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="profile", cascade="all, delete-orphan", passive_deletes=True
@@ -109,27 +113,23 @@ class Profile(StatusColumns, db.Model):
 
     __table_args__ = (Index("ix_profiles_global_status", "global_status"), NEVER_REUSED)
 
+    @validates("email", "name")
+    def _keep_search_key(self, field: str, value: str | None) -> str | None:
+        # Every ORM write of the email or the name (signup, preferences, admin, API, demo)
+        # passes here, so the search key can never lag behind what it folds.
+        setattr(self, f"{field}_key", search_key(value))
+        return value
 
-# The admin's profile search (queries.search_profiles) reads a prefix range of the lower-cased
-# name, and of the email (stored lower-case), in index order with the id for ties. The order is
-# byte order: SQLite's own; on PostgreSQL the "C" collation, since in a natural-language
-# collation a prefix range is not the strings with that prefix. (The collation is given as
-# the expression's "operator class" because Alembic compares neither, and a COLLATE in the
-# expression itself reads back differently and would look like a changed index.)
+
+# The admin's profile search (queries.search_profiles) reads a prefix range of the search key
+# of the email, and of the name, in index order with the id for ties. The order is byte order:
+# SQLite's own; on PostgreSQL the "C" collation, since in a natural-language collation a prefix
+# range is not the strings with that prefix. (The collation is given as the column's "operator
+# class" because Alembic compares neither, and a COLLATE in an expression reads back differently
+# and would look like a changed index.)
 C_ORDER = 'COLLATE "C"'
-Index(
-    "ix_profiles_name_prefix",
-    func.lower(Profile.name).label("name_lower"),
-    Profile.id,
-    postgresql_ops={"name_lower": C_ORDER},
-)
-# SQLite reads the email's range in its unique index, which holds the id (its rowid) too.
-Index(
-    "ix_profiles_email_prefix",
-    func.lower(Profile.email).label("email_lower"),
-    Profile.id,
-    postgresql_ops={"email_lower": C_ORDER},
-).ddl_if(dialect="postgresql")
+Index("ix_profiles_email_key", Profile.email_key, Profile.id, postgresql_ops={"email_key": C_ORDER})
+Index("ix_profiles_name_key", Profile.name_key, Profile.id, postgresql_ops={"name_key": C_ORDER})
 
 
 class Subscription(StatusColumns, db.Model):
@@ -204,7 +204,8 @@ class Suppression(db.Model):
 
 
 class SuppressionEvent(db.Model):
-    """An address put on the suppression list or taken off it by hand, with who and why. The
+    """An address put on the suppression list or taken off it, by hand or by a status change
+    (a bounce, an import, a confirmed opt-in), with who and why. The
     list itself keeps only its current rows; this is their history (rule 7 for the list).
     Erasure blanks the address and keeps the hash, as it does on the list."""
 
@@ -215,6 +216,9 @@ class SuppressionEvent(db.Model):
     email: Mapped[str | None] = mapped_column(String(320))
     # "added" or "lifted".
     action: Mapped[str] = mapped_column(String(16))
+    # What put it there or took it off (a status.Cause word): `admin` by hand, `bounce`,
+    # `complaint` and `import` add, `confirm` and `api` (consent proof) lift.
+    cause: Mapped[str] = mapped_column(String(32), default="admin", server_default="admin")
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(String(200))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -365,6 +369,8 @@ class ImportJob(db.Model):
     imported_rows: Mapped[int] = mapped_column(Integer, default=0)
     unchanged_rows: Mapped[int] = mapped_column(Integer, default=0)
     rejected_rows: Mapped[int] = mapped_column(Integer, default=0)
+    # Addresses the import put on the suppression list (its `hardbounced` rows, rule 6).
+    suppressed_addresses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.addresses import search_key
 from app.extensions import db
 from app.models import (
     ApiKey,
@@ -41,7 +42,7 @@ from app.models import (
     Suppression,
     SuppressionEvent,
 )
-from app.status import Status
+from app.status import Cause, Status
 
 # SQLite allows 32766 bound parameters, PostgreSQL 65535; batches stay well below both.
 IN_CLAUSE_CHUNK = 5000
@@ -401,26 +402,25 @@ def _below_next_prefix(key: Any, prefix: str) -> ColumnElement[bool]:
 
 
 def search_keys() -> tuple[Any, Any]:
-    """The two things the profile search matches, as the indexes hold them: the email (stored
-    lower-case; PostgreSQL's index is on lower(email), which is the same text) and the
-    lower-cased name."""
-    email = Profile.email if not _on_postgres() else func.lower(Profile.email)
-    return _byte_order(email), _byte_order(func.lower(Profile.name))
+    """The two things the profile search matches, as the indexes hold them: the search keys of
+    the email and of the name (``addresses.search_key``), in byte order."""
+    return _byte_order(Profile.email_key), _byte_order(Profile.name_key)
 
 
 def search_profiles(
     term: str, *, after: tuple[str, int] | None = None, limit: int = SEARCH_PAGE_SIZE
 ) -> list[tuple[str, Profile]]:
-    """Profiles whose email or name starts with ``term``, case-insensitive, as (the text that
-    matched, the profile), ordered by that text: ``limit`` rows after the (text, id) ``after``
-    of the previous page's last row, a keyset page as fast on page 1,000 as on page 1.
+    """Profiles whose email or name starts with ``term``, case-insensitive (folded by Python,
+    the same on both databases), as (the search key that matched, the profile), ordered by that
+    key: ``limit`` rows after the (key, id) ``after`` of the previous page's last row, a keyset
+    page as fast on page 1,000 as on page 1.
 
     Each half is its own index range read in index order, so a page reads at most ``limit``
     entries of each, however many profiles share a prefix ("user1" matches 111,111 of a
     million); an OR of the two would be planned as a scan of the whole table. A profile whose
     email and name both match is listed once, under its email.
     """
-    prefix = term.strip().lower()
+    prefix = search_key(term.strip()) or ""
     if not prefix:
         return []
     email_key, name_key = search_keys()
@@ -503,7 +503,8 @@ def search_suppressions(
 
 
 def suppression_events_of(email_hash: str) -> Sequence[SuppressionEvent]:
-    """The hand-made changes to one address's suppression, oldest first."""
+    """The changes to one address's suppression (by hand, by bounces, imports and confirmed
+    opt-ins), oldest first."""
     query = (
         select(SuppressionEvent)
         .where(SuppressionEvent.email_hash == email_hash)
@@ -513,9 +514,11 @@ def suppression_events_of(email_hash: str) -> Sequence[SuppressionEvent]:
 
 
 def recent_suppression_events(limit: int = 20) -> Sequence[SuppressionEvent]:
-    """The latest hand-made changes to the suppression list, newest first."""
+    """The latest hand-made changes to the suppression list, newest first (a wave of bounces
+    must not push them off the admin's page)."""
     query = (
         select(SuppressionEvent)
+        .where(SuppressionEvent.cause == Cause.ADMIN.value)
         .order_by(SuppressionEvent.occurred_at.desc(), SuppressionEvent.id.desc())
         .limit(limit)
     )

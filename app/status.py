@@ -366,6 +366,15 @@ def apply(action: Action, snapshot: Snapshot, now: datetime) -> Outcome:
             else:
                 g = _paused(g, until)
 
+        case SetStatus() if _is_api_consent(action, on_subscription):
+            # Rule 5: consent the sending platform collected and proves is a new confirmed
+            # opt-in, as a click on a confirmation link is; otherwise the API would answer
+            # `subscribed` while the send check said `suppressed`. Like a confirmation it lifts
+            # neither `invalid` nor `suspended` (refused on the subscription, kept globally).
+            s = State(Status.SUBSCRIBED) if _lifted(s) else _set_status(action, s, now)
+            g = _confirmed(g) if g is not None else State(Status.SUBSCRIBED)
+            suppressed = False
+
         case SetStatus():
             if on_subscription:
                 s = _set_status(action, s, now)
@@ -377,14 +386,43 @@ def apply(action: Action, snapshot: Snapshot, now: datetime) -> Outcome:
                     g = State(Status.UNCONFIRMED)
             else:
                 g = _set_status(action, g, now)
+            if action.cause is Cause.IMPORT and action.status is Status.HARDBOUNCED:
+                # Rule 6 for a list cleaned by another tool: the mailbox does not exist, whatever
+                # list the row came from, so the address is blocked as a bounce blocks it.
+                if g is None or g.status is not Status.INVALID:
+                    g = State(Status.HARDBOUNCED)
+                suppressed = True
 
     after = Snapshot(g, s, suppressed, on_subscription)
     changes = _diff(snapshot, after, action.cause)
     # The suppression list outlives erasure so that no import can bring an address back (SPEC
     # §2): an import leaves a suppressed address alone; a confirmed opt-in or an admin lifts it.
-    if changes and suppressed and isinstance(action, SetStatus) and action.cause is Cause.IMPORT:
+    # Only a `hardbounced` row for a profile that exists may still be written: it agrees with
+    # the list and lowers what it touches (the same cleaned address on a second list).
+    if (
+        changes
+        and snapshot.suppressed
+        and isinstance(action, SetStatus)
+        and action.cause is Cause.IMPORT
+        and not (action.status is Status.HARDBOUNCED and snapshot.global_state is not None)
+    ):
         raise TransitionRefused("the address is on the suppression list")
     return Outcome(snapshot, after, changes, send_confirmation)
+
+
+def _is_api_consent(action: SetStatus, on_subscription: bool) -> bool:
+    """`subscribed` for a subscription through the API with proof of consent: a confirmed
+    opt-in (rule 5). An import's consent dates are not: an old export must not lift a stop."""
+    return (
+        on_subscription
+        and action.cause is Cause.API
+        and action.status is Status.SUBSCRIBED
+        and action.consent_proof
+    )
+
+
+def _lifted(state: State | None) -> bool:
+    return state is not None and state.status in LIFTED_BY_CONFIRMATION
 
 
 def _confirmed(state: State | None) -> State | None:

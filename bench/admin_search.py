@@ -8,9 +8,10 @@ target under 50 ms. Two things are timed for each prefix, on the dataset of ``be
   search page makes (a page of 50 and one more to know whether a next page exists);
 - ours, the page: ``GET /admin/profiles?q=term`` through Flask's test client, logged in, so the
   whole request: the guard, the query, the template;
-- the floor: the same two index ranges (email, lower-cased name) written as raw SQL through the
-  driver alone (``sqlite3``, ``psycopg``), each returning the profile columns the page shows,
-  merged in Python: what the search costs with the best index and no framework at all.
+- the floor: the same two index ranges (the search keys of the email and the name) written as
+  raw SQL through the driver alone (``sqlite3``, ``psycopg``), each returning the profile
+  columns the page shows, merged in Python: what the search costs with the best index and no
+  framework at all.
 
 Every prefix is run once untimed first (a warm cache, as on a server that is in use), then timed.
 The page needs an admin user: the benchmark adds ``bench-admin@example.com`` to the dataset's
@@ -85,19 +86,19 @@ def next_prefix(prefix: str) -> str:
 
 FLOOR_COLUMNS = "id, email, name, global_status, suspended_until, created_at"
 SQLITE_FLOOR = (
-    f"SELECT email, {FLOOR_COLUMNS} FROM profiles WHERE email >= ? AND email < ? "
-    "ORDER BY email, id LIMIT ?",
-    f"SELECT lower(name), {FLOOR_COLUMNS} FROM profiles WHERE lower(name) >= ? "
-    "AND lower(name) < ? AND NOT (email >= ? AND email < ?) ORDER BY lower(name), id LIMIT ?",
+    f"SELECT email_key, {FLOOR_COLUMNS} FROM profiles WHERE email_key >= ? AND email_key < ? "
+    "ORDER BY email_key, id LIMIT ?",
+    f"SELECT name_key, {FLOOR_COLUMNS} FROM profiles WHERE name_key >= ? "
+    "AND name_key < ? AND NOT (email_key >= ? AND email_key < ?) ORDER BY name_key, id LIMIT ?",
 )
 POSTGRES_FLOOR = (
-    f'SELECT lower(email) COLLATE "C", {FLOOR_COLUMNS} FROM profiles '
-    'WHERE lower(email) COLLATE "C" >= %(p)s AND lower(email) COLLATE "C" < %(n)s '
-    'ORDER BY lower(email) COLLATE "C", id LIMIT %(l)s',
-    f'SELECT lower(name) COLLATE "C", {FLOOR_COLUMNS} FROM profiles '
-    'WHERE lower(name) COLLATE "C" >= %(p)s AND lower(name) COLLATE "C" < %(n)s '
-    'AND NOT (lower(email) COLLATE "C" >= %(p)s AND lower(email) COLLATE "C" < %(n)s) '
-    'ORDER BY lower(name) COLLATE "C", id LIMIT %(l)s',
+    f'SELECT email_key COLLATE "C", {FLOOR_COLUMNS} FROM profiles '
+    'WHERE email_key COLLATE "C" >= %(p)s AND email_key COLLATE "C" < %(n)s '
+    'ORDER BY email_key COLLATE "C", id LIMIT %(l)s',
+    f'SELECT name_key COLLATE "C", {FLOOR_COLUMNS} FROM profiles '
+    'WHERE name_key COLLATE "C" >= %(p)s AND name_key COLLATE "C" < %(n)s '
+    'AND NOT (email_key COLLATE "C" >= %(p)s AND email_key COLLATE "C" < %(n)s) '
+    'ORDER BY name_key COLLATE "C", id LIMIT %(l)s',
 )
 
 
@@ -108,7 +109,7 @@ def floor_search(backend: Backend) -> tuple[Callable[[str], Any], Callable[[], N
         connection = sqlite3.connect(backend.path)
 
         def search_sqlite(term: str) -> list[Any]:
-            p = term.strip().lower()
+            p = term.strip().casefold()
             n = next_prefix(p)
             email_rows = connection.execute(SQLITE_FLOOR[0], (p, n, PAGE + 1)).fetchall()
             name_rows = connection.execute(SQLITE_FLOOR[1], (p, n, p, n, PAGE + 1)).fetchall()
@@ -122,7 +123,7 @@ def floor_search(backend: Backend) -> tuple[Callable[[str], Any], Callable[[], N
     pg = psycopg.connect(backend.conninfo, autocommit=True)
 
     def search_postgres(term: str) -> list[Any]:
-        p = term.strip().lower()
+        p = term.strip().casefold()
         values = {"p": p, "n": next_prefix(p), "l": PAGE + 1}
         rows = pg.execute(POSTGRES_FLOOR[0], values).fetchall()
         rows += pg.execute(POSTGRES_FLOOR[1], values).fetchall()

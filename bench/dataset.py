@@ -17,6 +17,7 @@ import random
 import sqlite3
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the generator changes, so that a cached database of the old shape is not reused.
-VERSION = 1
+VERSION = 2  # 2: the admin search keys (email_key, name_key)
 SEED = 20_251_126
 # The benchmark's clock. Generation and measurement share it, so that a cached dataset's
 # "future" suspensions stay in the future however long it is kept.
@@ -116,6 +117,13 @@ def unknown_suppressed_count(profiles: int) -> int:
     return max(10, profiles // 1000)
 
 
+def search_key(text: str | None) -> str | None:
+    """The admin search's key of an email or a name, as ``app.addresses.search_key`` makes it."""
+    if text is None:
+        return None
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).casefold())
+
+
 def email_hash(address: str) -> str:
     """SHA-256 hex of a normalised address, as ``app.addresses.email_hash`` computes it."""
     return hashlib.sha256(address.encode("utf-8")).hexdigest()
@@ -149,6 +157,8 @@ PROFILE_COLUMNS = (
     "resume_status",
     "created_at",
     "updated_at",
+    "email_key",
+    "name_key",
 )
 SUBSCRIPTION_COLUMNS = (
     "id",
@@ -239,7 +249,21 @@ class Generator:
                 self._subscription(index, resource_id, channel, age, never_confirmed, chunk)
 
         chunk.profiles.append(
-            (index, address, hashed, name, phone, locale, status, until, resume, created, created)
+            (
+                index,
+                address,
+                hashed,
+                name,
+                phone,
+                locale,
+                status,
+                until,
+                resume,
+                created,
+                created,
+                search_key(address),
+                search_key(name),
+            )
         )
         # Rule 6: a hard bounce puts the address on the suppression list.
         if status == "hardbounced" or rng.random() * 1000 < ADMIN_SUPPRESSED_PER_MILLE:

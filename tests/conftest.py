@@ -7,17 +7,21 @@ starts from empty tables.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from hypothesis import settings
 from sqlalchemy import text
 
-# Keep test runs out of the developer's instance folder (its SQLite file, its mail).
-os.environ.setdefault("OPTIN_INSTANCE_PATH", tempfile.mkdtemp(prefix="optin-test-instance-"))
+# Keep test runs out of the developer's instance folder (its SQLite file, its mail), even when
+# the shell names one, and out of each other's: a new folder for each run, removed at its end.
+os.environ["OPTIN_INSTANCE_PATH"] = tempfile.mkdtemp(prefix="optin-test-instance-")
 
 from app import create_app
 from app.extensions import db
@@ -26,6 +30,14 @@ from app.services.admin_users import create_user
 from app.services.resources import create_resource
 from tests.helpers import submit
 from tests.smtp import SmtpServer
+
+atexit.register(shutil.rmtree, os.environ["OPTIN_INSTANCE_PATH"], ignore_errors=True)
+
+# CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) runs every property test on the same examples each
+# time, so a submission is judged on its own code and not on the luck of the draw; runs on a
+# developer's machine keep drawing new examples, and a failure they find is a new test case.
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 

@@ -433,3 +433,26 @@ def test_odd_file_names_get_a_clear_answer(
         assert answer.status_code == 303
         job = db.session.scalars(select(ImportJob)).one()
         assert "/" not in job.filename and len(job.filename) <= 300
+
+
+def test_the_preview_and_the_result_count_the_addresses_an_import_suppresses(
+    admin_client: FlaskClient, newsletter: Resource
+) -> None:
+    cleaned = (
+        "Email Address,Status\n"
+        "ann@example.com,subscribed\n"
+        "gone@example.com,hardbounced\n"
+        "old@example.com,cleaned-up\n"  # an unknown status: rejected, suppresses nothing
+        "void@example.com,3\n"
+    )
+    job_id = job_id_of(upload(admin_client, cleaned.encode()))
+    preview = admin_client.get(f"/admin/imports/{job_id}").get_data(as_text=True)
+    assert re.search(r'id="would-suppress">2</strong> will be suppressed', preview)
+
+    token = csrf_token(admin_client, f"/admin/imports/{job_id}")
+    admin_client.post(f"/admin/imports/{job_id}/start", data={"csrf_token": token})
+    result = wait_until_finished(admin_client, job_id)
+    assert re.search(r'id="suppressed">2<', result)
+    assert "Addresses added to the suppression list" in result
+    listed = admin_client.get("/admin/suppressions").get_data(as_text=True)
+    assert "gone@example.com" in listed and "void@example.com" in listed

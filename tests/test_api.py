@@ -413,6 +413,66 @@ def test_a_subscription_with_consent_proof_is_subscribed_at_once(
     assert unsubscribed.get_json()["subscriptions"][0]["status"] == "unsubscribed"
 
 
+@pytest.mark.parametrize("stop", ["hard_bounce", "complaint", "unsubscribe"])
+def test_a_subscription_with_consent_proof_lifts_a_stop_and_the_suppression(
+    api: Api, newsletter: Resource, stop: str
+) -> None:
+    """SPEC §1 rule 5: consent the platform proves is a confirmed opt-in. Before, the API said
+    `subscribed` while the send check said `suppressed`; now the two agree."""
+    subscribed(ALICE, "newsletter")
+    stopped = api("post", "/events", json={"events": [event(stop, ALICE, f"{stop}-1")]})
+    assert stopped.status_code == 200
+    before = api("get", f"/eligibility?email={ALICE}&resource=newsletter").get_json()
+    assert not before["allowed"]
+    consent = {"confirmed_at": "2026-01-02T03:04:05Z", "ip": "198.51.100.7", "form": "checkout"}
+    answer = api(
+        "put",
+        f"/profiles/{ALICE}/subscriptions/newsletter",
+        json={"status": "subscribed", "consent": consent, "reason": "new checkout consent"},
+    )
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["global_status"] == "subscribed"
+    assert answer.get_json()["subscriptions"][0]["status"] == "subscribed"
+    after = api("get", f"/eligibility?email={ALICE}&resource=newsletter").get_json()
+    assert (after["allowed"], after["reason"]) == (True, "subscribed")
+    assert db.session.get(Suppression, email_hash(ALICE)) is None
+    history = queries.suppression_events_of(email_hash(ALICE))
+    if stop != "hard_bounce":  # a known address's complaint or unsubscribe: never suppressed
+        assert history == []
+    else:
+        assert [(e.action, e.cause, e.actor) for e in history][-1] == (
+            "lifted",
+            "api",
+            "api:sender",
+        )
+        assert history[-1].reason == "new checkout consent"
+    profile = queries.profile_by_email(ALICE)
+    assert profile is not None
+    proofs = queries.consent_records_of_profile(profile.id)
+    assert [(p.ip, p.form) for p in proofs][-1] == ("198.51.100.7", "checkout")
+    audience = api("get", "/resources/newsletter/audience").get_data(as_text=True)
+    assert ALICE in audience
+
+
+@pytest.mark.parametrize("held", ["invalid", "suspended"])
+def test_consent_proof_through_the_api_lifts_neither_invalid_nor_a_suspension(
+    api: Api, newsletter: Resource, held: str
+) -> None:
+    subscribed(ALICE, "newsletter")
+    until = datetime.now(UTC) + timedelta(days=3)
+    statuses.set_status(
+        ALICE, held, resource="newsletter", suspended_until=until if held == "suspended" else None
+    )
+    before = database_state()
+    answer = api(
+        "put",
+        f"/profiles/{ALICE}/subscriptions/newsletter",
+        json={"status": "subscribed", "consent": {"confirmed_at": "2026-01-02T03:04:05Z"}},
+    )
+    assert answer.status_code == 409
+    assert database_state() == before
+
+
 # --- Events -----------------------------------------------------------------------------------
 
 

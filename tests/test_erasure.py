@@ -59,6 +59,8 @@ CLASSIFIED: dict[str, str] = {
     "profiles.global_status": ERASED,
     "profiles.resume_status": ERASED,
     "profiles.link_key": ERASED,
+    "profiles.email_key": ERASED,  # the search keys: the address and the name, folded
+    "profiles.name_key": ERASED,
     "subscriptions.channel": ERASED,
     "subscriptions.status": ERASED,
     "subscriptions.resume_status": ERASED,
@@ -87,6 +89,7 @@ CLASSIFIED: dict[str, str] = {
     "suppression_events.email_hash": HASH,
     "suppression_events.email": ERASED,
     "suppression_events.action": NOT_PERSONAL,
+    "suppression_events.cause": NOT_PERSONAL,
     "suppression_events.reason": ERASED,
     "suppression_events.actor": ERASED,  # as status_events.actor
     "delivery_events.source": NOT_PERSONAL,

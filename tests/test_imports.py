@@ -12,11 +12,23 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app import queries
+from app.addresses import email_hash
 from app.database import lengthen_wal_checkpoint, write_transaction
 from app.extensions import db
-from app.models import ConsentRecord, ImportJob, Profile, Resource, StatusEvent, Subscription
+from app.models import (
+    ConsentRecord,
+    ImportJob,
+    Profile,
+    Resource,
+    StatusEvent,
+    Subscription,
+    Suppression,
+    SuppressionEvent,
+)
 from app.services import imports, statuses
+from app.services.eligibility import decide
 from app.services.imports import ImportFileError
+from app.services.subscriptions import request_signup
 from app.status import Cause, SetStatus, Snapshot, State, Status, TransitionRefused, apply
 from tests.conftest import on_postgres
 from tests.helpers import count, database_state
@@ -437,3 +449,72 @@ def test_the_long_checkpoint_interval_of_an_import_never_reaches_a_web_request(
     db.session.remove()
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+
+
+def test_an_imported_hardbounced_row_suppresses_the_address_platform_wide(
+    tmp_path: Path, newsletter: Resource, offers: Resource
+) -> None:
+    """A "cleaned" row from another tool means the mailbox does not exist, whatever list it came
+    from: rule 6, as a bounce event does it, with the import in the suppression history."""
+    statuses.set_status("carol@example.com", "subscribed", resource="offers", consent_proof=True)
+    statuses.hard_bounce("dave@example.com")  # on the list already: the import leaves it alone
+    path = write(
+        tmp_path,
+        HEADER
+        + "bob@example.com,Bob,hardbounced,,\n"
+        + "bob@example.com,Bob,hardbounced,offers,\n"  # the same address from a second list
+        + "carol@example.com,,3,,\n"  # Altcraft's number for hardbounced
+        + "dave@example.com,,hardbounced,,\n"
+        + "erin@example.com,,subscribed,,2024-01-01\n",
+    )
+    preview = imports.preview(path, "newsletter", check_rows=1000)
+    assert preview.would_suppress == 2
+    job = run(path)
+    assert job.suppressed_addresses == 2
+    assert rejected(job) == [
+        (5, "dave@example.com", "refused by the rules: the address is on the suppression list")
+    ]
+    for address in ("bob@example.com", "carol@example.com"):
+        assert profile(address).status == "hardbounced"
+        listed = db.session.get(Suppression, email_hash(address))
+        assert listed is not None and (listed.reason, listed.actor) == ("import", ADMIN)
+        history = queries.suppression_events_of(email_hash(address))
+        assert [(e.action, e.cause, e.actor) for e in history] == [("added", "import", ADMIN)]
+        # Every resource, not only the one in the file: the address is blocked platform-wide.
+        assert decide(address, "offers").reason == "suppressed"
+        assert decide(address, None).reason == "suppressed"
+    assert subscription_status("bob@example.com", offers) == "hardbounced"
+    assert subscription_status("carol@example.com", newsletter) == "hardbounced"
+    assert decide("erin@example.com", "newsletter").allowed
+
+    again = run(path)  # rule 9: the second time nothing changes and nothing is recorded
+    assert (again.suppressed_addresses, again.imported_rows) == (0, 0)
+    assert count(SuppressionEvent) == 3  # bob, carol and dave's own bounce
+
+
+def test_an_imported_bounce_then_a_confirmation_lifts_the_suppression(
+    tmp_path: Path, newsletter: Resource
+) -> None:
+    run(write(tmp_path, HEADER + "bob@example.com,,hardbounced,,\n"))
+    assert decide("bob@example.com", "newsletter").reason == "suppressed"
+    statuses.signup("bob@example.com", "newsletter")
+    statuses.confirm("bob@example.com", "newsletter")
+    assert decide("bob@example.com", "newsletter").allowed
+    history = queries.suppression_events_of(email_hash("bob@example.com"))
+    assert [(e.action, e.cause) for e in history] == [("added", "import"), ("lifted", "confirm")]
+
+
+def test_an_import_that_confirms_a_waiting_profile_voids_its_pending_link(
+    tmp_path: Path, newsletter: Resource, offers: Resource
+) -> None:
+    """A row that changes an existing profile's global status clears the confirmation links
+    still waiting, as every other global change does (the bulk statement once failed here)."""
+    request_signup("ann@example.com", ["newsletter"], form="test", actor=statuses.CUSTOMER)
+    pending = queries.subscription_of(profile("ann@example.com").id, newsletter.id, "email")
+    assert pending is not None and pending.confirm_nonce is not None
+    db.session.rollback()
+    job = run(write(tmp_path, HEADER + "ann@example.com,,subscribed,offers,2024-01-01\n"))
+    assert (job.state, job.imported_rows) == ("done", 1)
+    assert profile("ann@example.com").status == "subscribed"
+    waiting = queries.subscription_of(profile("ann@example.com").id, newsletter.id, "email")
+    assert waiting is not None and waiting.confirm_nonce is None

@@ -4,10 +4,8 @@ describe, on SQLite and on PostgreSQL; and the migrations go down and up again."
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -17,26 +15,23 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db
+from tests.scratch import scratch_database
 
 
 @pytest.fixture
-def empty_database_url(tmp_path) -> Iterator[str]:
-    """A database with nothing in it: a new SQLite file, or a new PostgreSQL database."""
+def empty_database_url() -> Iterator[str]:
+    """A database with nothing in it: a new SQLite file, or a new PostgreSQL database, with a
+    name of its own and removed after the test, however the test ends (tests/scratch.py)."""
+    with scratch_database("optin_migrations", os.environ.get("TEST_DATABASE_URL")) as url:
+        yield url
+
+
+def test_each_migration_test_gets_a_database_of_its_own(empty_database_url: str) -> None:
+    """Never the suite's own database (nor CI's): a scratch one, made for this test."""
+    name = make_url(empty_database_url).database
     server = os.environ.get("TEST_DATABASE_URL")
-    if not server:
-        yield f"sqlite:///{tmp_path}/migrated.sqlite3"
-        return
-    url = make_url(server)
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
-    # A name of its own, so that two suites on one server never share (or drop) each other's.
-    name = f"optin_migrations_{uuid.uuid4().hex}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    try:
-        yield url.set(database=name).render_as_string(False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    assert server is None or name != make_url(server).database
+    assert name is not None and "optin_migrations" in name
 
 
 def schema_differences() -> list:
@@ -126,4 +121,41 @@ def test_the_links_migration_keeps_every_row_and_gives_each_profile_its_own_key(
         downgrade(revision="0007")
         with db.engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM subscriptions")).scalar() == 2
+        db.engine.dispose()
+
+
+def test_the_search_keys_migration_folds_the_names_and_addresses_already_there(
+    empty_database_url: str,
+) -> None:
+    """0011 fills the admin search's keys of existing profiles with Python's case folding, the
+    same the app writes (addresses.search_key)."""
+    from sqlalchemy import text
+
+    from app.addresses import search_key
+
+    people = [("straße@example.de", "Élodie Σοφία"), ("p2@example.com", None)]
+    app = create_app({"TESTING": True, "DATABASE_URL": empty_database_url})
+    with app.app_context():
+        upgrade(revision="0010")
+        with db.engine.begin() as connection:
+            for email, name in people:
+                connection.execute(
+                    text(
+                        "INSERT INTO profiles (email, email_hash, name, global_status, created_at,"
+                        " updated_at, link_key) VALUES (:email, 'h', :name, 'subscribed',"
+                        " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, :key)"
+                    ),
+                    {"email": email, "name": name, "key": email[:2] * 16},
+                )
+        upgrade()
+        with db.engine.connect() as connection:
+            keys = connection.execute(
+                text("SELECT email_key, name_key FROM profiles ORDER BY id")
+            ).all()
+        assert [tuple(row) for row in keys] == [
+            (search_key(email), search_key(name)) for email, name in people
+        ]
+        assert keys[0] == ("strasse@example.de", "élodie σοφία")
+        downgrade(revision="0010")
+        upgrade()
         db.engine.dispose()

@@ -10,19 +10,17 @@ import re
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from http.cookiejar import CookieJar
 from urllib.error import URLError
 from urllib.parse import urlencode
 from urllib.request import HTTPCookieProcessor, build_opener
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from app import PROJECT_ROOT
 from tests.helpers import CSRF
+from tests.scratch import scratch_database
 from tests.smtp import SmtpServer, free_port
 
 STARTUP = 60  # seconds for migrations, gunicorn's workers and the first answer
@@ -40,23 +38,10 @@ def _wait_for(check, seconds: float, what: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def fresh_database_url(tmp_path) -> Iterator[str]:
-    """An empty database for `make serve` to migrate: a new SQLite file, or a new database on
-    the PostgreSQL server of TEST_DATABASE_URL (as tests/test_migrations.py makes them)."""
-    server = os.environ.get("TEST_DATABASE_URL")
-    if not server:
-        yield f"sqlite:///{tmp_path}/serve.sqlite3"
-        return
-    url = make_url(server)
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
-    name = f"optin_serve_{uuid.uuid4().hex}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    try:
-        yield url.set(database=name).render_as_string(False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+def fresh_database_url() -> Iterator[str]:
+    """An empty database for `make serve` to migrate, of its own name (tests/scratch.py)."""
+    with scratch_database("optin_serve", os.environ.get("TEST_DATABASE_URL")) as url:
+        yield url
 
 
 @pytest.fixture

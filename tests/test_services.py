@@ -288,17 +288,22 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     assert snapshot_of_everything() == before
 
 
-def test_the_api_cannot_lift_what_the_customer_stopped(newsletter: Resource) -> None:
+def test_neither_an_import_nor_the_api_without_consent_lifts_what_the_customer_stopped(
+    newsletter: Resource,
+) -> None:
     statuses.signup(ALICE, "newsletter")
     statuses.confirm(ALICE, "newsletter")
     statuses.unsubscribe(ALICE, "newsletter")
     with pytest.raises(TransitionRefused):
-        statuses.set_status(
-            ALICE, "subscribed", resource="newsletter", cause=Cause.API, consent_proof=True
-        )
+        statuses.set_status(ALICE, "subscribed", resource="newsletter", cause=Cause.API)
     with pytest.raises(TransitionRefused):
         statuses.set_status(ALICE, 0, resource="newsletter", cause=Cause.IMPORT, consent_proof=True)
     assert decide(ALICE, "newsletter").reason == "subscription_unsubscribed"
+    # New consent the platform proves is a confirmed opt-in (rule 5): that lifts it.
+    statuses.set_status(
+        ALICE, "subscribed", resource="newsletter", cause=Cause.API, consent_proof=True
+    )
+    assert decide(ALICE, "newsletter").allowed
 
 
 def test_a_batch_decision_answers_every_address_in_order(newsletter: Resource) -> None:

@@ -241,14 +241,31 @@ def test_an_admin_may_set_any_status(before: Status | None, target: Status) -> N
         assert changed is not None and changed.status is target
 
 
-def api_may(before: Status | None, target: Status, consent: bool) -> bool:
+def is_api_consent(action: Action) -> bool:
+    """`subscribed` with proof of consent through the API: a confirmed opt-in (rule 5)."""
+    return (
+        isinstance(action, SetStatus)
+        and action.cause is Cause.API
+        and action.status is S.SUBSCRIBED
+        and action.consent_proof
+    )
+
+
+def api_may(before: Status | None, target: Status, consent: bool, cause: Cause) -> bool:
     """SPEC §1 for the API and imports, written out: they lower statuses freely; only a confirmed
-    opt-in or an admin lifts a stopped one; only time or an admin ends a suspension; subscribed
-    needs proof of consent."""
+    opt-in (which the API's `subscribed` with proof of consent is) or an admin lifts a stopped
+    one; only time or an admin ends a suspension; subscribed needs proof of consent."""
     if before is target:
         return True
     if before is S.INVALID:
         return False
+    if (
+        cause is Cause.API
+        and consent
+        and target is S.SUBSCRIBED
+        and before in LIFTED_BY_CONFIRMATION
+    ):
+        return True
     if before in STOPPED and target not in STOPPED:
         return False
     if before is S.SUSPENDED and target not in (*STOPPED, S.SUSPENDED):
@@ -266,7 +283,7 @@ def test_the_api_and_imports_lower_but_never_lift(
     until = LATER + timedelta(days=1) if target is S.SUSPENDED else None
     action = SetStatus(target, cause, until, consent_proof=consent)
     snapshot = Snapshot(State(S.SUBSCRIBED), state(before), resource_named=True)
-    if api_may(before, target, consent):
+    if api_may(before, target, consent, cause):
         after = apply(action, snapshot, NOW).after.subscription
         assert after is not None and after.status is target
     else:
@@ -461,13 +478,13 @@ def test_only_a_confirmed_opt_in_or_an_admin_lifts_a_stopped_status(
     for action, outcome in run(sequence):
         for change in outcome.changes:
             if change.old in LIFTED_BY_CONFIRMATION and change.new not in STOPPED:
-                assert change.cause in (Cause.CONFIRM, Cause.ADMIN)
+                assert change.cause in (Cause.CONFIRM, Cause.ADMIN) or is_api_consent(action)
             if change.old is S.INVALID:
                 assert change.cause is Cause.ADMIN
             if change.old is S.SUSPENDED and change.new not in STOPPED | {S.SUSPENDED}:
                 assert change.cause is Cause.ADMIN
         if outcome.suppression_lifted:
-            assert isinstance(action, Confirm)
+            assert isinstance(action, Confirm) or is_api_consent(action)
 
 
 @settings(max_examples=400)
@@ -562,3 +579,64 @@ def test_stored_rows_read_back_as_the_states_they_hold() -> None:
     assert suspended == State(Status.SUSPENDED, until, Status.SUBSCRIBED)
     with pytest.raises(ValueError):
         stored_state("suspended", None, None)  # a suspension without its end is no state
+
+
+# --- Issue 14: an imported bounce suppresses; consent through the API is a confirmed opt-in ----
+
+
+@pytest.mark.parametrize("before", COLUMNS)
+def test_an_imported_hardbounced_row_suppresses_the_address_as_a_bounce_does(
+    before: Status | None,
+) -> None:
+    snapshot = Snapshot(state(before), None, resource_named=True)
+    outcome = apply(SetStatus(S.HARDBOUNCED, Cause.IMPORT), snapshot, NOW)
+    bounced = apply(HardBounce(), Snapshot(state(before)), NOW) if before else None
+    assert outcome.suppression_added
+    assert outcome.after.subscription == State(S.HARDBOUNCED)
+    expected = bounced.after.global_state if bounced else State(S.HARDBOUNCED)
+    assert outcome.after.global_state == expected
+
+
+def test_an_import_still_leaves_an_address_on_the_suppression_list_alone() -> None:
+    snapshot = Snapshot(State(S.HARDBOUNCED), None, suppressed=True, resource_named=True)
+    with pytest.raises(TransitionRefused):
+        apply(SetStatus(S.UNSUBSCRIBED, Cause.IMPORT), snapshot, NOW)
+
+
+@pytest.mark.parametrize("stopped", sorted(LIFTED_BY_CONFIRMATION))
+@pytest.mark.parametrize("where", ["global", "subscription", "both"])
+def test_a_subscription_with_consent_through_the_api_lifts_a_stop_as_a_confirmation_does(
+    stopped: Status, where: str
+) -> None:
+    g = State(stopped) if where != "subscription" else State(S.SUBSCRIBED)
+    s = State(stopped) if where != "global" else State(S.UNCONFIRMED)
+    snapshot = Snapshot(g, s, suppressed=True, resource_named=True)
+    outcome = apply(SetStatus(S.SUBSCRIBED, Cause.API, consent_proof=True), snapshot, NOW)
+    confirmed = apply(Confirm(), snapshot, NOW)
+    assert outcome.after == confirmed.after
+    assert outcome.after.global_state == outcome.after.subscription == State(S.SUBSCRIBED)
+    assert outcome.suppression_lifted
+
+
+@pytest.mark.parametrize("kept", [S.INVALID, S.SUSPENDED])
+def test_consent_through_the_api_lifts_neither_invalid_nor_a_suspension(kept: Status) -> None:
+    held = State(kept) if kept is S.INVALID else State(kept, LATER, S.SUBSCRIBED)
+    action = SetStatus(S.SUBSCRIBED, Cause.API, consent_proof=True)
+    with pytest.raises(TransitionRefused):
+        apply(action, Snapshot(State(S.SUBSCRIBED), held, resource_named=True), NOW)
+    after = apply(action, Snapshot(held, None, resource_named=True), NOW).after
+    assert after.global_state == held and after.subscription == State(S.SUBSCRIBED)
+
+
+def test_consent_dates_in_an_import_lift_nothing() -> None:
+    snapshot = Snapshot(State(S.UNSUBSCRIBED), State(S.UNSUBSCRIBED), resource_named=True)
+    with pytest.raises(TransitionRefused):
+        apply(SetStatus(S.SUBSCRIBED, Cause.IMPORT, consent_proof=True), snapshot, NOW)
+
+
+def test_an_imported_bounce_may_still_lower_a_suppressed_profile_but_never_make_one() -> None:
+    action = SetStatus(S.HARDBOUNCED, Cause.IMPORT)
+    existing = Snapshot(State(S.HARDBOUNCED), None, suppressed=True, resource_named=True)
+    assert apply(action, existing, NOW).after.subscription == State(S.HARDBOUNCED)
+    with pytest.raises(TransitionRefused):  # an erased address: only its hash is left
+        apply(action, Snapshot(None, None, suppressed=True, resource_named=True), NOW)

@@ -17,7 +17,7 @@ from app.database import in_write_transaction, utcnow
 from app.extensions import db
 from app.models import Profile, Subscription, Suppression, SuppressionEvent
 from app.services.errors import InvalidInput, NotFound, TransitionRefused
-from app.services.statuses import Actor, Result, apply_in_transaction
+from app.services.statuses import Actor, Result, apply_in_transaction, suppression_history
 from app.status import Cause, Channel, SetStatus, State, Status, admin_targets, effective
 
 REASON_MAX = 500
@@ -139,11 +139,6 @@ def lift_suppression(hashed: str, *, actor: Actor) -> str | None:
 def _history(
     hashed: str, address: str | None, action: str, reason: str | None, actor: Actor, now: datetime
 ) -> SuppressionEvent:
-    return SuppressionEvent(
-        email_hash=hashed,
-        email=address,
-        action=action,
-        reason=reason,
-        actor=actor.name,
-        occurred_at=now,
+    return suppression_history(
+        hashed, address, action, Cause.ADMIN, Actor(actor.name, reason=reason), now
     )

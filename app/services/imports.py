@@ -5,8 +5,9 @@ not with its line number and reason.
 An import may only do what status.py lets cause ``import`` do: it lowers statuses and records
 consent it is given, but it never lifts `unsubscribed`, `complainer` or `hardbounced`, never
 touches `invalid`, never ends a suspension and never touches an address on the suppression list.
-It sends no email. A second import of the same file finds every row as it says already and
-changes and records nothing (rule 9).
+A `hardbounced` row puts its address on that list, as a bounce does (rule 6). It sends no email.
+A second import of the same file finds every row as it says already and changes and records
+nothing (rule 9).
 
 Speed: rows are read and decided in chunks of ``CHUNK`` (the existing profiles, subscriptions and
 suppressions of a chunk in a few queries, the rules in Python, each combination of plain states
@@ -33,7 +34,7 @@ from flask import Flask, current_app
 from sqlalchemy import bindparam, column, func, insert, null, select, table, update
 
 from app import queries
-from app.addresses import InvalidEmail, email_hash, normalize_email
+from app.addresses import InvalidEmail, email_hash, normalize_email, search_key
 from app.database import (
     UTCDateTime,
     in_write_transaction,
@@ -50,6 +51,8 @@ from app.models import (
     Resource,
     StatusEvent,
     Subscription,
+    Suppression,
+    SuppressionEvent,
 )
 from app.services.errors import InvalidInput, NotFound, UnknownResource
 from app.services.statuses import TIME, Actor
@@ -442,6 +445,8 @@ class Verdict:
     global_changed: bool
     subscription_changed: bool
     became_subscribed: bool
+    # The row puts the address on the suppression list (an imported `hardbounced`, rule 6).
+    suppress: bool
     # The columns to write (shared between rows: copied before they are changed).
     global_columns: dict[str, Any]
     subscription_columns: dict[str, Any]
@@ -493,6 +498,7 @@ def _verdict(g: State | None, s: State | None, settled: Outcome, outcome: Outcom
         g_after != g,
         s_after != s,
         any(c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in outcome.changes),
+        outcome.suppression_added,
         global_columns,
         _state_columns(s_after),
         tuple(events),
@@ -561,6 +567,10 @@ class Plan:
     # (address, resource id, channel, consent time)
     consents: list[tuple[str, int, str, datetime]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    # Addresses the chunk puts on the suppression list, each once: (address, its hash).
+    suppressions: list[tuple[str, str]] = field(default_factory=list)
+    # Who runs the import: the actor of its events and of its suppression history.
+    actor: Actor = TIME
     # The ids of the profiles and subscriptions that existed before the chunk.
     profile_ids: dict[str, int] = field(default_factory=dict)
     subscription_ids: dict[tuple[str, int, str], int] = field(default_factory=dict)
@@ -581,7 +591,7 @@ def plan_chunk(
 ) -> Plan:
     """Read what the chunk's rows are about and decide each with the rules, in file order (a
     profile on two lines sees the first line's result). Writes nothing."""
-    plan = Plan()
+    plan = Plan(actor=actor)
     emails = list(dict.fromkeys(row.email for row in rows))
     profiles = {row.email: row for row in queries.import_profiles(emails, for_update=for_update)}
     resource_ids = sorted({row.resource_id for row in rows})
@@ -666,6 +676,10 @@ def plan_chunk(
                     "updated_at": now,
                 }
         sub_states[key] = verdict.subscription
+        if verdict.suppress:
+            # Later rows of the address, in this chunk too, find it suppressed.
+            suppressed.add(hashes[email])
+            plan.suppressions.append((email, hashes[email]))
         if verdict.became_subscribed and row.consent_at is not None:
             plan.consents.append((email, row.resource_id, row.channel, row.consent_at))
         for on_subscription, old, new, cause, by_clock, until in verdict.events:
@@ -774,6 +788,8 @@ PROFILE_COLUMNS = (
     "created_at",
     "updated_at",
     "link_key",
+    "email_key",
+    "name_key",
 )
 SUBSCRIPTION_COLUMNS = (
     "id",
@@ -849,6 +865,9 @@ def write_plan(plan: Plan, now: datetime) -> None:
                     stamp,
                     stamp,
                     new_link_key(),
+                    # The admin search's keys, which the ORM sets itself (models.Profile).
+                    search_key(email),
+                    search_key(v["name"]),
                 )
             )
         _insert_many(Profile.__table__, PROFILE_COLUMNS, rows)
@@ -859,6 +878,7 @@ def write_plan(plan: Plan, now: datetime) -> None:
             .where(table.c.id == bindparam("profile_id"))
             .values(
                 name=bindparam("new_name"),
+                name_key=bindparam("new_name_key"),
                 global_status=bindparam("new_status"),
                 suspended_until=bindparam("new_until"),
                 resume_status=bindparam("new_resume"),
@@ -868,6 +888,7 @@ def write_plan(plan: Plan, now: datetime) -> None:
                 {
                     "profile_id": profile_ids[email],
                     "new_name": values["name"],
+                    "new_name_key": search_key(values["name"]),
                     "new_status": values["global_status"],
                     "new_until": values["suspended_until"],
                     "new_resume": values["resume_status"],
@@ -881,10 +902,11 @@ def write_plan(plan: Plan, now: datetime) -> None:
         table = Subscription.__table__
         _executemany(
             update(table)
-            .where(table.c.profile_id == bindparam("profile_id"))
+            .where(table.c.profile_id == bindparam("of_profile"))
             .where(table.c.confirm_nonce.is_not(None))
-            .values(confirm_nonce=null()),
-            [{"profile_id": profile_ids[email]} for email in plan.global_changed],
+            .values(confirm_nonce=null(), updated_at=bindparam("now")),
+            [{"of_profile": profile_ids[email], "now": now} for email in plan.global_changed],
+            ("now",),
         )
     subscription_ids: dict[tuple[str, int, str], int] = dict(plan.subscription_ids)
     if plan.new_subscriptions:
@@ -931,6 +953,8 @@ def write_plan(plan: Plan, now: datetime) -> None:
                 for email, resource_id, channel, old, new, cause, actor, until in plan.events
             ],
         )
+    if plan.suppressions:
+        _write_suppressions(plan, stamp)
     if plan.consents:
         _insert_many(
             ConsentRecord.__table__,
@@ -940,6 +964,29 @@ def write_plan(plan: Plan, now: datetime) -> None:
                 for email, resource_id, channel, consent_at in plan.consents
             ],
         )
+
+
+def _write_suppressions(plan: Plan, stamp: Any) -> None:
+    """The chunk's addresses on the suppression list, each with its history line, as
+    ``statuses.apply_in_transaction`` writes them for a bounce (cause ``import``, the import's
+    actor)."""
+    actor = plan.actor
+    _insert_many(
+        Suppression.__table__,
+        ("email_hash", "email", "reason", "actor", "created_at"),
+        [
+            (hashed, email, Cause.IMPORT.value, actor.name, stamp)
+            for email, hashed in plan.suppressions
+        ],
+    )
+    _insert_many(
+        SuppressionEvent.__table__,
+        ("email_hash", "email", "action", "cause", "reason", "actor", "occurred_at"),
+        [
+            (hashed, email, "added", Cause.IMPORT.value, actor.reason, actor.name, stamp)
+            for email, hashed in plan.suppressions
+        ],
+    )
 
 
 def _update_subscriptions(updates: dict[int, dict[str, Any]], now: datetime) -> None:
@@ -1022,6 +1069,8 @@ class Preview:
     rejection_counts: list[tuple[str, int]]
     would_import: int
     would_leave_unchanged: int
+    # Addresses its `hardbounced` rows will put on the suppression list (rule 6).
+    would_suppress: int = 0
 
     @property
     def complete(self) -> bool:
@@ -1074,7 +1123,7 @@ def preview(path: str, default_slug: str | None, *, check_rows: int | None = Non
     sample: list[ImportRow] = []
     shown: list[Rejection] = []
     counts: Counter[str] = Counter()
-    checked = would_import = unchanged = 0
+    checked = would_import = unchanged = would_suppress = 0
     now = utcnow()
     for rows, rejected, read in _chunks(path, parser, check_rows):
         plan = plan_chunk(rows, rules, Actor(name="preview"), now)
@@ -1082,6 +1131,7 @@ def preview(path: str, default_slug: str | None, *, check_rows: int | None = Non
         checked += read
         would_import += len(plan.imported)
         unchanged += plan.unchanged
+        would_suppress += len(plan.suppressions)
         every = sorted(rejected + plan.rejections, key=lambda r: r.line)
         counts.update(r.kind for r in every)
         shown.extend(every[: PREVIEW_REJECTIONS - len(shown)])
@@ -1095,6 +1145,7 @@ def preview(path: str, default_slug: str | None, *, check_rows: int | None = Non
         counts.most_common(),
         would_import,
         unchanged,
+        would_suppress,
     )
 
 
@@ -1291,6 +1342,7 @@ def _import_file(
                     imported_rows=jobs.c.imported_rows + len(plan.imported),
                     unchanged_rows=jobs.c.unchanged_rows + plan.unchanged,
                     rejected_rows=jobs.c.rejected_rows + len(rejected) + len(plan.rejections),
+                    suppressed_addresses=jobs.c.suppressed_addresses + len(plan.suppressions),
                     progressed_at=utcnow(),
                 )
             )

@@ -83,8 +83,8 @@ class HistoryLine:
 
 
 def history_of(profile: Profile) -> list[HistoryLine]:
-    """Every status event of the profile and every hand-made change to its address's
-    suppression, in the order they happened."""
+    """Every status event of the profile and every change to its address's suppression, in
+    the order they happened."""
     lines = [
         _status_line(event, slug)
         for event, slug in queries.events_with_scope_of_profile(profile.id)
@@ -123,7 +123,7 @@ def _suppression_line(event: SuppressionEvent) -> HistoryLine:
         None,
         old,
         new,
-        "admin",
+        event.cause,
         event.actor,
         event.reason,
         None,

@@ -14,7 +14,14 @@ from app import queries
 from app.addresses import email_hash, normalize_email
 from app.database import in_write_transaction, utcnow, write_transaction
 from app.extensions import db
-from app.models import Profile, Resource, StatusEvent, Subscription, Suppression
+from app.models import (
+    Profile,
+    Resource,
+    StatusEvent,
+    Subscription,
+    Suppression,
+    SuppressionEvent,
+)
 from app.services.errors import UnknownChannel, UnknownProfile, UnknownResource
 from app.status import (
     Action,
@@ -194,8 +201,10 @@ def apply_in_transaction(
 
     if outcome.suppression_added and suppression is None:
         session.add(_suppression(hashed, address, action.cause, actor, now))
+        session.add(suppression_history(hashed, address, "added", action.cause, actor, now))
     elif outcome.suppression_lifted and suppression is not None:
         session.delete(suppression)
+        session.add(suppression_history(hashed, address, "lifted", action.cause, actor, now))
 
     for change in settled.changes:
         _record(change, profile, subscription, after, TIME, now)
@@ -216,6 +225,22 @@ def _suppression(
 ) -> Suppression:
     return Suppression(
         email_hash=hashed, email=address, reason=cause.value, actor=actor.name, created_at=now
+    )
+
+
+def suppression_history(
+    hashed: str, address: str | None, action: str, cause: Cause, actor: Actor, now: datetime
+) -> SuppressionEvent:
+    """The suppression list's history line (``action`` "added" or "lifted"): the list keeps
+    only its current rows, so who put an address there or took it off, and why, is here."""
+    return SuppressionEvent(
+        email_hash=hashed,
+        email=address,
+        action=action,
+        cause=cause.value,
+        reason=actor.reason,
+        actor=actor.name,
+        occurred_at=now,
     )
 
 
@@ -253,6 +278,7 @@ def _suppress_unknown(address: str, cause: Cause, actor: Actor, now: datetime) -
     before = Snapshot(None, suppressed=queries.suppression_of(hashed) is not None)
     if not before.suppressed:
         db.session.add(_suppression(hashed, address, cause, actor, now))
+        db.session.add(suppression_history(hashed, address, "added", cause, actor, now))
     return Result(None, Outcome(before, Snapshot(None, suppressed=True), ()))
 
 

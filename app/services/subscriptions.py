@@ -283,8 +283,10 @@ class ConsentProof:
 def subscription_with_consent(
     email: str, slug: str, *, channel: Channel, proof: ConsentProof, actor: Actor
 ) -> Result:
-    """`subscribed` through the API with proof of consent: the subscription and the proof are
-    stored together, and the welcome email is queued as after a confirmation."""
+    """`subscribed` through the API with proof of consent, a confirmed opt-in (rule 5): it
+    lifts `unsubscribed`, `complainer` and `hardbounced` and the address's suppression as a
+    confirmation does (status.py), the proof is stored whenever it changed something, and the
+    welcome email is queued as after a confirmation."""
     address = normalize_email(email)
 
     def work() -> Result:
@@ -299,7 +301,9 @@ def subscription_with_consent(
         resource = queries.resource_by_slug(slug)
         if profile is None or resource is None:
             raise NotFound("no such profile or resource")
-        if _became_subscribed(result):
+        # The proof goes with every change it caused: a lifted global stop or suppression is
+        # consent as much as a subscription that became subscribed.
+        if result.changed:
             record_consent(
                 profile.id,
                 resource.id,
@@ -310,6 +314,7 @@ def subscription_with_consent(
                 user_agent=proof.user_agent,
                 form=proof.form,
             )
+        if _became_subscribed(result):
             _queue_welcome(profile, resource)
         return result
 
