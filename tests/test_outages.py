@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -228,23 +229,34 @@ def test_a_worker_waits_out_a_database_that_is_gone_and_delivers_when_it_is_back
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(worker.stderr.readline, "")))
+    reader.start()
+
+    def outages_seen() -> int:
+        return sum("database unreachable" in line for line in list(lines))
+
     try:
-        time.sleep(2)
+        # Waits for the worker's own word rather than a fixed time: on a loaded machine its start
+        # alone can take longer than the outage was meant to last.
+        assert wait_for(lambda: outages_seen() == 1), "no outage seen before the database came"
         assert worker.poll() is None, "the worker exited while the database was down"
         queue_signups(ADDRESSES[:1])
         database_proxy.up()
         assert wait_for(lambda: len(smtp_server.messages) == 1), "nothing sent after the restart"
 
         database_proxy.down()  # a restart: every connection cut, the port closed for a while
-        time.sleep(2)
         queue_signups(ADDRESSES[1:2])
+        assert wait_for(lambda: outages_seen() == 2), "the cut went unnoticed"
         assert worker.poll() is None, "the worker exited when its connections were cut"
         database_proxy.up()
         assert wait_for(lambda: len(smtp_server.messages) == 2), "nothing sent after the restart"
         assert worker.poll() is None
     finally:
         worker.terminate()
-        _out, log = worker.communicate(timeout=30)
+        worker.wait(timeout=30)
+        reader.join(timeout=30)
+    log = "".join(lines)
     assert received_by(smtp_server) == Counter(ADDRESSES[:2])
     # One line when each outage began and one when it ended, not one per try.
     assert log.count("database unreachable") == 2, log
