@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
@@ -15,6 +15,7 @@ from wtforms import (
     EmailField,
     Field,
     PasswordField,
+    SearchField,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -27,6 +28,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional, Va
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.forms import options
+from app.queries import ProfileFilter
 from app.security import thank_you_url_problem
 from app.status import Channel, Status
 
@@ -171,3 +173,62 @@ class ProfilesExportForm(FlaskForm):
     created_from = DateField("Created on or after", validators=[Optional()])
     created_before = DateField("Created before", validators=[Optional()])
     submit = SubmitField("Export the profiles")
+
+
+# The "created" choices of the profiles page: how far back each reaches from ``now``.
+SINCE = {
+    "today": lambda now: datetime.combine(now.date(), time.min, tzinfo=UTC),
+    "7d": lambda now: now - timedelta(days=7),
+    "30d": lambda now: now - timedelta(days=30),
+}
+
+
+def search_text(value: str | None) -> str:
+    """A search box's text as the queries take it: trimmed, at most 320 characters (the longest
+    address), as ``views.admin.search_term`` does."""
+    return (value or "").strip()[:320]
+
+
+class ProfileListForm(FlaskForm):
+    """``/admin/profiles``: the search box and the list's filters, a GET form (it changes
+    nothing, so it has no CSRF token). A value no choice offers is a form error (400)."""
+
+    class Meta:
+        csrf = False
+
+    # A filter left out of the query string is "any" (the default), not a missing choice.
+    q = SearchField("Email address or name starts with", filters=[search_text])
+    global_status = SelectField("Global status", choices=[ANY, *STATUS_CHOICES], default="")
+    resource = SelectField("Resource", choices=[], default="")
+    subscription_status = SelectField(
+        "Subscription status to the resource", choices=[ANY, *STATUS_CHOICES], default=""
+    )
+    since = SelectField(
+        "Created",
+        choices=options(
+            [
+                ("", "any time"),
+                ("today", "today (UTC)"),
+                ("7d", "in the last 7 days"),
+                ("30d", "in the last 30 days"),
+            ]
+        ),
+        default="",
+    )
+
+    def validate_subscription_status(self, field: Field) -> None:
+        """Whose subscription: the status is of the chosen resource's subscriptions."""
+        if field.data and not self.resource.data:
+            raise ValidationError("Choose the resource whose subscription status to show.")
+
+    def filters(self, resource_ids: dict[str, int], now: datetime) -> ProfileFilter:
+        """The valid form's filters for the queries; ``resource_ids`` maps the offered slugs."""
+        since = SINCE.get(self.since.data or "")
+        return ProfileFilter(
+            global_status=Status(self.global_status.data) if self.global_status.data else None,
+            resource_id=resource_ids.get(self.resource.data or ""),
+            subscription_status=(
+                Status(self.subscription_status.data) if self.subscription_status.data else None
+            ),
+            since=since(now) if since else None,
+        )

@@ -111,7 +111,13 @@ class Profile(StatusColumns, db.Model):
         back_populates="profile", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    __table_args__ = (Index("ix_profiles_global_status", "global_status"), NEVER_REUSED)
+    __table_args__ = (
+        # The dashboard counts by global status; the admin's list (queries.profile_list) reads
+        # one status newest first, by id, and the first id created since a moment.
+        Index("ix_profiles_global_status", "global_status", "id"),
+        Index("ix_profiles_created", "created_at", "id"),
+        NEVER_REUSED,
+    )
 
     @validates("email", "name")
     def _keep_search_key(self, field: str, value: str | None) -> str | None:
@@ -160,6 +166,10 @@ class Subscription(StatusColumns, db.Model):
         Index("ix_subscriptions_audience", "resource_id", "channel", "status", "profile_id"),
         # Retention (rule 8) looks for old unconfirmed subscriptions.
         Index("ix_subscriptions_status_created", "status", "created_at"),
+        # The admin's list filtered by a resource, and by its subscription status: the
+        # subscribers' profile ids newest first (queries.profile_list).
+        Index("ix_subscriptions_resource_profile", "resource_id", "profile_id"),
+        Index("ix_subscriptions_resource_status", "resource_id", "status", "profile_id"),
         NEVER_REUSED,
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -407,8 +408,99 @@ def search_keys() -> tuple[Any, Any]:
     return _byte_order(Profile.email_key), _byte_order(Profile.name_key)
 
 
+@dataclass(frozen=True)
+class ProfileFilter:
+    """The admin's profile list filters; None is "any". A subscription status is the status of
+    the subscription to ``resource_id`` (on any of its channels), so it needs one."""
+
+    global_status: Status | None = None
+    resource_id: int | None = None
+    subscription_status: Status | None = None
+    # Created at or after this moment.
+    since: datetime | None = None
+
+    def condition(self) -> ColumnElement[bool]:
+        """The filters as one condition on a profile (the search applies it to what it
+        matched; the list reads the filters' own indexes instead, see ``profile_list``)."""
+        conditions: list[ColumnElement[bool]] = []
+        if self.global_status is not None:
+            conditions.append(Profile.status == self.global_status.value)
+        if self.since is not None:
+            conditions.append(Profile.created_at >= self.since)
+        if self.resource_id is not None:
+            subscribed = select(Subscription.id).where(
+                Subscription.profile_id == Profile.id,
+                Subscription.resource_id == self.resource_id,
+            )
+            if self.subscription_status is not None:
+                subscribed = subscribed.where(Subscription.status == self.subscription_status.value)
+            conditions.append(exists(subscribed))
+        return and_(literal(True), *conditions)
+
+
+NO_FILTER = ProfileFilter()
+
+
+def profile_list(filters: ProfileFilter, *, before: int | None = None, limit: int) -> Any:
+    """The ids of the profiles that pass ``filters``, newest first: ``limit`` of them below the
+    id ``before`` (the previous page's last), a keyset page.
+
+    Newest is the highest id: ids are handed out as profiles are made and never again
+    (``NEVER_REUSED``), so each filter is a range of one index read in id order, backwards, and
+    stops after ``limit`` entries: the primary key; the global status index; a resource's
+    subscriptions, with or without their status (a profile subscribed on two channels is listed
+    once). Together with a resource the global status is checked on each profile the range
+    yields. "Since" starts the range at the lowest id among the profiles created since then,
+    read from the creation time index alone (a range as long as the period's signups, not the
+    table), and compares ``created_at`` as well: exact even where ids and creation times
+    disagree (a profile made with an earlier ``now``).
+    """
+    query: Any
+    if filters.resource_id is not None:
+        key: Any = Subscription.profile_id
+        query = select(key.label("id")).where(Subscription.resource_id == filters.resource_id)
+        if filters.subscription_status is not None:
+            query = query.where(Subscription.status == filters.subscription_status.value)
+        if filters.global_status is not None or filters.since is not None:
+            query = query.join(Profile, Profile.id == key)
+        # GROUP BY, not DISTINCT: both databases then read the index in order to group.
+        query = query.group_by(key)
+    else:
+        key = Profile.id
+        query = select(key.label("id"))
+    if filters.global_status is not None:
+        query = query.where(Profile.status == filters.global_status.value)
+    if filters.since is not None:
+        # min(id + 0), not min(id): given min(id) both databases walk the primary key from the
+        # oldest profile until one is recent enough, which on a big table is nearly all of it.
+        first = (
+            select(func.min(Profile.id + 0)).where(Profile.created_at >= filters.since)
+        ).scalar_subquery()
+        query = query.where(key >= first, Profile.created_at >= filters.since)
+    if before is not None:
+        query = query.where(key < before)
+    return query.order_by(key.desc()).limit(limit)
+
+
+def list_profiles(
+    filters: ProfileFilter = NO_FILTER, *, before: int | None = None, limit: int = SEARCH_PAGE_SIZE
+) -> list[Profile]:
+    """The admin's profiles page before anything is typed: a page of the profiles that pass
+    ``filters``, newest first (see ``profile_list``)."""
+    ids = list(db.session.execute(profile_list(filters, before=before, limit=limit)).scalars())
+    profiles = {
+        profile.id: profile
+        for profile in db.session.execute(select(Profile).where(Profile.id.in_(ids))).scalars()
+    }
+    return [profiles[profile_id] for profile_id in ids if profile_id in profiles]
+
+
 def search_profiles(
-    term: str, *, after: tuple[str, int] | None = None, limit: int = SEARCH_PAGE_SIZE
+    term: str,
+    *,
+    after: tuple[str, int] | None = None,
+    limit: int = SEARCH_PAGE_SIZE,
+    filters: ProfileFilter = NO_FILTER,
 ) -> list[tuple[str, Profile]]:
     """Profiles whose email or name starts with ``term``, case-insensitive (folded by Python,
     the same on both databases), as (the search key that matched, the profile), ordered by that
@@ -418,7 +510,8 @@ def search_profiles(
     Each half is its own index range read in index order, so a page reads at most ``limit``
     entries of each, however many profiles share a prefix ("user1" matches 111,111 of a
     million); an OR of the two would be planned as a scan of the whole table. A profile whose
-    email and name both match is listed once, under its email.
+    email and name both match is listed once, under its email. ``filters`` are checked on each
+    profile a range yields, in the same order.
     """
     prefix = search_key(term.strip()) or ""
     if not prefix:
@@ -441,6 +534,8 @@ def search_profiles(
             half = half.where(tuple_(key, Profile.id) > tuple_(literal(after[0]), after[1]))
         if extra is not None:
             half = half.where(extra)
+        if filters != NO_FILTER:
+            half = half.where(filters.condition())
         halves.append(half.order_by(key, Profile.id).limit(limit))
     rows = sorted((row.key, row.id) for half in halves for row in db.session.execute(half))[:limit]
     profiles = {

@@ -96,6 +96,8 @@ def test_an_admin_finds_suspends_and_lifts_in_a_real_browser(
     offers: Resource,
 ) -> None:
     a_month_of_activity(["newsletter", "offers"])
+    statuses.signup("cleo@example.com", "offers", name="Cleo")
+    statuses.complaint("cleo@example.com", "offers")
     confirmed_profile("maria.lopez@example.com", "María López", newsletter)
     statuses.hard_bounce("bounced@example.com")
 
@@ -112,6 +114,18 @@ def test_an_admin_finds_suspends_and_lifts_in_a_real_browser(
     page.get_by_role("navigation", name="Admin sections").get_by_role(
         "link", name="Profiles"
     ).click()
+    # Before anything is typed, the newest profiles; this week's complainers are one choice.
+    expect(page.locator("tbody tr").first).to_contain_text("maria.lopez@example.com")
+    save_for_readme(page, "admin-profiles")
+    page.get_by_label("Global status").select_option("complainer")
+    page.get_by_label("Created").select_option("7d")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("link", name="cleo@example.com")).to_be_visible()
+    expect(page.get_by_role("link", name="maria.lopez@example.com")).to_have_count(0)
+    for status in page.locator("tbody td:nth-child(3)").all_inner_texts():
+        assert status == "complainer"
+    page.get_by_label("Global status").select_option("")
+    page.get_by_label("Created").select_option("")
     page.get_by_label("Email address or name starts with").fill("MARÍA")
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name="maria.lopez@example.com").click()

@@ -1,6 +1,7 @@
-"""Profiles in the admin view: the search (``/admin/profiles``), a profile's page with its
-subscriptions, consent proof and whole history (``/admin/profiles/<id>``), and the forms that
-change its global status or a subscription's status (POST, then back to the page)."""
+"""Profiles in the admin view: the list, newest first, with its filters and search box
+(``/admin/profiles``), a profile's page with its subscriptions, consent proof and whole history
+(``/admin/profiles/<id>``), and the forms that change its global status or a subscription's status
+(POST, then back to the page)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from datetime import datetime
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from wtforms.fields.choices import SelectChoice
 
 from app import queries
 from app.addresses import email_hash
-from app.admin_forms import StatusForm, aware_utc
+from app.admin_forms import ANY, ProfileListForm, StatusForm, aware_utc
 from app.database import utcnow
 from app.models import Profile
 from app.services.admin_actions import change_status
@@ -20,26 +22,72 @@ from app.services.profiles import history_of
 from app.status import State, Status, admin_targets, effective
 from app.views.admin import admin, admin_actor, search_term
 
+# The list's fields that its page links carry on: the search term and every filter.
+FILTER_FIELDS = ("q", "global_status", "resource", "subscription_status", "since")
+
 
 @admin.get("/profiles")
 def profiles() -> ResponseReturnValue:
-    """Search by the start of an email address or a name; a page of results at a time, the
-    next one starting after the last (matched text, id) of this one."""
-    term = search_term("q")
-    after_id = request.args.get("after_id", type=int)
+    """The profiles, newest first, narrowed by the filters; with a search term, those whose
+    email or name starts with it. A page at a time, the next one starting after the last row
+    of this one: its id in the list, its (matched text, id) in a search."""
+    resources = queries.all_resources()
+    form = ProfileListForm(formdata=request.args)
+    form.resource.choices = [
+        ANY,
+        *(SelectChoice(r.slug, f"{r.name} ({r.slug})") for r in resources),
+    ]
+    if not form.validate():
+        return _list_page(form, [], None, first_page=True), 400
+    filters = form.filters({r.slug: r.id for r in resources}, utcnow())
+    term = form.q.data or ""
+    after_id = _page_position()
+    size = queries.SEARCH_PAGE_SIZE
+    if not term:
+        listed = queries.list_profiles(filters, before=after_id, limit=size + 1)
+        more = len(listed) > size
+        listed = listed[:size]
+        next_page = {"after_id": listed[-1].id} if more else None
+        return _list_page(form, listed, next_page, first_page=after_id is None)
     after_key = search_term("after")
     after = (after_key, after_id) if after_id is not None else None
-    size = queries.SEARCH_PAGE_SIZE
-    found = queries.search_profiles(term, after=after, limit=size + 1)
+    found = queries.search_profiles(term, after=after, limit=size + 1, filters=filters)
     more = len(found) > size
     found = found[:size]
     last = found[-1] if more else None
+    return _list_page(
+        form,
+        [profile for _, profile in found],
+        {"after": last[0], "after_id": last[1].id} if last else None,
+        first_page=after is None,
+    )
+
+
+def _page_position() -> int | None:
+    """The previous page's last id; a forged one beyond a 64-bit id starts at the beginning
+    (the database would refuse to compare it)."""
+    after_id = request.args.get("after_id", type=int)
+    return after_id if after_id is not None and -(2**63) <= after_id < 2**63 else None
+
+
+def _list_page(
+    form: ProfileListForm,
+    listed: list[Profile],
+    next_page: dict[str, object] | None,
+    *,
+    first_page: bool,
+) -> str:
+    """The profiles page; its links keep the search term and the filters as they were asked."""
+    asked = {name: form[name].data for name in FILTER_FIELDS if form[name].data}
     return render_template(
         "admin/profiles.html",
-        term=term,
-        profiles=[profile for _, profile in found],
-        next_page={"after": last[0], "after_id": last[1].id} if last else None,
-        first_page=after is None,
+        form=form,
+        term=form.q.data or "",
+        filtered=any(name != "q" for name in asked),
+        asked=asked,
+        profiles=listed,
+        next_page=url_for("admin.profiles", **asked, **next_page) if next_page else None,
+        first_page=first_page,
     )
 
 
