@@ -156,10 +156,12 @@ def test_an_import_whose_process_ended_shows_as_stalled_and_stops_reloading(
 
 def test_stalled_reads_the_last_sign_of_life(newsletter: Resource) -> None:
     now = utcnow()
-    job = ImportJob(filename="x.csv", state=imports.RUNNING, created_at=now, progressed_at=now)
+    job = ImportJob(
+        filename="x.csv", state=imports.JobState.RUNNING, created_at=now, progressed_at=now
+    )
     assert not imports.stalled(job, now + timedelta(seconds=599), 600)
     assert imports.stalled(job, now + timedelta(seconds=601), 600)
-    job.state = imports.DONE
+    job.state = imports.JobState.DONE
     assert not imports.stalled(job, now + timedelta(days=1), 600)
 
 

@@ -81,7 +81,7 @@ def import_job(job_id: int) -> ResponseReturnValue:
     if job is None:
         abort(404)
     preview = preview_error = None
-    if job.state == imports.UPLOADED:
+    if job.state == imports.JobState.UPLOADED:
         try:
             preview = imports.job_preview(job)
         except (InvalidInput, NotFound) as error:
@@ -104,7 +104,7 @@ def import_job(job_id: int) -> ResponseReturnValue:
         counts=counts,
         page=page,
         pages=pages,
-        running=job.state in (imports.QUEUED, imports.RUNNING) and not is_stalled,
+        running=job.state in (imports.JobState.QUEUED, imports.JobState.RUNNING) and not is_stalled,
         stalled=is_stalled,
         refresh=REFRESH_SECONDS,
         button=ButtonForm(),
