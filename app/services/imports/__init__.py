@@ -16,7 +16,7 @@ The parts, in the order a row meets them:
 - ``planning``: a chunk's rows decided against the database with status.py, as a ``Plan``;
 - ``bulk_writer``: the plan written with bulk statements (the one place that bypasses the ORM);
 - ``preview``: what the admin sees before the start, decided the same way, written nowhere;
-- ``jobs``: the job's life, from upload to done.
+- ``jobs``: the job's life, from upload to done, claimed by a worker with a lease.
 
 Memory holds one chunk, and the 64-bit keys that find duplicates in an array sized at the start
 (``SeenKeys``). The names other modules use are importable from here.
@@ -28,12 +28,15 @@ from app.services.imports.bulk_writer import db_time, rejection_hash, write_plan
 from app.services.imports.jobs import (
     CLI_ACTOR,
     FINISHED,
+    Claim,
     JobState,
+    claim_next,
     create_job,
     discard,
     import_file,
     job_or_404,
     queue,
+    run_claimed,
     run_job,
     save_upload,
     stalled,
@@ -59,6 +62,7 @@ __all__ = [
     "CLI_ACTOR",
     "FINISHED",
     "HEADER_ALIASES",
+    "Claim",
     "ColumnMap",
     "ImportFileError",
     "ImportRow",
@@ -70,6 +74,7 @@ __all__ = [
     "Rules",
     "SeenKeys",
     "Verdict",
+    "claim_next",
     "count_rows",
     "create_job",
     "db_time",
@@ -85,6 +90,7 @@ __all__ = [
     "read_csv",
     "read_header",
     "rejection_hash",
+    "run_claimed",
     "run_job",
     "save_upload",
     "stalled",

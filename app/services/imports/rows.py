@@ -213,14 +213,21 @@ class Chunk(NamedTuple):
     read: int
 
 
-def chunks(path: str, parser: RowParser, limit: int | None = None) -> Iterator[Chunk]:
-    """The file's rows (the first ``limit`` of them), checked by ``parser``, in chunks."""
+def chunks(
+    path: str, parser: RowParser, limit: int | None = None, *, skip: int = 0
+) -> Iterator[Chunk]:
+    """The file's rows (the first ``limit`` of them), checked by ``parser``, in chunks. The
+    first ``skip`` rows (a resumed import's, imported already) are checked too, so that a
+    later duplicate of one is still found, and left out."""
     _columns, lines = read_csv(path)
     rows: list[ImportRow] = []
     rejected: list[Rejection] = []
     read = 0
     for line, fields in lines:
         parsed = parser.parse(line, fields)
+        if skip:
+            skip -= 1
+            continue
         if isinstance(parsed, ImportRow):
             rows.append(parsed)
         else:

@@ -113,7 +113,8 @@ def import_job(job_id: int) -> ResponseReturnValue:
 
 @admin.post("/imports/<int:job_id>/start")
 def start_import(job_id: int) -> ResponseReturnValue:
-    """Start an uploaded import in the background (a second click starts nothing)."""
+    """Start an uploaded import, or resume one whose process ended (a second click starts
+    nothing): a worker claims it, or in the embedded default this process runs it."""
     if not ButtonForm().validate_on_submit():
         abort(400)
     try:
