@@ -249,7 +249,7 @@ def import_command(file: str, slug: str | None, show: int) -> None:
         click.echo(f"line {rejection.line}: {rejection.email or ''}: {rejection.reason}")
     if job.rejected_rows > show:
         click.echo(f"... and {job.rejected_rows - show} more rejected rows")
-    if job.state != imports.DONE:
+    if job.state != imports.JobState.DONE:
         raise click.ClickException(job.error or "the import failed")
 
 

@@ -110,6 +110,9 @@ DEFAULTS: dict[str, Any] = {
     # A queued or running import that has not finished a chunk for this many seconds is shown as
     # stalled: the process that ran it has ended. (A chunk of 10,000 rows takes about a second.)
     "IMPORT_STALL_SECONDS": 600,
+    # How long a worker's claim on an import holds without a chunk finishing (it is renewed before
+    # each chunk); after it the worker is taken for dead and the next one resumes the import.
+    "IMPORT_LEASE_SECONDS": 120,
     # Proxies in front of optin whose X-Forwarded-For/-Proto to trust (0: none). The client IP
     # goes into consent records and events, so it must be the customer's, not the proxy's.
     "PROXY_FIX_X_FOR": 0,

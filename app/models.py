@@ -388,6 +388,12 @@ class ImportJob(db.Model):
     # The last sign of life of a queued or running import: set when it is queued and after each
     # chunk. A job whose process ended (a restart, a crash) stops moving it and reads as stalled.
     progressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lease of the worker running it (services/imports/jobs.py): renewed before each chunk;
+    # once it has run out, the worker is taken for dead and the next one resumes the job.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How many times a worker claimed it: the claim's identity (a worker whose job was claimed
+    # again after its lease ran out writes nothing more), and a limit on retries.
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ImportRejection(db.Model):

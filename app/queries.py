@@ -828,7 +828,7 @@ def outbox_backlog(now: datetime) -> OutboxBacklog:
 
 
 def import_jobs_in_progress() -> int:
-    """Imports queued or running (services/imports.py's states); one whose process died stays
-    "running" until it is imported again, as the admin's page shows it as stalled."""
+    """Imports queued or running (services/imports/jobs.py's states); one whose process died stays
+    "running" until the next worker claims it and finishes it."""
     query = select(func.count()).where(ImportJob.state.in_(["queued", "running"]))
     return db.session.execute(query).scalar_one()

@@ -1,5 +1,10 @@
 """The long-running outbox worker (``flask --app app outbox work``), which outlives its database
-and its mail server.
+and its mail server, and which also runs the CSV imports the admin starts.
+
+Imports are claimed here rather than by a worker of their own, so that an operator runs one kind
+of worker process, not two: after each round of mail the worker claims one queued import (or one
+whose worker died: its lease ran out) and runs it, sending a round of due mail between two of its
+chunks, so that mail never waits for a long import.
 
 A worker that exits when PostgreSQL restarts leaves every message queued until someone notices,
 so the loop treats a database it cannot reach as an outage to wait out: it drops its session,
@@ -22,6 +27,7 @@ from types import FrameType
 from app import outbox
 from app.database import unreachable
 from app.extensions import db
+from app.services import imports
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +132,7 @@ def _work(
         try:
             with stop.round():
                 report = outbox.deliver_due(batch)
+                imported = _import_round(batch, echo, stop)
         except Exception as error:
             # The session's connection is dead or its transaction failed: start the next round
             # from a fresh one (the pool tests it before use).
@@ -149,5 +156,21 @@ def _work(
             echo(f"sent {report.sent}, failed {report.failed}, dropped {report.dropped}")
         if once:
             return
-        if report.handled < batch:
+        if report.handled < batch and not imported:
             sleep(idle)
+
+
+def _import_round(batch: int, echo: Callable[[str], None], stop: _StopBetweenRounds) -> bool:
+    """Claim one import and run it; False when none was waiting. Between two chunks it sends the
+    mail that fell due, and on SIGTERM it lets the import go, for the next worker to resume."""
+
+    def between_chunks() -> bool:
+        outbox.deliver_due(batch)
+        return not stop.requested
+
+    claim = imports.claim_next()
+    if claim is None:
+        return False
+    ended = imports.run_claimed(claim, between_chunks=between_chunks)
+    echo(f"import {claim.job_id}: {ended or 'left for the next worker'}")
+    return True

@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from app import queries
+from app import queries, worker
 from app.database import utcnow
 from app.extensions import db
 from app.models import ImportJob, Profile, Resource, StatusEvent
@@ -51,6 +51,7 @@ def wait_until_finished(client: FlaskClient, job_id: int, seconds: float = 20) -
         # The test shares the app context, and so the session, with its requests: end its read
         # so that the page sees what the import's thread committed.
         db.session.rollback()
+        worker.work(100, 0, once=True, echo=lambda _line: None)  # claims the import and runs it
         page = client.get(f"/admin/imports/{job_id}").get_data(as_text=True)
         if 'http-equiv="refresh"' not in page:
             return page
@@ -105,6 +106,8 @@ def test_upload_preview_start_progress_and_result(
     token = csrf_token(admin_client, f"/admin/imports/{job_id}")
     started = admin_client.post(f"/admin/imports/{job_id}/start", data={"csrf_token": token})
     assert started.status_code == 303
+    db.session.rollback()
+    assert queries.import_job(job_id).state == "queued"  # type: ignore[union-attr]
     result = wait_until_finished(admin_client, job_id)
     assert "The import is done." in result
     assert re.search(r'id="imported">2<', result)
@@ -156,10 +159,12 @@ def test_an_import_whose_process_ended_shows_as_stalled_and_stops_reloading(
 
 def test_stalled_reads_the_last_sign_of_life(newsletter: Resource) -> None:
     now = utcnow()
-    job = ImportJob(filename="x.csv", state=imports.RUNNING, created_at=now, progressed_at=now)
+    job = ImportJob(
+        filename="x.csv", state=imports.JobState.RUNNING, created_at=now, progressed_at=now
+    )
     assert not imports.stalled(job, now + timedelta(seconds=599), 600)
     assert imports.stalled(job, now + timedelta(seconds=601), 600)
-    job.state = imports.DONE
+    job.state = imports.JobState.DONE
     assert not imports.stalled(job, now + timedelta(days=1), 600)
 
 

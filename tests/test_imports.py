@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from hypothesis import example, given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app import queries
@@ -26,6 +28,7 @@ from app.models import (
     SuppressionEvent,
 )
 from app.services import imports, statuses
+from app.services.csv_injection import FORMULA_STARTS, spreadsheet_safe, unquoted
 from app.services.eligibility import decide
 from app.services.imports import ImportFileError
 from app.services.subscriptions import request_signup
@@ -401,6 +404,17 @@ def test_the_rules_keep_an_import_off_a_suppressed_address() -> None:
     # The API keeps its behaviour: only the import is held off.
     api = SetStatus(Status.SUBSCRIBED, Cause.API, consent_proof=True)
     assert apply(api, Snapshot(None, None, suppressed=True, resource_named=True), now).changes
+
+
+@given(st.text())
+@example("'=x")  # written so by hand: the import must not take its quote off
+def test_a_cell_the_export_guards_against_formulas_imports_as_it_was(cell: str) -> None:
+    # One guard for both directions (services/csv_injection.py): what the export writes never
+    # starts a formula, and the import reads it back unchanged.
+    guarded = spreadsheet_safe(cell)
+    assert isinstance(guarded, str)
+    assert not guarded.startswith(FORMULA_STARTS)
+    assert unquoted(guarded) == cell
 
 
 def test_times_go_to_sqlite_as_sqlalchemy_writes_them() -> None:

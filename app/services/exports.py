@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from app import queries
 from app.links import LinkMaker
-from app.services.imports import FORMULA_STARTS
+from app.services.csv_injection import spreadsheet_safe
 
 # Text is handed out in blocks of about this size: one HTTP chunk per row costs more than the row.
 STREAM_BLOCK = 64 * 1024
@@ -32,13 +32,6 @@ AUDIENCE_FIELDS = [
     "list_unsubscribe_post",
 ]
 PROFILE_FIELDS = ["email", "name", "global_status", "suspended_until", "created_at"]
-
-
-def spreadsheet_safe(value: object) -> object:
-    """A cell that a spreadsheet will show as text, never run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def csv_blocks(fields: list[str], rows: Iterable[Iterable[object]], *, safe: bool) -> Iterator[str]:

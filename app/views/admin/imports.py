@@ -81,7 +81,7 @@ def import_job(job_id: int) -> ResponseReturnValue:
     if job is None:
         abort(404)
     preview = preview_error = None
-    if job.state == imports.UPLOADED:
+    if job.state == imports.JobState.UPLOADED:
         try:
             preview = imports.job_preview(job)
         except (InvalidInput, NotFound) as error:
@@ -104,7 +104,7 @@ def import_job(job_id: int) -> ResponseReturnValue:
         counts=counts,
         page=page,
         pages=pages,
-        running=job.state in (imports.QUEUED, imports.RUNNING) and not is_stalled,
+        running=job.state in (imports.JobState.QUEUED, imports.JobState.RUNNING) and not is_stalled,
         stalled=is_stalled,
         refresh=REFRESH_SECONDS,
         button=ButtonForm(),
@@ -113,7 +113,8 @@ def import_job(job_id: int) -> ResponseReturnValue:
 
 @admin.post("/imports/<int:job_id>/start")
 def start_import(job_id: int) -> ResponseReturnValue:
-    """Start an uploaded import in the background (a second click starts nothing)."""
+    """Start an uploaded import, or resume one whose process ended (a second click starts
+    nothing): a worker claims it, or in the embedded default this process runs it."""
     if not ButtonForm().validate_on_submit():
         abort(400)
     try:
