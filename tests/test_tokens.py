@@ -19,7 +19,6 @@ from app.tokens import (
     read_token,
 )
 
-
 # One instance for every example, as a signer keeps one: each message must start from the keyed
 # state, never from what an earlier message left in it.
 KEYED = _KeyedHMAC()
