@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 
 from app import queries
 from app.models import Profile, Resource, StatusEvent
-from app.services import statuses
 from app.services.statuses import Actor
 from app.services.subscriptions import confirm_signup, request_signup
+from tests import factories
 from tests.conftest import ADMIN_EMAIL
 from tests.helpers import confirm_target, count, csrf_token, database_state
 
@@ -75,7 +75,7 @@ def test_search_finds_profiles_by_the_start_of_email_or_name_in_any_case(
 
 def test_search_pages_through_many_results(admin_client: FlaskClient, newsletter: Resource) -> None:
     for number in range(queries.SEARCH_PAGE_SIZE + 5):
-        statuses.signup(f"user{number:03d}@example.com", "newsletter")
+        factories.signup(f"user{number:03d}@example.com", "newsletter")
     first = page_text(admin_client, "/admin/profiles?q=user")
     assert first.count('href="/admin/profiles/') == queries.SEARCH_PAGE_SIZE
     next_link = re.search(r'href="(/admin/profiles\?[^"]+)" rel="next"', first)
@@ -125,7 +125,7 @@ def test_the_forms_offer_only_what_the_rules_allow(
         "suspended",
         "invalid",
     ]
-    statuses.unsubscribe(ALICE, None)
+    factories.unsubscribe(ALICE, None)
     html = page_text(admin_client, f"/admin/profiles/{profile.id}")
     # Nothing to pause in a stopped status; hardbounced and unconfirmed are never offered.
     assert options_of(html, "global-change-status") == ["subscribed", "complainer", "invalid"]
@@ -254,7 +254,7 @@ def test_suspending_a_stopped_status_is_refused(
     admin_client: FlaskClient, newsletter: Resource
 ) -> None:
     profile = signed_up()
-    statuses.unsubscribe(ALICE, None)
+    factories.unsubscribe(ALICE, None)
     before = database_state()
     answer = change(
         admin_client,
@@ -325,7 +325,7 @@ def test_paging_through_a_search_lists_every_match_once_in_order(newsletter: Res
     for number in range(23):
         email = f"anna{number}@example.com" if number % 3 == 0 else f"x{number}@example.com"
         name = ["Anna Berg", "ANNABEL", "Hanna", None][number % 4]
-        statuses.signup(email, "newsletter", name=name)
+        factories.signup(email, "newsletter", name=name)
         if email.startswith("anna") or (name or "").lower().startswith("anna"):
             expected.add(email)
     seen: list[str] = []
