@@ -3,11 +3,12 @@ writers, and the one way a service opens a write transaction."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection, Engine
@@ -22,6 +23,7 @@ WRITE_OPTION = "optin_write"
 # A unique-key race (two first signups of one address on PostgreSQL) is retried this many times.
 ATTEMPTS = 3
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def unreachable(error: BaseException) -> bool:
@@ -135,3 +137,17 @@ def in_write_transaction(work: Callable[[], T]) -> T:
             if attempt == ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def transactional(function: Callable[P, T]) -> Callable[P, T]:
+    """Make a service function one write transaction: what it writes is committed when it
+    returns and rolled back when it raises, and a lost unique-key race runs it again from the
+    start (``in_write_transaction``). On the function, so a reader sees at its first line that
+    the whole body is one transaction. A transactional function must not call another one: the
+    inner call would commit the outer one's work half-done."""
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return in_write_transaction(lambda: function(*args, **kwargs))
+
+    return run

@@ -28,7 +28,7 @@ from app.i18n import DEFAULT, supported
 from app.links import links_for
 from app.mailer import MailerError, deliver
 from app.models import OutboxMessage, Profile
-from app.status import can_send
+from app.status import OUTBOX_CHANNEL, can_send
 
 # Transactional messages go to whoever asked for them; every other message needs can_send.
 TRANSACTIONAL = frozenset({"confirm", "preferences_link", "data_link"})
@@ -187,8 +187,8 @@ def _why_not(message: Claimed, now: datetime) -> str | None:
         return None
     subscription = None
     if message.resource_id is not None:
-        subscriptions = [s for s in profile.subscriptions if s.resource_id == message.resource_id]
-        subscription = subscriptions[0].state if subscriptions else None
+        row = queries.subscription_of(profile.id, message.resource_id, OUTBOX_CHANNEL.value)
+        subscription = row.state if row else None
     suppressed = queries.suppression_of(profile.email_hash) is not None
     decision = can_send(
         profile.state,

@@ -52,6 +52,19 @@ class Channel(StrEnum):
     PUSH = "push"
 
 
+# optin itself sends email only (SMS and push are the sending platform's): the send-time check
+# of its outbox reads a resource's subscription on this channel, never one on another channel.
+OUTBOX_CHANNEL = Channel.EMAIL
+
+
+class Scope(StrEnum):
+    """What a status is of: the profile's global status, or its subscription to one resource
+    on one channel (rule 2: the resource named, or not, decides which)."""
+
+    GLOBAL = "global"
+    SUBSCRIPTION = "subscription"
+
+
 # Altcraft's numeric statuses, accepted on input for drop-in use with its API (SPEC §3).
 ALTCRAFT_STATUS_NUMBERS: dict[int, Status] = {
     0: Status.SUBSCRIBED,
@@ -251,7 +264,7 @@ Action = Signup | Confirm | Unsubscribe | Complaint | HardBounce | Pause | SetSt
 class Change:
     """One status that changed: the event the service records for it (rule 7)."""
 
-    scope: str  # "global" or "subscription"
+    scope: Scope
     old: Status | None
     new: Status
     cause: Cause
@@ -267,6 +280,14 @@ class Outcome:
     send_confirmation: bool = False
 
     @property
+    def newly_subscribed(self) -> bool:
+        """Whether this outcome made a subscription `subscribed` (a confirmation, a single
+        opt-in, consent given through the API): what records consent and sends a welcome."""
+        return any(
+            c.scope is Scope.SUBSCRIPTION and c.new is Status.SUBSCRIBED for c in self.changes
+        )
+
+    @property
     def suppression_added(self) -> bool:
         return self.after.suppressed and not self.before.suppressed
 
@@ -280,8 +301,8 @@ def _diff(before: Snapshot, after: Snapshot, cause: Cause) -> tuple[Change, ...]
     return tuple(
         Change(scope, old.status if old else None, new.status, cause)
         for scope, old, new in (
-            ("global", before.global_state, after.global_state),
-            ("subscription", before.subscription, after.subscription),
+            (Scope.GLOBAL, before.global_state, after.global_state),
+            (Scope.SUBSCRIPTION, before.subscription, after.subscription),
         )
         if new is not None and old != new
     )

@@ -11,7 +11,8 @@ from app import queries
 from app.addresses import email_hash
 from app.extensions import db
 from app.models import ImportJob, Resource
-from app.services import api_keys, statuses
+from app.services import api_keys
+from tests import factories
 from tests.helpers import csrf_token, database_state
 
 OPEN = {"/admin/login"}
@@ -34,8 +35,8 @@ def every_admin_route(app: Flask, values: dict[str, object]) -> list[tuple[str, 
 
 
 def some_of_everything(newsletter: Resource) -> dict[str, object]:
-    statuses.signup("alice@example.com", "newsletter")
-    statuses.hard_bounce("bounced@example.com")
+    factories.signup("alice@example.com", "newsletter")
+    factories.hard_bounce("bounced@example.com")
     row, _key = api_keys.create_key("sender")
     profile = queries.profile_by_email("alice@example.com")
     assert profile is not None

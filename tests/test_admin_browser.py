@@ -17,9 +17,9 @@ from app import queries
 from app.addresses import email_hash
 from app.extensions import db
 from app.models import AdminUser, Resource
-from app.services import statuses
 from app.services.statuses import Actor
 from app.services.subscriptions import confirm_signup, request_signup
+from tests import factories
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.helpers import confirm_target
 from tests.test_browser import (  # noqa: F401  (fixtures; skips without Chromium)
@@ -52,17 +52,17 @@ def a_month_of_activity(slugs: list[str]) -> None:
         when = now - timedelta(days=rng.randrange(30), hours=rng.randrange(12))
         address = f"{FIRST_NAMES[number % 10].lower()}.{number}@example.org"
         slug = slugs[number % len(slugs)]
-        statuses.signup(address, slug, name=f"{FIRST_NAMES[number % 10]} {number}", now=when)
+        factories.signup(address, slug, name=f"{FIRST_NAMES[number % 10]} {number}", now=when)
         if rng.random() < 0.8:
-            statuses.confirm(address, slug, now=when + timedelta(minutes=5))
+            factories.confirm(address, slug, now=when + timedelta(minutes=5))
             roll = rng.random()
             later = when + timedelta(hours=6)
             if roll < 0.12:
-                statuses.unsubscribe(address, slug, now=later)
+                factories.unsubscribe(address, slug, now=later)
             elif roll < 0.17:
-                statuses.hard_bounce(address, now=later)
+                factories.hard_bounce(address, now=later)
             elif roll < 0.2:
-                statuses.complaint(address, slug, now=later)
+                factories.complaint(address, slug, now=later)
 
 
 def confirmed_profile(email: str, name: str, resource: Resource) -> None:
@@ -96,10 +96,10 @@ def test_an_admin_finds_suspends_and_lifts_in_a_real_browser(
     offers: Resource,
 ) -> None:
     a_month_of_activity(["newsletter", "offers"])
-    statuses.signup("cleo@example.com", "offers", name="Cleo")
-    statuses.complaint("cleo@example.com", "offers")
+    factories.signup("cleo@example.com", "offers", name="Cleo")
+    factories.complaint("cleo@example.com", "offers")
     confirmed_profile("maria.lopez@example.com", "María López", newsletter)
-    statuses.hard_bounce("bounced@example.com")
+    factories.hard_bounce("bounced@example.com")
 
     # Log in; the admin's front page is the dashboard.
     page.goto(live_server + "/admin/")

@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 
 from app import queries
 from app.models import Resource
-from app.services import statuses
 from app.services.statuses import Actor
+from tests import factories
 
 
 def dashboard(client: FlaskClient) -> str:
@@ -39,11 +39,11 @@ def test_the_dashboard_counts_profiles_subscriptions_and_suppressions(
     admin_client: FlaskClient, newsletter: Resource, brand: Resource
 ) -> None:
     for name in ("a", "b", "c"):
-        statuses.signup(f"{name}@example.com", "newsletter")
-    statuses.confirm("a@example.com", "newsletter")
-    statuses.signup("a@example.com", "brand", channel="sms")
-    statuses.hard_bounce("c@example.com")
-    statuses.hard_bounce("stranger@example.com")
+        factories.signup(f"{name}@example.com", "newsletter")
+    factories.confirm("a@example.com", "newsletter")
+    factories.signup("a@example.com", "brand", channel="sms")
+    factories.hard_bounce("c@example.com")
+    factories.hard_bounce("stranger@example.com")
     html = dashboard(admin_client)
     profiles = html.split("Profiles by global status")[1].split("</table>")[0]
     cells = re.findall(r'<td class="number">([\d,]+)</td>', profiles)
@@ -67,15 +67,15 @@ def test_the_charts_count_each_customer_action_once_per_day(
     now = datetime.now(UTC)
     yesterday = now - timedelta(days=1)
     old = now - timedelta(days=40)
-    statuses.signup("old@example.com", "newsletter", now=old)
+    factories.signup("old@example.com", "newsletter", now=old)
     for name in ("a", "b"):
-        statuses.signup(f"{name}@example.com", "newsletter", now=yesterday)
-        statuses.confirm(f"{name}@example.com", "newsletter", now=yesterday)
-    statuses.unsubscribe("a@example.com", "newsletter", now=now)
-    statuses.complaint("b@example.com", "newsletter", now=now)
-    statuses.hard_bounce("a@example.com", now=now)
+        factories.signup(f"{name}@example.com", "newsletter", now=yesterday)
+        factories.confirm(f"{name}@example.com", "newsletter", now=yesterday)
+    factories.unsubscribe("a@example.com", "newsletter", now=now)
+    factories.complaint("b@example.com", "newsletter", now=now)
+    factories.hard_bounce("a@example.com", now=now)
     # An admin's correction is not a customer's unsubscribe.
-    statuses.set_status("b@example.com", "unsubscribed", actor=Actor(name="admin"), now=now)
+    factories.set_status("b@example.com", "unsubscribed", actor=Actor(name="admin"), now=now)
     rows = chart_rows(dashboard(admin_client))
     assert len(rows) == 30
     # signups, confirmations, unsubscribes, bounces, complaints
@@ -87,7 +87,7 @@ def test_the_charts_count_each_customer_action_once_per_day(
 def test_the_charts_are_accessible_svg_without_script(
     admin_client: FlaskClient, newsletter: Resource
 ) -> None:
-    statuses.signup("a@example.com", "newsletter")
+    factories.signup("a@example.com", "newsletter")
     html = dashboard(admin_client)
     assert html.count('<svg role="img"') == 5
     for title in ("Signups", "Confirmations", "Unsubscribes", "Hard bounces", "Complaints"):

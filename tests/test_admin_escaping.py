@@ -7,11 +7,12 @@ from flask.testing import FlaskClient
 
 from app import queries
 from app.models import Resource
-from app.services import api_keys, statuses
+from app.services import api_keys
 from app.services.admin_actions import change_status, suppress_address
 from app.services.resources import update_resource
 from app.services.statuses import Actor
 from app.status import Status
+from tests import factories
 
 MARKUP = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -20,8 +21,8 @@ ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 def test_markup_is_escaped_on_every_admin_page(
     admin_client: FlaskClient, newsletter: Resource
 ) -> None:
-    statuses.signup("mark@example.com", "newsletter", name=MARKUP)
-    statuses.confirm("mark@example.com", "newsletter")
+    factories.signup("mark@example.com", "newsletter", name=MARKUP)
+    factories.confirm("mark@example.com", "newsletter")
     profile = queries.profile_by_email("mark@example.com")
     change_status(
         profile.id, Status.UNSUBSCRIBED, actor=Actor(name="admin@example.com", reason=MARKUP)

@@ -19,7 +19,8 @@ from app import queries, worker
 from app.database import utcnow
 from app.extensions import db
 from app.models import ImportJob, Profile, Resource, StatusEvent
-from app.services import imports, statuses
+from app.services import imports
+from tests import factories
 from tests.conftest import ADMIN_EMAIL
 from tests.helpers import count, csrf_token, database_state
 
@@ -283,7 +284,7 @@ def read_csv(text: str) -> list[dict[str, str]]:
 
 
 def subscribe(email: str, slug: str, name: str | None = None) -> None:
-    statuses.set_status(email, "subscribed", resource=slug, consent_proof=True)
+    factories.set_status(email, "subscribed", resource=slug, consent_proof=True)
     if name is not None:
         profile = queries.profile_by_email(email)
         assert profile is not None
@@ -297,7 +298,7 @@ def test_the_audience_export_is_a_csv_with_formula_like_cells_quoted(
     subscribe("ann@example.com", "newsletter", '=HYPERLINK("http://evil","x")')
     subscribe("bob@example.com", "newsletter", "+Bob")
     subscribe("cid@example.com", "newsletter", "Cid")
-    statuses.unsubscribe("cid@example.com", "newsletter")
+    factories.unsubscribe("cid@example.com", "newsletter")
     token = csrf_token(admin_client, "/admin/exports")
     answer = admin_client.post(
         "/admin/exports/audience",
@@ -319,7 +320,7 @@ def test_the_profiles_export_filters(
 ) -> None:
     subscribe("ann@example.com", "newsletter", "-Ann")
     subscribe("bob@example.com", "offers")
-    statuses.unsubscribe("bob@example.com", None)
+    factories.unsubscribe("bob@example.com", None)
     token = csrf_token(admin_client, "/admin/exports")
 
     def export(**filters: str) -> list[dict[str, str]]:

@@ -14,10 +14,10 @@ from sqlalchemy import text
 from app import queries
 from app.extensions import db
 from app.models import Profile, Resource, StatusEvent
-from app.services import statuses
 from app.services.statuses import Actor
 from app.services.subscriptions import confirm_signup, request_signup
 from app.status import Status
+from tests import factories
 from tests.conftest import ADMIN_EMAIL, on_postgres
 from tests.helpers import confirm_target, count, csrf_token, database_state
 
@@ -79,7 +79,7 @@ def test_search_finds_profiles_by_the_start_of_email_or_name_in_any_case(
 
 def test_search_pages_through_many_results(admin_client: FlaskClient, newsletter: Resource) -> None:
     for number in range(queries.SEARCH_PAGE_SIZE + 5):
-        statuses.signup(f"user{number:03d}@example.com", "newsletter")
+        factories.signup(f"user{number:03d}@example.com", "newsletter")
     first = page_text(admin_client, "/admin/profiles?q=user")
     assert first.count('href="/admin/profiles/') == queries.SEARCH_PAGE_SIZE
     next_link = re.search(r'href="(/admin/profiles\?[^"]+)" rel="next"', first)
@@ -109,15 +109,15 @@ def crowd(newsletter: Resource, offers: Resource) -> None:
     """Five people with different statuses on two resources, made in this order; one of them
     made a month ago."""
     now = datetime.now(UTC)
-    statuses.signup("old@example.com", "offers", now=now - timedelta(days=40))
-    statuses.signup("nina@example.com", "newsletter", name="Nina")
-    statuses.confirm("nina@example.com", "newsletter")
-    statuses.signup("carl@example.com", "newsletter", name="Carl")
-    statuses.confirm("carl@example.com", "newsletter")
-    statuses.complaint("carl@example.com", "newsletter")
-    statuses.signup("nils@example.com", "offers", name="Nils")
-    statuses.complaint("nils@example.com", "offers")
-    statuses.signup("una@example.com", "newsletter")
+    factories.signup("old@example.com", "offers", now=now - timedelta(days=40))
+    factories.signup("nina@example.com", "newsletter", name="Nina")
+    factories.confirm("nina@example.com", "newsletter")
+    factories.signup("carl@example.com", "newsletter", name="Carl")
+    factories.confirm("carl@example.com", "newsletter")
+    factories.complaint("carl@example.com", "newsletter")
+    factories.signup("nils@example.com", "offers", name="Nils")
+    factories.complaint("nils@example.com", "offers")
+    factories.signup("una@example.com", "newsletter")
 
 
 def test_the_profiles_page_lists_the_newest_profiles_before_anything_is_typed(
@@ -233,9 +233,9 @@ def test_paging_through_the_list_shows_every_profile_once_without_gaps(
     two subscriptions to one resource (email and SMS) are listed once."""
     total = queries.SEARCH_PAGE_SIZE + 7
     for number in range(total):
-        statuses.signup(f"user{number:03d}@example.com", "newsletter")
-        statuses.signup(f"user{number:03d}@example.com", "brand", channel="sms")
-        statuses.signup(f"user{number:03d}@example.com", "brand")
+        factories.signup(f"user{number:03d}@example.com", "newsletter")
+        factories.signup(f"user{number:03d}@example.com", "brand", channel="sms")
+        factories.signup(f"user{number:03d}@example.com", "brand")
     seen: list[str] = []
     path: str | None = f"/admin/profiles?{query}"
     pages = 0
@@ -253,7 +253,7 @@ def test_paging_through_the_list_shows_every_profile_once_without_gaps(
 
 def test_a_page_link_keeps_the_filters(admin_client: FlaskClient, newsletter: Resource) -> None:
     for number in range(queries.SEARCH_PAGE_SIZE + 1):
-        statuses.signup(f"user{number:03d}@example.com", "newsletter")
+        factories.signup(f"user{number:03d}@example.com", "newsletter")
     link = next_link(page_text(admin_client, "/admin/profiles?resource=newsletter&since=7d"))
     assert link and "resource=newsletter" in link and "since=7d" in link
 
@@ -292,7 +292,7 @@ def test_the_forms_offer_only_what_the_rules_allow(
         "suspended",
         "invalid",
     ]
-    statuses.unsubscribe(ALICE, None)
+    factories.unsubscribe(ALICE, None)
     html = page_text(admin_client, f"/admin/profiles/{profile.id}")
     # Nothing to pause in a stopped status; hardbounced and unconfirmed are never offered.
     assert options_of(html, "global-change-status") == ["subscribed", "complainer", "invalid"]
@@ -421,7 +421,7 @@ def test_suspending_a_stopped_status_is_refused(
     admin_client: FlaskClient, newsletter: Resource
 ) -> None:
     profile = signed_up()
-    statuses.unsubscribe(ALICE, None)
+    factories.unsubscribe(ALICE, None)
     before = database_state()
     answer = change(
         admin_client,
@@ -492,7 +492,7 @@ def test_paging_through_a_search_lists_every_match_once_in_order(newsletter: Res
     for number in range(23):
         email = f"anna{number}@example.com" if number % 3 == 0 else f"x{number}@example.com"
         name = ["Anna Berg", "ANNABEL", "Hanna", None][number % 4]
-        statuses.signup(email, "newsletter", name=name)
+        factories.signup(email, "newsletter", name=name)
         if email.startswith("anna") or (name or "").lower().startswith("anna"):
             expected.add(email)
     seen: list[str] = []
@@ -535,7 +535,7 @@ def test_each_filter_of_the_list_reads_its_index_in_order_on_this_database(
     found (on PostgreSQL with sequential and bitmap scans made unattractive, since a table this
     small would be read whole otherwise), so a page costs the same on a million profiles."""
     for number in range(40):  # a resource where no one has the status asked for
-        statuses.signup(f"p{number}@example.com", "newsletter")
+        factories.signup(f"p{number}@example.com", "newsletter")
     if filters.resource_id is not None:
         filters = dataclasses.replace(filters, resource_id=newsletter.id)
     query = queries.profile_list(filters, before=1000, limit=51)

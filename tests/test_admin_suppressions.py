@@ -10,9 +10,10 @@ from flask.testing import FlaskClient
 from app import queries
 from app.addresses import email_hash
 from app.models import Resource, Suppression, SuppressionEvent
-from app.services import eligibility, statuses
+from app.services import eligibility
 from app.services.statuses import Actor
 from app.services.subscriptions import erase
+from tests import factories
 from tests.conftest import ADMIN_EMAIL
 from tests.helpers import count, csrf_token, database_state, submit
 
@@ -26,8 +27,8 @@ def lift(client: FlaskClient, address: str, reason: str):  # type: ignore[no-unt
 
 
 def test_search_lists_by_the_start_of_the_address(admin_client: FlaskClient) -> None:
-    statuses.hard_bounce("bounced@example.com")
-    statuses.hard_bounce("other@example.com")
+    factories.hard_bounce("bounced@example.com")
+    factories.hard_bounce("other@example.com")
     page = admin_client.get("/admin/suppressions?q=BOUN").get_data(as_text=True)
     assert "bounced@example.com" in page and "other@example.com" not in page
     everything = admin_client.get("/admin/suppressions").get_data(as_text=True)
@@ -40,8 +41,8 @@ def test_search_lists_by_the_start_of_the_address(admin_client: FlaskClient) -> 
 def test_add_an_address_by_hand_with_a_reason(
     admin_client: FlaskClient, newsletter: Resource
 ) -> None:
-    statuses.signup("Someone@Example.com", "newsletter")
-    statuses.confirm("someone@example.com", "newsletter")
+    factories.signup("Someone@Example.com", "newsletter")
+    factories.confirm("someone@example.com", "newsletter")
     answer = submit(
         admin_client,
         "/admin/suppressions",
@@ -63,7 +64,7 @@ def test_add_an_address_by_hand_with_a_reason(
 
 
 def test_adding_needs_a_good_address_and_a_reason(admin_client: FlaskClient) -> None:
-    statuses.hard_bounce("there@example.com")
+    factories.hard_bounce("there@example.com")
     for data, message in [
         (
             {"email": "not an address", "reason": "x"},
@@ -85,8 +86,8 @@ def test_adding_needs_a_good_address_and_a_reason(admin_client: FlaskClient) -> 
 def test_lifting_is_recorded_with_its_reason(
     admin_client: FlaskClient, newsletter: Resource
 ) -> None:
-    statuses.signup("bounced@example.com", "newsletter")
-    statuses.hard_bounce("bounced@example.com")
+    factories.signup("bounced@example.com", "newsletter")
+    factories.hard_bounce("bounced@example.com")
     answer = lift(admin_client, "bounced@example.com", "mailbox exists again, checked by phone")
     assert answer.status_code == 303
     assert queries.suppression_of(email_hash("bounced@example.com")) is None
@@ -105,7 +106,7 @@ def test_lifting_is_recorded_with_its_reason(
 
 
 def test_lifting_needs_a_reason_and_a_csrf_token(admin_client: FlaskClient) -> None:
-    statuses.hard_bounce("bounced@example.com")
+    factories.hard_bounce("bounced@example.com")
     before = database_state()
     bounce_history = count(SuppressionEvent)  # the bounce's own line: added
     answer = lift(admin_client, "bounced@example.com", " ")
@@ -120,7 +121,7 @@ def test_lifting_needs_a_reason_and_a_csrf_token(admin_client: FlaskClient) -> N
 def test_an_erased_address_is_shown_as_such_and_stays(
     admin_client: FlaskClient, newsletter: Resource
 ) -> None:
-    statuses.signup("gone@example.com", "newsletter")
+    factories.signup("gone@example.com", "newsletter")
     erase(queries.profile_by_email("gone@example.com").id, actor=Actor())
     page = admin_client.get("/admin/suppressions").get_data(as_text=True)
     assert "erased address" in page and "gone@example.com" not in page
@@ -137,7 +138,7 @@ def test_lifting_an_address_not_on_the_list_is_a_404(admin_client: FlaskClient) 
 
 
 def test_anonymous_changes_are_sent_to_the_login_page(client: FlaskClient) -> None:
-    statuses.hard_bounce("bounced@example.com")
+    factories.hard_bounce("bounced@example.com")
     before = database_state()
     token = csrf_token(client, "/admin/login")
     for path, data in [
@@ -152,7 +153,7 @@ def test_anonymous_changes_are_sent_to_the_login_page(client: FlaskClient) -> No
 def test_erasure_blanks_the_address_and_the_reason_in_the_lists_history_too(
     admin_client: FlaskClient, newsletter: Resource
 ) -> None:
-    statuses.signup("gone@example.com", "newsletter")
+    factories.signup("gone@example.com", "newsletter")
     reason = "Gone Person asked on the phone"
     submit(admin_client, "/admin/suppressions", {"email": "gone@example.com", "reason": reason})
     admin_client.get("/admin/suppressions")  # the page that shows the flashed "Suppressed ..."

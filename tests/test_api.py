@@ -20,9 +20,10 @@ from app.addresses import email_hash
 from app.extensions import db
 from app.models import Profile, Resource, Subscription, Suppression
 from app.openapi import openapi_document
-from app.services import api_keys, statuses
+from app.services import api_keys
 from app.services.statuses import Actor
 from app.status import State, Status, can_send
+from tests import factories
 from tests.helpers import database_state, run_worker, text_of
 from tests.smtp import SmtpServer
 
@@ -55,8 +56,8 @@ def api(client: FlaskClient, app: Flask) -> Api:
 
 def subscribed(email: str, *slugs: str) -> None:
     for slug in slugs:
-        statuses.signup(email, slug)
-        statuses.confirm(email, slug)
+        factories.signup(email, slug)
+        factories.confirm(email, slug)
 
 
 # --- Authentication ----------------------------------------------------------------------------
@@ -292,9 +293,9 @@ def test_the_audience_streams_everyone_who_may_be_sent_to_with_their_links(
 ) -> None:
     for number in range(5):
         subscribed(f"user{number}@example.com", "newsletter")
-    statuses.unsubscribe("user1@example.com", "newsletter")
-    statuses.hard_bounce("user2@example.com")
-    statuses.signup("waiting@example.com", "newsletter")
+    factories.unsubscribe("user1@example.com", "newsletter")
+    factories.hard_bounce("user2@example.com")
+    factories.signup("waiting@example.com", "newsletter")
 
     ndjson = api("get", "/resources/newsletter/audience")
     assert ndjson.status_code == 200
@@ -460,7 +461,7 @@ def test_consent_proof_through_the_api_lifts_neither_invalid_nor_a_suspension(
 ) -> None:
     subscribed(ALICE, "newsletter")
     until = datetime.now(UTC) + timedelta(days=3)
-    statuses.set_status(
+    factories.set_status(
         ALICE, held, resource="newsletter", suspended_until=until if held == "suspended" else None
     )
     before = database_state()
@@ -545,7 +546,7 @@ def test_a_bad_event_in_a_batch_rejects_the_whole_batch(api: Api, newsletter: Re
 
 def test_changes_through_the_api_show_the_key_as_actor(api: Api, newsletter: Resource) -> None:
     subscribed(ALICE, "newsletter")
-    statuses.unsubscribe(ALICE, "newsletter", actor=Actor(name="admin:bob"))
+    factories.unsubscribe(ALICE, "newsletter", actor=Actor(name="admin:bob"))
     api("post", "/events", json={"events": [event("complaint", ALICE, "c1")]})
     actors = [e["actor"] for e in api("get", f"/profiles/{ALICE}").get_json()["events"]]
     assert actors[-1] == "api:sender"

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from app.models import Resource
-from app.services import api_keys, statuses
+from app.services import api_keys
+from tests import factories
 
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 
@@ -40,8 +41,8 @@ def names_a_channel_the_resource_lacks(response) -> bool:  # type: ignore[no-unt
 def test_every_answer_is_one_the_document_allows(
     app: Flask, newsletter: Resource, mode: GenerationMode
 ) -> None:
-    statuses.signup("alice@example.com", "newsletter")
-    statuses.confirm("alice@example.com", "newsletter")
+    factories.signup("alice@example.com", "newsletter")
+    factories.confirm("alice@example.com", "newsletter")
     key = api_keys.create_key("fuzzer")[1]
     headers = {"Authorization": f"Bearer {key}"}
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)

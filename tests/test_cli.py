@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app import queries
 from app.extensions import db
 from app.models import ConsentRecord, OutboxMessage, Profile, Resource, StatusEvent
-from app.services import statuses
+from tests import factories
 from tests.helpers import count
 
 
@@ -89,10 +89,10 @@ def test_demo_without_history(runner: FlaskCliRunner) -> None:
 
 def test_statuses_expire_reports_what_it_did(runner: FlaskCliRunner, newsletter: Resource) -> None:
     long_ago = datetime.now(UTC) - timedelta(days=40)
-    statuses.signup("old@example.com", "newsletter", now=long_ago)
-    statuses.signup("kept@example.com", "newsletter", now=long_ago)
-    statuses.confirm("kept@example.com", "newsletter", now=long_ago)
-    statuses.pause("kept@example.com", None, long_ago + timedelta(days=14), now=long_ago)
+    factories.signup("old@example.com", "newsletter", now=long_ago)
+    factories.signup("kept@example.com", "newsletter", now=long_ago)
+    factories.confirm("kept@example.com", "newsletter", now=long_ago)
+    factories.pause("kept@example.com", None, long_ago + timedelta(days=14), now=long_ago)
     result = runner.invoke(args=["statuses", "expire"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from app import queries
 from app.links import data_url, links_for
 from app.models import OutboxMessage, Resource
-from app.services import statuses
+from tests import factories
 from tests.helpers import CSRF, count, database_state, link_to, run_worker, submit, text_of
 from tests.smtp import SmtpServer
 
@@ -22,8 +22,8 @@ BOB = "bob@example.com"
 
 
 def subscribed(email: str):  # type: ignore[no-untyped-def]
-    statuses.signup(email, "newsletter")
-    statuses.confirm(email, "newsletter")
+    factories.signup(email, "newsletter")
+    factories.confirm(email, "newsletter")
     profile = queries.profile_by_email(email)
     assert profile is not None
     return profile

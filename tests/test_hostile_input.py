@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.models import Resource
-from app.services import api_keys, statuses
+from app.services import api_keys
+from tests import factories
 from tests.helpers import database_state
 
 # ``sns`` is the fixture that signs SNS messages and serves their certificate; the arguments that
@@ -208,8 +209,8 @@ def test_hostile_json_gets_a_4xx_and_changes_nothing(
     newsletter: Resource,
     route: str,
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     sendgrid_key = ec.generate_private_key(ec.SECP256R1())
     public = sendgrid_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -301,8 +302,8 @@ def test_a_postmark_user_name_with_non_ascii_characters_is_refused_not_a_crash(
 
 
 def test_a_lone_surrogate_in_api_text_is_a_400(client: FlaskClient, newsletter: Resource) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     key = api_keys.create_key("surrogate")[1]
     before = database_state()
     answer = client.put(

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from app import queries
 from app.links import links_for
 from app.models import Resource
-from app.services import statuses
+from tests import factories
 from tests.helpers import CSRF, link_to, run_worker, text_of
 from tests.smtp import SmtpServer
 
@@ -56,8 +56,8 @@ def test_a_german_signup_gets_german_emails_and_german_link_pages(
 def test_the_preference_page_speaks_the_chosen_language(
     client: FlaskClient, newsletter: Resource
 ) -> None:
-    statuses.signup("anna@example.com", "newsletter")
-    statuses.confirm("anna@example.com", "newsletter")
+    factories.signup("anna@example.com", "newsletter")
+    factories.confirm("anna@example.com", "newsletter")
     profile = queries.profile_by_email("anna@example.com")
     assert profile is not None
     path = links_for(profile.id, profile.link_key, None).preferences_url.removeprefix(

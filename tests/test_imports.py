@@ -33,6 +33,7 @@ from app.services.eligibility import decide
 from app.services.imports import ImportFileError
 from app.services.subscriptions import request_signup
 from app.status import Cause, SetStatus, Snapshot, State, Status, TransitionRefused, apply
+from tests import factories
 from tests.conftest import on_postgres
 from tests.helpers import count, database_state
 
@@ -112,7 +113,7 @@ def test_good_rows_land_with_their_events_consent_and_actor(
 def test_each_bad_row_is_rejected_with_its_line_and_reason(
     tmp_path: Path, newsletter: Resource
 ) -> None:
-    statuses.hard_bounce("bounced@example.com")
+    factories.hard_bounce("bounced@example.com")
     future = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
     path = write(
         tmp_path,
@@ -163,17 +164,21 @@ def test_an_import_never_lifts_what_only_a_customer_or_an_admin_may(
     tmp_path: Path, newsletter: Resource
 ) -> None:
     # One profile for each status an import must leave alone.
-    statuses.set_status(
+    factories.set_status(
         "unsub@example.com", "subscribed", resource="newsletter", consent_proof=True
     )
-    statuses.unsubscribe("unsub@example.com", "newsletter")
-    statuses.set_status("gone@example.com", "subscribed", resource="newsletter", consent_proof=True)
-    statuses.unsubscribe("gone@example.com", None)
-    statuses.set_status("bad@example.com", "invalid")
-    statuses.set_status("spam@example.com", "subscribed", resource="newsletter", consent_proof=True)
-    statuses.complaint("spam@example.com", "newsletter")
-    statuses.set_status("bounce@example.com", "subscribed", resource="newsletter")
-    statuses.hard_bounce("bounce@example.com")
+    factories.unsubscribe("unsub@example.com", "newsletter")
+    factories.set_status(
+        "gone@example.com", "subscribed", resource="newsletter", consent_proof=True
+    )
+    factories.unsubscribe("gone@example.com", None)
+    factories.set_status("bad@example.com", "invalid")
+    factories.set_status(
+        "spam@example.com", "subscribed", resource="newsletter", consent_proof=True
+    )
+    factories.complaint("spam@example.com", "newsletter")
+    factories.set_status("bounce@example.com", "subscribed", resource="newsletter")
+    factories.hard_bounce("bounce@example.com")
     events = count(StatusEvent)
 
     path = write(
@@ -208,7 +213,7 @@ def test_an_import_never_lifts_what_only_a_customer_or_an_admin_may(
 
 
 def test_an_import_may_lower_a_status_and_records_it(tmp_path: Path, newsletter: Resource) -> None:
-    statuses.set_status("ann@example.com", "subscribed", resource="newsletter", consent_proof=True)
+    factories.set_status("ann@example.com", "subscribed", resource="newsletter", consent_proof=True)
     path = write(tmp_path, HEADER + "ann@example.com,,unsubscribed,,\n")
     job = run(path)
     assert job.imported_rows == 1
@@ -318,7 +323,7 @@ def test_a_file_broken_after_its_start_fails_the_job_with_its_error(
 def test_the_preview_decides_every_row_and_writes_nothing(
     tmp_path: Path, newsletter: Resource
 ) -> None:
-    statuses.set_status("unsub@example.com", "unsubscribed", resource="newsletter")
+    factories.set_status("unsub@example.com", "unsubscribed", resource="newsletter")
     path = write(
         tmp_path,
         HEADER
@@ -470,8 +475,8 @@ def test_an_imported_hardbounced_row_suppresses_the_address_platform_wide(
 ) -> None:
     """A "cleaned" row from another tool means the mailbox does not exist, whatever list it came
     from: rule 6, as a bounce event does it, with the import in the suppression history."""
-    statuses.set_status("carol@example.com", "subscribed", resource="offers", consent_proof=True)
-    statuses.hard_bounce("dave@example.com")  # on the list already: the import leaves it alone
+    factories.set_status("carol@example.com", "subscribed", resource="offers", consent_proof=True)
+    factories.hard_bounce("dave@example.com")  # on the list already: the import leaves it alone
     path = write(
         tmp_path,
         HEADER
@@ -511,8 +516,8 @@ def test_an_imported_bounce_then_a_confirmation_lifts_the_suppression(
 ) -> None:
     run(write(tmp_path, HEADER + "bob@example.com,,hardbounced,,\n"))
     assert decide("bob@example.com", "newsletter").reason == "suppressed"
-    statuses.signup("bob@example.com", "newsletter")
-    statuses.confirm("bob@example.com", "newsletter")
+    factories.signup("bob@example.com", "newsletter")
+    factories.confirm("bob@example.com", "newsletter")
     assert decide("bob@example.com", "newsletter").allowed
     history = queries.suppression_events_of(email_hash("bob@example.com"))
     assert [(e.action, e.cause) for e in history] == [("added", "import"), ("lifted", "confirm")]

@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 from app import queries
 from app.links import links_for
 from app.models import Resource
-from app.services import statuses
 from app.services.eligibility import decide
 from app.tokens import LinkTarget, Purpose, make_token
+from tests import factories
 from tests.helpers import CSRF, database_state, link_to, run_worker, submit
 from tests.smtp import SmtpServer
 
@@ -21,8 +21,8 @@ ALICE = "alice@example.com"
 
 def subscribed(email: str, *slugs: str) -> int:
     for slug in slugs:
-        statuses.signup(email, slug)
-        statuses.confirm(email, slug)
+        factories.signup(email, slug)
+        factories.confirm(email, slug)
     profile = queries.profile_by_email(email)
     assert profile is not None
     return profile.id

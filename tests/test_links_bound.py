@@ -15,11 +15,12 @@ from app import queries
 from app.extensions import db
 from app.links import links_for
 from app.models import Profile, Resource, Subscription
-from app.services import imports, statuses
+from app.services import imports
 from app.services.eligibility import decide
 from app.services.statuses import Actor
 from app.services.subscriptions import erase
 from app.tokens import LinkTarget, Purpose, make_token
+from tests import factories
 from tests.conftest import on_postgres
 from tests.helpers import database_state, link_to, run_worker, submit
 from tests.smtp import SmtpServer
@@ -140,14 +141,14 @@ def test_an_import_after_an_erasure_gives_the_old_links_nothing_to_open(
 def test_ids_are_never_handed_out_twice_after_the_newest_row_is_deleted(
     app: Flask, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
     newest = profile(ALICE)
     newest_id = newest.id
     subscription_id = newest.subscriptions[0].id
     db.session.execute(delete(Subscription))
     db.session.execute(delete(Profile))
     db.session.commit()
-    statuses.signup(BOB, "newsletter")
+    factories.signup(BOB, "newsletter")
     bob = profile(BOB)
     assert bob.id > newest_id
     assert bob.subscriptions[0].id > subscription_id
@@ -200,7 +201,7 @@ def test_a_confirmation_link_of_a_deleted_signup_does_not_confirm_the_new_one(
     # could then sign the address up again, and the old link must not confirm that).
     db.session.execute(delete(Subscription))
     db.session.commit()
-    statuses.signup(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
     before = database_state()
     assert submit(client, old, {}, form_path="/subscribe").status_code == 410
     assert database_state() == before
@@ -223,8 +224,8 @@ def test_only_the_newest_confirmation_email_of_an_address_confirms(
 def test_a_link_with_its_key_changed_or_another_persons_key_is_refused(
     app: Flask, client: FlaskClient, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.signup(BOB, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.signup(BOB, "newsletter")
     alice, bob = profile(ALICE), profile(BOB)
     token = make_token(Purpose.PREFERENCES, LinkTarget(alice.id, alice.link_key))
     payload, signature = token.rsplit(".", 1)

@@ -18,7 +18,7 @@ from app import create_app
 from app.database import write_transaction
 from app.logs import configure_logging
 from app.models import ImportJob, OutboxMessage, Resource
-from app.services import statuses
+from tests import factories
 from tests.conftest import mail_app, make_app
 from tests.helpers import run_worker, submit
 from tests.smtp import free_port
@@ -147,14 +147,14 @@ def test_metrics_count_customer_events_by_resource_as_the_dashboard_does(
     client: FlaskClient, newsletter: Resource, offers: Resource
 ) -> None:
     for address in ("a@example.com", "b@example.com", "c@example.com"):
-        statuses.signup(address, "newsletter")
-    statuses.confirm("a@example.com", "newsletter")
-    statuses.confirm("b@example.com", "newsletter")
-    statuses.unsubscribe("a@example.com", "newsletter")
-    statuses.unsubscribe("b@example.com", None)
-    statuses.signup("d@example.com", "offers")
-    statuses.hard_bounce("c@example.com")
-    statuses.complaint("d@example.com", "offers")
+        factories.signup(address, "newsletter")
+    factories.confirm("a@example.com", "newsletter")
+    factories.confirm("b@example.com", "newsletter")
+    factories.unsubscribe("a@example.com", "newsletter")
+    factories.unsubscribe("b@example.com", None)
+    factories.signup("d@example.com", "offers")
+    factories.hard_bounce("c@example.com")
+    factories.complaint("d@example.com", "offers")
     samples = scrape(client)
     events = "optin_customer_events_total"
     assert value(samples, events, event="signups", resource="newsletter") == 3

@@ -12,11 +12,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete, select
 
 from app import outbox, queries
-from app.database import utcnow
+from app.database import utcnow, write_transaction
 from app.extensions import db
 from app.models import OutboxMessage, Profile, Resource
-from app.services import statuses, subscriptions
+from app.services import subscriptions
 from app.services.statuses import Actor
+from tests import factories
 from tests.conftest import mail_app
 from tests.helpers import confirm_target, count, submit
 from tests.smtp import SmtpServer, free_port
@@ -154,12 +155,37 @@ def test_a_message_that_may_no_longer_be_sent_is_dropped_not_sent(
     db.session.execute(delete(OutboxMessage))  # the confirmation email itself
     db.session.commit()
     subscriptions.confirm_signup(confirm_target(ALICE, newsletter), actor=Actor())  # the welcome
-    statuses.unsubscribe(ALICE, None)  # ... and the customer leaves before it goes out
+    factories.unsubscribe(ALICE, None)  # ... and the customer leaves before it goes out
     report = outbox.deliver_due()
     assert (report.sent, report.dropped) == (0, 1)
     assert smtp_server.messages == []
     dropped = db.session.scalars(select(OutboxMessage)).one()
     assert dropped.dropped_reason == "global_unsubscribed"
+
+
+def test_mail_about_a_resource_goes_only_to_someone_subscribed_to_it_by_email_not_by_sms(
+    app: Flask, smtp_server: SmtpServer, brand: Resource
+) -> None:
+    factories.signup(ALICE, "brand", channel="sms")
+    factories.confirm(ALICE, "brand", channel="sms")  # subscribed by SMS, never by email
+    profile = queries.profile_by_email(ALICE)
+    assert profile is not None
+    with write_transaction():
+        outbox.enqueue(
+            ALICE,
+            "welcome",
+            profile_id=profile.id,
+            resource_id=brand.id,
+            resource_name=brand.name,
+            resource_description=brand.description,
+            name=None,
+            locale=None,
+        )
+    report = outbox.deliver_due()
+    assert (report.sent, report.dropped) == (0, 1)
+    assert smtp_server.messages == []
+    dropped = db.session.scalars(select(OutboxMessage)).one()
+    assert dropped.dropped_reason == "no_subscription"
 
 
 def test_confirmation_emails_are_capped_per_address_per_day(

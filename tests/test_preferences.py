@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 from app import queries
 from app.links import links_for
 from app.models import Resource
-from app.services import statuses
 from app.services.eligibility import decide
 from app.services.resources import create_resource
+from tests import factories
 from tests.helpers import database_state, link_to, run_worker, submit
 from tests.smtp import SmtpServer
 
@@ -29,8 +29,8 @@ def preferences_path(email: str) -> str:
 
 def subscribed(email: str, *slugs: str) -> None:
     for slug in slugs:
-        statuses.signup(email, slug)
-        statuses.confirm(email, slug)
+        factories.signup(email, slug)
+        factories.confirm(email, slug)
 
 
 def test_the_page_lists_public_resources_and_private_ones_subscribed_to(
@@ -70,7 +70,7 @@ def test_re_subscribing_a_double_opt_in_resource_goes_through_confirmation(
     client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
 ) -> None:
     subscribed(ALICE, "newsletter")
-    statuses.unsubscribe(ALICE, "newsletter")
+    factories.unsubscribe(ALICE, "newsletter")
     path = preferences_path(ALICE)
     submit(client, path, {"resources": ["newsletter"]})
     assert decide(ALICE, "newsletter").reason == "subscription_unsubscribed"

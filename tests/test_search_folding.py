@@ -20,9 +20,10 @@ from app import queries
 from app.addresses import search_key
 from app.extensions import db
 from app.models import Profile, Resource
-from app.services import imports, statuses
+from app.services import imports
 from app.services.statuses import Actor
 from app.services.subscriptions import update_preferences
+from tests import factories
 from tests.conftest import on_postgres
 
 # (address, name): German, French, Turkish dotted and dotless i, Greek with its final sigma.
@@ -71,7 +72,7 @@ def found(term: str) -> set[str]:
 @pytest.fixture
 def people(newsletter: Resource) -> None:
     for email, name in PEOPLE:
-        statuses.signup(email, "newsletter", name=name)
+        factories.signup(email, "newsletter", name=name)
 
 
 @pytest.mark.parametrize(("term", "expected"), CASES)
@@ -90,14 +91,14 @@ def test_the_search_page_finds_an_accented_name_by_its_lower_case(
 
 
 def test_every_write_of_a_name_keeps_its_search_key(tmp_path: Path, newsletter: Resource) -> None:
-    statuses.signup("ann@example.com", "newsletter", name="Ann")
+    factories.signup("ann@example.com", "newsletter", name="Ann")
     profile = queries.profile_by_email("ann@example.com")
     assert profile is not None
     # The preference page renames.
     update_preferences(profile.id, wanted=set(), name="Ännchen Σ", locale=None, actor=Actor())
     assert found("ÄNNCHEN") == {"ann@example.com"} and found("ann") == {"ann@example.com"}
     # An import names a profile that had no name, and makes new ones, with the bulk writer.
-    statuses.signup("bea@example.com", "newsletter")
+    factories.signup("bea@example.com", "newsletter")
     csv = tmp_path / "people.csv"
     csv.write_text(
         "email,name,status\nbea@example.com,Béatrice,unsubscribed\nçem@example.com,Çem,unsubscribed\n",

@@ -17,7 +17,6 @@ from app.addresses import email_hash
 from app.database import write_transaction
 from app.extensions import db
 from app.models import Profile, Resource, StatusEvent, Subscription, Suppression
-from app.services import statuses
 from app.services.eligibility import decide, decide_many
 from app.services.errors import (
     InvalidEmail,
@@ -30,6 +29,7 @@ from app.services.errors import (
 from app.services.maintenance import expire
 from app.services.statuses import Actor
 from app.status import Cause, Status
+from tests import factories
 from tests.conftest import on_postgres
 
 ALICE = "Alice@Example.COM"
@@ -66,14 +66,14 @@ def snapshot_of_everything() -> list[tuple]:
 
 
 def test_signup_then_confirm_records_the_whole_story(newsletter: Resource) -> None:
-    result = statuses.signup(ALICE, "newsletter", name="Alice", actor=Actor(ip="192.0.2.1"))
+    result = factories.signup(ALICE, "newsletter", name="Alice", actor=Actor(ip="192.0.2.1"))
     assert result.outcome.send_confirmation
     profile = queries.profile_by_email("alice@example.com")
     assert profile is not None and profile.name == "Alice"
     assert profile.email_hash == email_hash("alice@example.com")
     assert decide(ALICE, "newsletter").reason == "global_unconfirmed"
 
-    statuses.confirm(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     assert decide(ALICE, "newsletter").allowed
     subscription = queries.subscription_of(profile.id, newsletter.id, "email")
     assert subscription is not None and subscription.confirmed_at is not None
@@ -88,20 +88,20 @@ def test_signup_then_confirm_records_the_whole_story(newsletter: Resource) -> No
 
 
 def test_repeating_an_action_records_nothing_new(newsletter: Resource) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     before = event_count()
-    assert not statuses.confirm(ALICE, "newsletter").changed
-    statuses.unsubscribe(ALICE, "newsletter")
+    assert not factories.confirm(ALICE, "newsletter").changed
+    factories.unsubscribe(ALICE, "newsletter")
     after_unsubscribe = event_count()
-    assert not statuses.unsubscribe(ALICE, "newsletter").changed
+    assert not factories.unsubscribe(ALICE, "newsletter").changed
     assert (before + 1, after_unsubscribe) == (after_unsubscribe, event_count())
 
 
 def test_a_signup_never_knocks_a_subscriber_back_to_unconfirmed(newsletter: Resource) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
-    again = statuses.signup(ALICE.lower(), "newsletter", name="Mallory")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
+    again = factories.signup(ALICE.lower(), "newsletter", name="Mallory")
     assert not again.changed and not again.outcome.send_confirmation
     assert decide(ALICE, "newsletter").allowed
     profile = queries.profile_by_email("alice@example.com")
@@ -109,7 +109,7 @@ def test_a_signup_never_knocks_a_subscriber_back_to_unconfirmed(newsletter: Reso
 
 
 def test_a_signup_to_a_single_opt_in_resource_subscribes_at_once(offers: Resource) -> None:
-    result = statuses.signup(ALICE, "offers")
+    result = factories.signup(ALICE, "offers")
     assert not result.outcome.send_confirmation
     assert decide(ALICE, "offers").allowed
 
@@ -118,17 +118,17 @@ def test_a_global_unsubscribe_stops_everything_and_keeps_the_subscriptions(
     newsletter: Resource, brand: Resource
 ) -> None:
     for slug in ("newsletter", "brand"):
-        statuses.signup(ALICE, slug)
-        statuses.confirm(ALICE, slug)
-    statuses.unsubscribe(ALICE, None, cause=Cause.ONE_CLICK)
+        factories.signup(ALICE, slug)
+        factories.confirm(ALICE, slug)
+    factories.unsubscribe(ALICE, None, cause=Cause.ONE_CLICK)
     for slug in ("newsletter", "brand"):
         decision = decide(ALICE, slug)
         assert (decision.allowed, decision.reason) == (False, "global_unsubscribed")
         assert decision.subscription_status is Status.SUBSCRIBED
     assert decide(ALICE).reason == "global_unsubscribed"
     # Rule 5: a new confirmed opt-in brings the profile back.
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     assert decide(ALICE, "newsletter").allowed and decide(ALICE, "brand").allowed
 
 
@@ -136,17 +136,17 @@ def test_an_unsubscribe_from_one_resource_leaves_the_others(
     newsletter: Resource, brand: Resource
 ) -> None:
     for slug in ("newsletter", "brand"):
-        statuses.signup(ALICE, slug)
-        statuses.confirm(ALICE, slug)
-    statuses.unsubscribe(ALICE, "brand")
+        factories.signup(ALICE, slug)
+        factories.confirm(ALICE, slug)
+    factories.unsubscribe(ALICE, "brand")
     assert decide(ALICE, "brand").reason == "subscription_unsubscribed"
     assert decide(ALICE, "newsletter").allowed
     assert decide(ALICE).allowed
 
 
 def test_subscriptions_are_per_channel(brand: Resource) -> None:
-    statuses.signup(ALICE, "brand", channel="sms")
-    statuses.confirm(ALICE, "brand", channel="sms")
+    factories.signup(ALICE, "brand", channel="sms")
+    factories.confirm(ALICE, "brand", channel="sms")
     assert decide(ALICE, "brand", "sms").allowed
     assert decide(ALICE, "brand", "email").reason == "no_subscription"
 
@@ -155,34 +155,34 @@ def test_a_hard_bounce_suppresses_the_address_everywhere(
     newsletter: Resource, brand: Resource
 ) -> None:
     for slug in ("newsletter", "brand"):
-        statuses.signup(ALICE, slug)
-        statuses.confirm(ALICE, slug)
-    statuses.hard_bounce(ALICE, actor=Actor(name="api:ses"))
+        factories.signup(ALICE, slug)
+        factories.confirm(ALICE, slug)
+    factories.hard_bounce(ALICE, actor=Actor(name="api:ses"))
     assert queries.suppression_of(email_hash("alice@example.com")) is not None
     for slug in ("newsletter", "brand", None):
         assert decide(ALICE, slug).reason == "suppressed"
     assert history(ALICE)[-1] == ("global", "subscribed", "hardbounced", "bounce", "api:ses")
     # The confirmation click proves the mailbox exists again.
-    statuses.confirm(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     assert queries.suppression_of(email_hash("alice@example.com")) is None
     assert decide(ALICE, "newsletter").allowed
 
 
 def test_a_hard_bounce_for_an_unknown_address_suppresses_it(newsletter: Resource) -> None:
-    statuses.hard_bounce("nobody@example.com")
+    factories.hard_bounce("nobody@example.com")
     assert queries.profile_by_email("nobody@example.com") is None
     assert decide("nobody@example.com").reason == "suppressed"
     # A later signup is accepted and asks for a confirmation, which lifts the suppression.
-    statuses.signup("nobody@example.com", "newsletter")
+    factories.signup("nobody@example.com", "newsletter")
     assert decide("nobody@example.com", "newsletter").reason == "suppressed"
-    statuses.confirm("nobody@example.com", "newsletter")
+    factories.confirm("nobody@example.com", "newsletter")
     assert decide("nobody@example.com", "newsletter").allowed
 
 
 def test_a_complaint_makes_a_complainer(newsletter: Resource) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
-    statuses.complaint(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
+    factories.complaint(ALICE, "newsletter")
     assert decide(ALICE, "newsletter").reason == "global_complainer"
     assert [row[:3] for row in history(ALICE)[-2:]] == [
         ("global", "subscribed", "complainer"),
@@ -192,10 +192,10 @@ def test_a_complaint_makes_a_complainer(newsletter: Resource) -> None:
 
 def test_a_suspension_ends_by_itself_and_expire_records_it(newsletter: Resource) -> None:
     now = datetime.now(UTC)
-    statuses.signup(ALICE, "newsletter", now=now)
-    statuses.confirm(ALICE, "newsletter", now=now)
+    factories.signup(ALICE, "newsletter", now=now)
+    factories.confirm(ALICE, "newsletter", now=now)
     until = now + timedelta(days=14)
-    statuses.set_status(ALICE, "suspended", suspended_until=until, actor=Actor(name="admin:bob"))
+    factories.set_status(ALICE, "suspended", suspended_until=until, actor=Actor(name="admin:bob"))
     assert decide(ALICE, "newsletter", now=now).reason == "global_suspended"
     # The decision needs no job to have run: past the end, the suspension is over.
     assert decide(ALICE, "newsletter", now=until).allowed
@@ -211,13 +211,13 @@ def test_a_suspension_ends_by_itself_and_expire_records_it(newsletter: Resource)
 
 def test_a_paused_subscription_comes_back_after_the_pause(newsletter: Resource) -> None:
     now = datetime.now(UTC)
-    statuses.signup(ALICE, "newsletter", now=now)
-    statuses.confirm(ALICE, "newsletter", now=now)
-    statuses.pause(ALICE, "newsletter", now + timedelta(days=30), now=now)
+    factories.signup(ALICE, "newsletter", now=now)
+    factories.confirm(ALICE, "newsletter", now=now)
+    factories.pause(ALICE, "newsletter", now + timedelta(days=30), now=now)
     assert decide(ALICE, "newsletter", now=now).reason == "subscription_suspended"
     later = now + timedelta(days=31)
     # Any later action on the profile first records the end of the pause.
-    statuses.signup(ALICE, "newsletter", now=later)
+    factories.signup(ALICE, "newsletter", now=later)
     assert history(ALICE)[-1] == (
         "newsletter",
         "suspended",
@@ -231,11 +231,11 @@ def test_retention_deletes_old_unconfirmed_signups_and_keeps_every_proof(
     newsletter: Resource, brand: Resource
 ) -> None:
     long_ago = datetime.now(UTC) - timedelta(days=31)
-    statuses.signup("ghost@example.com", "newsletter", now=long_ago, actor=Actor(ip="192.0.2.9"))
-    statuses.signup("half@example.com", "newsletter", now=long_ago)
-    statuses.signup("half@example.com", "brand", now=long_ago)
-    statuses.confirm("half@example.com", "brand")
-    statuses.signup("fresh@example.com", "newsletter")
+    factories.signup("ghost@example.com", "newsletter", now=long_ago, actor=Actor(ip="192.0.2.9"))
+    factories.signup("half@example.com", "newsletter", now=long_ago)
+    factories.signup("half@example.com", "brand", now=long_ago)
+    factories.confirm("half@example.com", "brand")
+    factories.signup("fresh@example.com", "newsletter")
     events_before = event_count()
 
     report = expire(30)
@@ -253,35 +253,35 @@ def test_retention_deletes_old_unconfirmed_signups_and_keeps_every_proof(
 @pytest.mark.parametrize(
     ("call", "error"),
     [
-        (lambda: statuses.set_status(ALICE, "paused"), UnknownStatus),
-        (lambda: statuses.set_status(ALICE, 9), UnknownStatus),
-        (lambda: statuses.signup("not-an-address", "newsletter"), InvalidEmail),
-        (lambda: statuses.signup("a@b@example.com", "newsletter"), InvalidEmail),
-        (lambda: statuses.signup("x" * 250 + "@example.com", "newsletter"), InvalidEmail),
+        (lambda: factories.set_status(ALICE, "paused"), UnknownStatus),
+        (lambda: factories.set_status(ALICE, 9), UnknownStatus),
+        (lambda: factories.signup("not-an-address", "newsletter"), InvalidEmail),
+        (lambda: factories.signup("a@b@example.com", "newsletter"), InvalidEmail),
+        (lambda: factories.signup("x" * 250 + "@example.com", "newsletter"), InvalidEmail),
         (
-            lambda: statuses.signup("eve@example.com\r\nBcc: x@example.com", "newsletter"),
+            lambda: factories.signup("eve@example.com\r\nBcc: x@example.com", "newsletter"),
             InvalidEmail,
         ),
-        (lambda: statuses.signup(ALICE, "no-such-resource"), UnknownResource),
-        (lambda: statuses.signup(ALICE, "newsletter", channel="sms"), UnknownChannel),
-        (lambda: statuses.signup(ALICE, "newsletter", channel="fax"), UnknownChannel),
-        (lambda: statuses.set_status(ALICE, "suspended"), TransitionRefused),
+        (lambda: factories.signup(ALICE, "no-such-resource"), UnknownResource),
+        (lambda: factories.signup(ALICE, "newsletter", channel="sms"), UnknownChannel),
+        (lambda: factories.signup(ALICE, "newsletter", channel="fax"), UnknownChannel),
+        (lambda: factories.set_status(ALICE, "suspended"), TransitionRefused),
         (
-            lambda: statuses.set_status(
+            lambda: factories.set_status(
                 ALICE, "suspended", suspended_until=datetime.now(UTC) - timedelta(days=1)
             ),
             TransitionRefused,
         ),
-        (lambda: statuses.set_status(ALICE, "subscribed", cause=Cause.API), TransitionRefused),
-        (lambda: statuses.unsubscribe("stranger@example.com", None), UnknownProfile),
-        (lambda: statuses.confirm(ALICE, "brand"), TransitionRefused),
+        (lambda: factories.set_status(ALICE, "subscribed", cause=Cause.API), TransitionRefused),
+        (lambda: factories.unsubscribe("stranger@example.com", None), UnknownProfile),
+        (lambda: factories.confirm(ALICE, "brand"), TransitionRefused),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_changes_nothing(
     newsletter: Resource, brand: Resource, call, error: type[Exception]
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.set_status(ALICE, "unsubscribed", actor=Actor(name="admin:bob"))
+    factories.signup(ALICE, "newsletter")
+    factories.set_status(ALICE, "unsubscribed", actor=Actor(name="admin:bob"))
     before = snapshot_of_everything()
     with pytest.raises(error):
         call()
@@ -291,26 +291,28 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
 def test_neither_an_import_nor_the_api_without_consent_lifts_what_the_customer_stopped(
     newsletter: Resource,
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
-    statuses.unsubscribe(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
+    factories.unsubscribe(ALICE, "newsletter")
     with pytest.raises(TransitionRefused):
-        statuses.set_status(ALICE, "subscribed", resource="newsletter", cause=Cause.API)
+        factories.set_status(ALICE, "subscribed", resource="newsletter", cause=Cause.API)
     with pytest.raises(TransitionRefused):
-        statuses.set_status(ALICE, 0, resource="newsletter", cause=Cause.IMPORT, consent_proof=True)
+        factories.set_status(
+            ALICE, 0, resource="newsletter", cause=Cause.IMPORT, consent_proof=True
+        )
     assert decide(ALICE, "newsletter").reason == "subscription_unsubscribed"
     # New consent the platform proves is a confirmed opt-in (rule 5): that lifts it.
-    statuses.set_status(
+    factories.set_status(
         ALICE, "subscribed", resource="newsletter", cause=Cause.API, consent_proof=True
     )
     assert decide(ALICE, "newsletter").allowed
 
 
 def test_a_batch_decision_answers_every_address_in_order(newsletter: Resource) -> None:
-    statuses.signup("a@example.com", "newsletter")
-    statuses.confirm("a@example.com", "newsletter")
-    statuses.signup("b@example.com", "newsletter")
-    statuses.hard_bounce("c@example.com")
+    factories.signup("a@example.com", "newsletter")
+    factories.confirm("a@example.com", "newsletter")
+    factories.signup("b@example.com", "newsletter")
+    factories.hard_bounce("c@example.com")
     asked = ["A@example.com", "b@example.com", "c@example.com", "d@example.com", "bad address"]
     answers = decide_many(asked, "newsletter")
     assert [(email, d.allowed, d.reason) for email, d in answers] == [
@@ -352,16 +354,16 @@ def test_two_concurrent_changes_to_one_profile_both_land(
     app: Flask, newsletter: Resource, brand: Resource
 ) -> None:
     for slug in ("newsletter", "brand"):
-        statuses.signup(ALICE, slug)
-        statuses.confirm(ALICE, slug)
+        factories.signup(ALICE, slug)
+        factories.confirm(ALICE, slug)
     db.session.remove()
     for round_number in range(5):
         until = datetime.now(UTC) + timedelta(days=1 + round_number)
         # Both change the global status: without a lock, each would overwrite the other's.
         errors = run_together(
             app,
-            lambda: statuses.unsubscribe(ALICE, None),
-            lambda until=until: statuses.set_status(
+            lambda: factories.unsubscribe(ALICE, None),
+            lambda until=until: factories.set_status(
                 ALICE, "suspended", suspended_until=until, actor=Actor(name="admin:bob")
             ),
         )
@@ -369,7 +371,7 @@ def test_two_concurrent_changes_to_one_profile_both_land(
         # Either order is fine; the end state must be the later change applied to the earlier.
         assert decide(ALICE, "newsletter").reason in {"global_suspended", "global_unsubscribed"}
         db.session.remove()
-        statuses.set_status(ALICE, "subscribed", actor=Actor(name="admin:bob"))
+        factories.set_status(ALICE, "subscribed", actor=Actor(name="admin:bob"))
         db.session.remove()
     events = history(ALICE)
     assert sum(1 for e in events if e[3] == "unsubscribe_link") == 5
@@ -387,8 +389,8 @@ def test_the_locked_read_sees_a_change_committed_while_it_waited(
 ) -> None:
     """A transaction that read a profile before locking it (as the admin view's change does)
     must not decide on that earlier copy: the lock's read brings the committed change in."""
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     db.session.remove()
     with write_transaction():
         profile = queries.profile_by_email(ALICE.lower())
@@ -408,8 +410,8 @@ def test_two_first_signups_of_one_address_make_one_profile(
     db.session.remove()
     errors = run_together(
         app,
-        lambda: statuses.signup("new@example.com", "newsletter"),
-        lambda: statuses.signup("new@example.com", "brand"),
+        lambda: factories.signup("new@example.com", "newsletter"),
+        lambda: factories.signup("new@example.com", "brand"),
     )
     assert errors == []
     assert db.session.scalar(select(func.count()).select_from(Profile)) == 1
@@ -437,13 +439,13 @@ def perform(verb: str, email: str, slug: str | None, status: Status, now: dateti
     """One step of a random sequence, through the same service functions the app uses."""
     later = now + timedelta(days=14)
     calls = {
-        "signup": lambda: statuses.signup(email, "newsletter", now=now),
-        "confirm": lambda: statuses.confirm(email, slug, now=now),
-        "unsubscribe": lambda: statuses.unsubscribe(email, slug, now=now),
-        "complaint": lambda: statuses.complaint(email, slug, now=now),
-        "bounce": lambda: statuses.hard_bounce(email, now=now),
-        "pause": lambda: statuses.pause(email, slug, later, now=now),
-        "admin": lambda: statuses.set_status(
+        "signup": lambda: factories.signup(email, "newsletter", now=now),
+        "confirm": lambda: factories.confirm(email, slug, now=now),
+        "unsubscribe": lambda: factories.unsubscribe(email, slug, now=now),
+        "complaint": lambda: factories.complaint(email, slug, now=now),
+        "bounce": lambda: factories.hard_bounce(email, now=now),
+        "pause": lambda: factories.pause(email, slug, later, now=now),
+        "admin": lambda: factories.set_status(
             email,
             status,
             resource=slug,

@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from app import queries
 from app.addresses import email_hash
 from app.models import ConsentRecord, Resource
-from app.services import statuses
 from app.services.eligibility import decide
+from tests import factories
 from tests.helpers import (
     count,
     database_state,
@@ -112,10 +112,10 @@ def test_confirming_twice_changes_nothing_the_second_time(
 def test_the_answer_is_the_same_for_every_kind_of_address(
     client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
 ) -> None:
-    statuses.signup("subscribed@example.com", "newsletter")
-    statuses.confirm("subscribed@example.com", "newsletter")
-    statuses.signup("waiting@example.com", "newsletter")
-    statuses.hard_bounce("bounced@example.com")
+    factories.signup("subscribed@example.com", "newsletter")
+    factories.confirm("subscribed@example.com", "newsletter")
+    factories.signup("waiting@example.com", "newsletter")
+    factories.hard_bounce("bounced@example.com")
     pages = []
     for email in ["new@example.com", "subscribed@example.com", "waiting@example.com",
                   "bounced@example.com"]:  # fmt: skip
@@ -130,7 +130,7 @@ def test_the_answer_is_the_same_for_every_kind_of_address(
 def test_signing_up_to_several_resources_sends_one_email(
     client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource, offers: Resource
 ) -> None:
-    statuses.signup(ALICE, "offers")  # single opt-in, but only the click will lift a new profile
+    factories.signup(ALICE, "offers")  # single opt-in, but only the click will lift a new profile
     page = submit(
         client,
         "/subscribe",

@@ -17,8 +17,8 @@ from sqlalchemy import func, select, text
 from app import PROJECT_ROOT, create_app, queries
 from app.extensions import db
 from app.models import Resource, StatusEvent
-from app.services import statuses
 from app.services.upkeep import ADVISORY_LOCK_KEY, UpkeepRun, run_forever
+from tests import factories
 from tests.conftest import on_postgres
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=40)
@@ -27,10 +27,10 @@ LONG_AGO = datetime.now(UTC) - timedelta(days=40)
 def _old_signups_and_ended_suspensions(n: int) -> None:
     """``n`` unconfirmed signups past retention, and ``n`` confirmed profiles whose pause ended."""
     for i in range(n):
-        statuses.signup(f"stale{i}@example.com", "newsletter", now=LONG_AGO)
-        statuses.signup(f"paused{i}@example.com", "newsletter", now=LONG_AGO)
-        statuses.confirm(f"paused{i}@example.com", "newsletter", now=LONG_AGO)
-        statuses.pause(f"paused{i}@example.com", None, LONG_AGO + timedelta(days=14), now=LONG_AGO)
+        factories.signup(f"stale{i}@example.com", "newsletter", now=LONG_AGO)
+        factories.signup(f"paused{i}@example.com", "newsletter", now=LONG_AGO)
+        factories.confirm(f"paused{i}@example.com", "newsletter", now=LONG_AGO)
+        factories.pause(f"paused{i}@example.com", None, LONG_AGO + timedelta(days=14), now=LONG_AGO)
 
 
 def _suspensions_ended() -> int:

@@ -25,9 +25,9 @@ from flask.testing import FlaskClient
 
 from app import queries
 from app.models import Resource
-from app.services import statuses
 from app.services.eligibility import decide
 from app.services.providers import ses
+from tests import factories
 from tests.helpers import database_state, link_to, run_worker, submit
 from tests.smtp import SmtpServer
 
@@ -205,7 +205,7 @@ def test_signup_then_a_signed_ses_bounce_removes_the_address_from_every_audience
     submit(client, "/subscribe/newsletter", {"email": ALICE})
     run_worker()
     submit(client, link_to(smtp_server.messages[-1], "/confirm/"), {})
-    statuses.signup(ALICE, "offers")
+    factories.signup(ALICE, "offers")
     audience = lambda slug: [  # noqa: E731
         row.email
         for row in queries.stream_audience(
@@ -234,8 +234,8 @@ def test_signup_then_a_signed_ses_bounce_removes_the_address_from_every_audience
 def test_the_same_sns_message_delivered_twice_changes_nothing_the_second_time(
     client: FlaskClient, sns: Any, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     message = sns.sign(notification(ses_bounce(ALICE)))
     assert post_sns(client, message).get_json() == {"accepted": 1, "duplicates": 0}
     before = database_state()
@@ -246,8 +246,8 @@ def test_the_same_sns_message_delivered_twice_changes_nothing_the_second_time(
 def test_a_forged_sns_message_is_refused_and_changes_nothing(
     client: FlaskClient, sns: Any, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     genuine = sns.sign(notification(ses_bounce("someone-else@example.com")))
     before = database_state()
     forged = {**genuine, "Message": json.dumps(ses_bounce(ALICE))}  # the signature is for another
@@ -308,8 +308,8 @@ def test_an_sns_certificate_url_has_exactly_the_shape_amazon_uses(app: Flask) ->
 def test_the_ses_webhook_is_off_until_its_topics_are_set(
     client: FlaskClient, sns: Any, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     before = database_state()
     client.application.config["SNS_TOPIC_ARNS"] = []
     answer = post_sns(client, sns.sign(notification(ses_bounce(ALICE))))
@@ -322,8 +322,8 @@ def test_the_ses_webhook_is_off_until_its_topics_are_set(
 def test_a_genuinely_signed_message_of_a_foreign_topic_is_refused_before_any_fetch(
     client: FlaskClient, sns: Any, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     before = database_state()
     foreign = "arn:aws:sns:us-east-1:666666666666:my-own-topic"
     bounce = sns.sign({**notification(ses_bounce(ALICE)), "TopicArn": foreign})
@@ -409,8 +409,8 @@ def test_a_certificate_that_cannot_be_fetched_is_answered_503_so_sns_retries(
     handler = logging.Handler()
     handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
     client.application.logger.addHandler(handler)
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     before = database_state()
     path = "/SimpleNotificationService-fa11.pem"
     url = f"{sns.url}{path}"
@@ -517,8 +517,8 @@ def sendgrid_events(email: str) -> list[dict[str, Any]]:
 def test_a_signed_sendgrid_complaint_makes_a_complainer(
     client: FlaskClient, sendgrid: Any, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     answer = sendgrid(client, sendgrid_events(ALICE))
     assert answer.get_json() == {"accepted": 1, "duplicates": 0}
     assert decide(ALICE, "newsletter").reason == "global_complainer"
@@ -529,8 +529,8 @@ def test_a_signed_sendgrid_complaint_makes_a_complainer(
 def test_a_sendgrid_bounce_is_hard_and_a_block_is_soft(
     client: FlaskClient, sendgrid: Any, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     blocked = {"email": ALICE, "event": "bounce", "type": "blocked", "sg_event_id": "b1",
                "timestamp": 1764144000}  # fmt: skip
     sendgrid(client, [blocked])
@@ -543,8 +543,8 @@ def test_a_sendgrid_bounce_is_hard_and_a_block_is_soft(
 def test_a_forged_or_replayed_sendgrid_request_is_refused(
     client: FlaskClient, sendgrid: Any, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     before = database_state()
     replayed = sendgrid(client, sendgrid_events(ALICE), stamp=int(time.time()) - 3600)
     assert replayed.status_code == 403
@@ -612,8 +612,8 @@ def postmark_bounce(email: str) -> dict[str, Any]:
 def test_a_postmark_bounce_with_the_right_credentials(
     client: FlaskClient, postmark: dict[str, str], newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     answer = client.post("/webhooks/postmark", json=postmark_bounce(ALICE), headers=postmark)
     assert answer.get_json() == {"accepted": 1, "duplicates": 0}
     assert decide(ALICE, "newsletter").reason == "suppressed"
@@ -623,8 +623,8 @@ def test_postmark_unsubscribes_and_complaints(
     client: FlaskClient, postmark: dict[str, str], newsletter: Resource, brand: Resource
 ) -> None:
     for slug in ("newsletter", "brand"):
-        statuses.signup(ALICE, slug)
-        statuses.confirm(ALICE, slug)
+        factories.signup(ALICE, slug)
+        factories.confirm(ALICE, slug)
     change = {
         "RecordType": "SubscriptionChange",
         "MessageID": "00000000-0000-0000-0000-000000000000",
@@ -645,7 +645,7 @@ def test_postmark_unsubscribes_and_complaints(
 def test_postmark_with_wrong_credentials_is_refused(
     client: FlaskClient, postmark: dict[str, str], newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
     before = database_state()
     wrong = {"Authorization": "Basic " + base64.b64encode(b"postmark:guess").decode()}
     assert (
@@ -667,8 +667,8 @@ def test_a_signed_but_malformed_payload_is_a_clear_400(
 def test_a_signed_event_with_a_malformed_address_changes_nothing(
     client: FlaskClient, sendgrid: Any, newsletter: Resource
 ) -> None:
-    statuses.signup(ALICE, "newsletter")
-    statuses.confirm(ALICE, "newsletter")
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
     before = database_state()
     batch = [
         {**sendgrid_events(ALICE)[1], "sg_event_id": "good"},

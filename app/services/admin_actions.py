@@ -1,7 +1,7 @@
 """What an admin changes in the admin view, each one transaction: a profile's or a subscription's
 status, and the suppression list by hand.
 
-The status changes go through ``statuses.apply_in_transaction`` like every other change, with the
+The status changes go through ``statuses.change_status`` like every other change, with the
 admin as actor and their reason in the event; before that, the status the admin asks for is
 checked against ``status.admin_targets`` of the status as it is now, so a forged form cannot do
 what the page does not offer.
@@ -13,11 +13,12 @@ from datetime import datetime
 
 from app import queries
 from app.addresses import email_hash, normalize_email
-from app.database import in_write_transaction, utcnow
+from app.database import transactional, utcnow
 from app.extensions import db
 from app.models import Profile, Subscription, Suppression, SuppressionEvent
+from app.services import statuses
 from app.services.errors import InvalidInput, NotFound, TransitionRefused
-from app.services.statuses import Actor, Result, apply_in_transaction, suppression_history
+from app.services.statuses import Actor, Result, suppression_history
 from app.status import Cause, Channel, SetStatus, State, Status, admin_targets, effective
 
 REASON_MAX = 500
@@ -47,6 +48,7 @@ def _check_target(current: State | None, target: Status, now: datetime) -> None:
         raise TransitionRefused(f"an admin cannot change {now_status or 'nothing'} to {target}")
 
 
+@transactional
 def change_status(
     profile_id: int,
     target: Status,
@@ -60,80 +62,70 @@ def change_status(
     future; anything ``admin_targets`` does not offer is refused and changes nothing."""
     reason = clean_reason(actor.reason, required=target is Status.INVALID, what="invalid")
     actor = Actor(actor.name, actor.ip, actor.user_agent, reason)
-
-    def work() -> Result:
-        found = queries.profile_by_id(profile_id)
-        if found is None:
-            raise NotFound("no such profile")
-        # Lock the profile first, as every status change does, then read the time and the state.
-        profile: Profile | None = queries.profile_by_email(found.email, for_update=True)
-        if profile is None:  # erased between the two reads
-            raise NotFound("no such profile")
-        now = utcnow()
-        subscription: Subscription | None = None
-        if subscription_id is not None:
-            subscription = queries.subscription_by_id(subscription_id)
-            if subscription is None or subscription.profile_id != profile.id:
-                raise UnknownSubscription()
-            _check_target(subscription.state, target, now)
-        else:
-            _check_target(profile.state, target, now)
-        action = SetStatus(target, Cause.ADMIN, suspended_until)
-        return apply_in_transaction(
-            profile.email,
-            action,
-            subscription.resource if subscription else None,
-            Channel(subscription.channel) if subscription else Channel.EMAIL,
-            actor=actor,
-            now=now,
-        )
-
-    return in_write_transaction(work)
+    found = queries.profile_by_id(profile_id)
+    if found is None:
+        raise NotFound("no such profile")
+    # Lock the profile first, as every status change does, then read the time and the state.
+    profile: Profile | None = queries.profile_by_email(found.email, for_update=True)
+    if profile is None:  # erased between the two reads
+        raise NotFound("no such profile")
+    now = utcnow()
+    subscription: Subscription | None = None
+    if subscription_id is not None:
+        subscription = queries.subscription_by_id(subscription_id)
+        if subscription is None or subscription.profile_id != profile.id:
+            raise UnknownSubscription()
+        _check_target(subscription.state, target, now)
+    else:
+        _check_target(profile.state, target, now)
+    action = SetStatus(target, Cause.ADMIN, suspended_until)
+    return statuses.change_status(
+        profile.email,
+        action,
+        subscription.resource if subscription else None,
+        Channel(subscription.channel) if subscription else Channel.EMAIL,
+        actor=actor,
+        now=now,
+    )
 
 
+@transactional
 def suppress_address(email: str, *, actor: Actor) -> Suppression:
     """Put an address on the suppression list by hand (rule 6 blocks every send to it), with the
     admin's reason in the list's history. The statuses of its profile stay as they are."""
     address = normalize_email(email)
     reason = clean_reason(actor.reason, required=True, what="suppressing an address")
     hashed = email_hash(address)
-
-    def work() -> Suppression:
-        if queries.suppression_of(hashed) is not None:
-            raise InvalidInput(f"{address} is on the suppression list already")
-        now = utcnow()
-        row = Suppression(
-            email_hash=hashed,
-            email=address,
-            reason=Cause.ADMIN.value,
-            actor=actor.name,
-            created_at=now,
-        )
-        db.session.add(row)
-        db.session.add(_history(hashed, address, "added", reason, actor, now))
-        return row
-
-    return in_write_transaction(work)
+    if queries.suppression_of(hashed) is not None:
+        raise InvalidInput(f"{address} is on the suppression list already")
+    now = utcnow()
+    row = Suppression(
+        email_hash=hashed,
+        email=address,
+        reason=Cause.ADMIN.value,
+        actor=actor.name,
+        created_at=now,
+    )
+    db.session.add(row)
+    db.session.add(_history(hashed, address, "added", reason, actor, now))
+    return row
 
 
+@transactional
 def lift_suppression(hashed: str, *, actor: Actor) -> str | None:
     """Take an address off the suppression list, with the admin's reason in the list's history;
     returns the address. An erased address stays: its hash is all that is left of the erasure,
     and it is what keeps an import from bringing the person back (only their own confirmed
     opt-in lifts it, rule 5)."""
     reason = clean_reason(actor.reason, required=True, what="lifting a suppression")
-
-    def work() -> str | None:
-        row = queries.suppression_of(hashed)
-        if row is None:
-            raise NotFound("this address is not on the suppression list")
-        if row.email is None:
-            raise TransitionRefused("an erased address stays on the suppression list")
-        db.session.delete(row)
-        db.session.add(_history(hashed, row.email, "lifted", reason, actor, utcnow()))
-        return row.email
-
-    return in_write_transaction(work)
+    row = queries.suppression_of(hashed)
+    if row is None:
+        raise NotFound("this address is not on the suppression list")
+    if row.email is None:
+        raise TransitionRefused("an erased address stays on the suppression list")
+    db.session.delete(row)
+    db.session.add(_history(hashed, row.email, "lifted", reason, actor, utcnow()))
+    return row.email
 
 
 def _history(

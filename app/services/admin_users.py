@@ -6,7 +6,7 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.addresses import InvalidEmail, normalize_email
-from app.database import in_write_transaction, utcnow
+from app.database import transactional, utcnow
 from app.extensions import db
 from app.models import AdminUser
 from app.services.errors import InvalidInput
@@ -17,6 +17,7 @@ MIN_PASSWORD_LENGTH = 10
 _DUMMY_HASH = generate_password_hash("not a password of anyone")
 
 
+@transactional
 def create_user(email: str, password: str) -> AdminUser:
     """A new admin user. Refuses a short password and an address that is taken."""
     try:
@@ -25,15 +26,11 @@ def create_user(email: str, password: str) -> AdminUser:
         raise InvalidInput(f"not a valid email address: {error}") from None
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
-
-    def work() -> AdminUser:
-        if db.session.scalar(select(AdminUser).where(AdminUser.email == address)) is not None:
-            raise InvalidInput(f"an admin user {address} exists already")
-        user = AdminUser(email=address, password_hash=generate_password_hash(password))
-        db.session.add(user)
-        return user
-
-    return in_write_transaction(work)
+    if db.session.scalar(select(AdminUser).where(AdminUser.email == address)) is not None:
+        raise InvalidInput(f"an admin user {address} exists already")
+    user = AdminUser(email=address, password_hash=generate_password_hash(password))
+    db.session.add(user)
+    return user
 
 
 def authenticate(email: str, password: str) -> AdminUser | None:
@@ -50,15 +47,16 @@ def authenticate(email: str, password: str) -> AdminUser | None:
         return None
     if not check_password_hash(user.password_hash, password):
         return None
+    return _record_login(user.id)
 
-    def record_login() -> AdminUser:
-        fresh = db.session.get(AdminUser, user.id)
-        if fresh is None:  # deleted between the password check and now
-            raise InvalidInput("no such admin user")
-        fresh.last_login_at = utcnow()
-        return fresh
 
-    return in_write_transaction(record_login)
+@transactional
+def _record_login(user_id: int) -> AdminUser:
+    fresh = db.session.get(AdminUser, user_id)
+    if fresh is None:  # deleted between the password check and now
+        raise InvalidInput("no such admin user")
+    fresh.last_login_at = utcnow()
+    return fresh
 
 
 def user_by_id(session_id: str) -> AdminUser | None:
@@ -74,18 +72,16 @@ def user_by_id(session_id: str) -> AdminUser | None:
     return user
 
 
+@transactional
 def end_sessions(user_id: int) -> None:
     """End every session of this user, on every browser: the cookies stay valid signatures, so
     the version they name is made stale instead."""
-
-    def work() -> None:
-        user = db.session.get(AdminUser, user_id)
-        if user is not None:
-            user.session_version += 1
-
-    in_write_transaction(work)
+    user = db.session.get(AdminUser, user_id)
+    if user is not None:
+        user.session_version += 1
 
 
+@transactional
 def change_password(email: str, password: str) -> AdminUser:
     """A new password for an admin user; every session made with the old one ends."""
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -94,13 +90,9 @@ def change_password(email: str, password: str) -> AdminUser:
         address = normalize_email(email)
     except InvalidEmail as error:
         raise InvalidInput(f"not a valid email address: {error}") from None
-
-    def work() -> AdminUser:
-        user = db.session.scalar(select(AdminUser).where(AdminUser.email == address))
-        if user is None:
-            raise InvalidInput(f"no admin user {address}")
-        user.password_hash = generate_password_hash(password)
-        user.session_version += 1
-        return user
-
-    return in_write_transaction(work)
+    user = db.session.scalar(select(AdminUser).where(AdminUser.email == address))
+    if user is None:
+        raise InvalidInput(f"no admin user {address}")
+    user.password_hash = generate_password_hash(password)
+    user.session_version += 1
+    return user

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
-from app.database import in_write_transaction, utcnow
+from app.database import transactional, utcnow
 from app.extensions import db
 from app.models import ApiKey
 from app.services.errors import InvalidInput, NotFound
@@ -28,29 +28,27 @@ def create_key(name: str) -> tuple[ApiKey, str]:
     if not name or len(name) > 100 or any(ch.isspace() for ch in name):
         raise InvalidInput("a key name is 1 to 100 characters without spaces, like 'sender-prod'")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-
-    def work() -> ApiKey:
-        if db.session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
-            raise InvalidInput(f"a key named {name!r} exists already")
-        row = ApiKey(name=name, key_hash=_hash(key), prefix=key[: len(KEY_PREFIX) + 4])
-        db.session.add(row)
-        return row
-
-    return in_write_transaction(work), key
+    return _store_key(name, key), key
 
 
+@transactional
+def _store_key(name: str, key: str) -> ApiKey:
+    if db.session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
+        raise InvalidInput(f"a key named {name!r} exists already")
+    row = ApiKey(name=name, key_hash=_hash(key), prefix=key[: len(KEY_PREFIX) + 4])
+    db.session.add(row)
+    return row
+
+
+@transactional
 def revoke_key(name: str) -> ApiKey:
     """Stop a key from working; its name stays in the history of what it changed."""
-
-    def work() -> ApiKey:
-        row = db.session.scalar(select(ApiKey).where(ApiKey.name == name))
-        if row is None:
-            raise NotFound(f"no key named {name!r}")
-        if row.revoked_at is None:
-            row.revoked_at = utcnow()
-        return row
-
-    return in_write_transaction(work)
+    row = db.session.scalar(select(ApiKey).where(ApiKey.name == name))
+    if row is None:
+        raise NotFound(f"no key named {name!r}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
 
 
 def authenticate(key: str) -> ApiKey | None:
@@ -73,19 +71,19 @@ def note_use(row: ApiKey, now: datetime | None = None) -> None:
     stale = now - LAST_USED_RESOLUTION
     if row.last_used_at is not None and row.last_used_at > stale:
         return
-    key_id = row.id
+    _touch(row.id, stale, now)
 
-    def work() -> None:
-        db.session.execute(
-            update(ApiKey)
-            .where(
-                ApiKey.id == key_id,
-                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= stale),
-            )
-            .values(last_used_at=now)
+
+@transactional
+def _touch(key_id: int, stale: datetime, now: datetime) -> None:
+    db.session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= stale),
         )
-
-    in_write_transaction(work)
+        .values(last_used_at=now)
+    )
 
 
 def all_keys() -> list[ApiKey]:

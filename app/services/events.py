@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app import queries
 from app.addresses import InvalidEmail, email_hash, hash_address_in, normalize_email
-from app.database import in_write_transaction, utcnow
+from app.database import transactional, utcnow
 from app.extensions import db
 from app.models import DeliveryEvent
 from app.services import statuses
@@ -82,43 +82,40 @@ def _checked(events: Sequence[IncomingEvent]) -> list[tuple[IncomingEvent, str]]
     return checked
 
 
+@transactional
 def record_events(
     events: Sequence[IncomingEvent], *, source: str, actor: Actor, now: datetime | None = None
 ) -> EventsReport:
     """Apply a batch of events in one transaction; ``source`` scopes the event ids (a provider's
     name, or ``api``)."""
     checked = _checked(events)
-
-    def work() -> EventsReport:
-        moment = now or utcnow()
-        accepted = duplicates = 0
-        seen: set[str] = set()
-        for event, address in checked:
-            # An id that spells the address keeps its hash instead: delivery events hold no
-            # address (erasure keeps them), and a redelivery still finds its first copy.
-            event_id = hash_address_in(event.event_id, address)[:200]
-            if event_id in seen or _known(source, event_id):
-                duplicates += 1
-                continue
-            seen.add(event_id)
-            resource = queries.resource_by_slug(event.resource) if event.resource else None
-            db.session.add(
-                DeliveryEvent(
-                    source=source,
-                    event_id=event_id,
-                    type=event.type.value,
-                    email_hash=email_hash(address),
-                    resource_id=resource.id if resource else None,
-                    occurred_at=event.occurred_at,
-                    received_at=moment,
-                )
+    moment = now or utcnow()
+    accepted = duplicates = 0
+    seen: set[str] = set()
+    for event, address in checked:
+        # An id that spells the address keeps its hash instead: delivery events hold no
+        # address (erasure keeps them), and a redelivery still finds its first copy.
+        event_id = hash_address_in(event.event_id, address)[:200]
+        if event_id in seen or _known(source, event_id):
+            duplicates += 1
+            continue
+        seen.add(event_id)
+        resource = queries.resource_by_slug(event.resource) if event.resource else None
+        db.session.add(
+            DeliveryEvent(
+                source=source,
+                event_id=event_id,
+                type=event.type.value,
+                email_hash=email_hash(address),
+                resource_id=resource.id if resource else None,
+                occurred_at=event.occurred_at,
+                received_at=moment,
             )
-            db.session.flush()
-            _apply(event, address, actor, moment)
-            accepted += 1
-        return EventsReport(accepted, duplicates)
-
-    return in_write_transaction(work)
+        )
+        db.session.flush()
+        _apply(event, address, actor, moment)
+        accepted += 1
+    return EventsReport(accepted, duplicates)
 
 
 def _known(source: str, event_id: str) -> bool:
@@ -132,13 +129,13 @@ def _apply(event: IncomingEvent, address: str, actor: Actor, now: datetime) -> N
     channel = Channel(event.channel)
     profile = queries.profile_by_email(address)
     if event.type is EventType.HARD_BOUNCE:
-        statuses.apply_in_transaction(address, HardBounce(), None, channel, actor=actor, now=now)
+        statuses.change_status(address, HardBounce(), None, channel, actor=actor, now=now)
     elif event.type is EventType.COMPLAINT:
         resource = event.resource if profile is not None else None
-        statuses.apply_in_transaction(address, Complaint(), resource, channel, actor=actor, now=now)
+        statuses.change_status(address, Complaint(), resource, channel, actor=actor, now=now)
     elif event.type is EventType.UNSUBSCRIBE:
         if profile is not None:
-            statuses.apply_in_transaction(
+            statuses.change_status(
                 address,
                 Unsubscribe(Cause.UNSUBSCRIBE_LINK),
                 event.resource,
@@ -152,7 +149,7 @@ def _apply(event: IncomingEvent, address: str, actor: Actor, now: datetime) -> N
         and _soft_bounces(address, now) >= current_app.config["SOFT_BOUNCE_LIMIT"]
     ):
         until = now + timedelta(days=current_app.config["SOFT_BOUNCE_SUSPEND_DAYS"])
-        statuses.apply_in_transaction(
+        statuses.change_status(
             address, Pause(until, Cause.BOUNCE), None, channel, actor=actor, now=now
         )
 

@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from app import queries
-from app.database import in_write_transaction, write_transaction
+from app.database import transactional, write_transaction
 from app.extensions import db
 from app.models import ConsentText, Resource
 from app.security import thank_you_url_problem
@@ -69,6 +69,7 @@ def create_resource(
     return resource
 
 
+@transactional
 def update_resource(
     resource_id: int,
     *,
@@ -89,24 +90,20 @@ def update_resource(
     text = consent_text.strip()
     if not text:
         raise InvalidInput("a consent text is needed")
-
-    def work() -> Resource:
-        resource = queries.resource_by_id(resource_id)
-        if resource is None:
-            raise NotFound("no such resource")
-        resource.name = name
-        resource.description = description.strip()
-        resource.channels = ",".join(channel.value for channel in parsed)
-        resource.public = public
-        resource.double_opt_in = double_opt_in
-        resource.thank_you_url = thank_you_url
-        current = queries.current_consent_text(resource.id)
-        if current is None or current.text != text:
-            version = current.version + 1 if current else 1
-            db.session.add(ConsentText(resource_id=resource.id, version=version, text=text))
-        return resource
-
-    return in_write_transaction(work)
+    resource = queries.resource_by_id(resource_id)
+    if resource is None:
+        raise NotFound("no such resource")
+    resource.name = name
+    resource.description = description.strip()
+    resource.channels = ",".join(channel.value for channel in parsed)
+    resource.public = public
+    resource.double_opt_in = double_opt_in
+    resource.thank_you_url = thank_you_url
+    current = queries.current_consent_text(resource.id)
+    if current is None or current.text != text:
+        version = current.version + 1 if current else 1
+        db.session.add(ConsentText(resource_id=resource.id, version=version, text=text))
+    return resource
 
 
 def _checked_name(name: str) -> str:

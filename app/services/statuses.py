@@ -1,8 +1,8 @@
-"""Changing statuses: load a profile, apply one rule of status.py, write the result and its events
-in one transaction.
+"""Changing statuses: load a profile, apply one rule of status.py, write the result and its events.
 
-Every status change in optin goes through ``apply_action``; the named functions below are the
-actions people and systems take. Repeating an action changes nothing and records nothing (rule 9).
+Every status change in optin goes through ``change_status``, inside the write transaction of the
+service that asked for it (which may write more in it: the email the change causes, its consent
+record). Repeating an action changes nothing and records nothing (rule 9).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime
 
 from app import queries
 from app.addresses import email_hash, normalize_email
-from app.database import in_write_transaction, utcnow, write_transaction
+from app.database import transactional, utcnow, write_transaction
 from app.extensions import db
 from app.models import (
     Profile,
@@ -32,13 +32,12 @@ from app.status import (
     Confirm,
     HardBounce,
     Outcome,
-    Pause,
     RuleError,
+    Scope,
     SetStatus,
     Signup,
     Snapshot,
     Status,
-    Unsubscribe,
     apply,
     parse_status,
     settle,
@@ -93,29 +92,7 @@ def resource_for(slug: str, channel: Channel) -> Resource:
     return resource
 
 
-def apply_action(
-    email: str,
-    action: Action,
-    *,
-    resource: str | None = None,
-    channel: str | Channel = Channel.EMAIL,
-    actor: Actor = CUSTOMER,
-    name: str | None = None,
-    now: datetime | None = None,
-) -> Result:
-    """Apply ``action`` to the profile of ``email`` (and its subscription to ``resource`` on
-    ``channel`` when a resource is named), in one transaction. Raises a domain error and changes
-    nothing when the input or the rules refuse it."""
-    address = normalize_email(email)
-    parsed_channel = parse_channel(channel)
-    return in_write_transaction(
-        lambda: apply_in_transaction(
-            address, action, resource, parsed_channel, actor=actor, name=name, now=now
-        )
-    )
-
-
-def apply_in_transaction(
+def change_status(
     address: str,
     action: Action,
     slug: str | Resource | None,
@@ -126,9 +103,12 @@ def apply_in_transaction(
     locale: str | None = None,
     now: datetime | None = None,
 ) -> Result:
-    """The body of ``apply_action`` for a service that writes more in the same transaction (the
-    email a change causes, its consent record). Needs an open ``write_transaction`` and a
-    normalised address. The resource may be given by slug or, when the caller has it, itself."""
+    """Apply ``action`` to the profile of ``address`` (and its subscription to the resource on
+    ``channel`` when a resource is named): settle its ended suspensions, ask status.py, write
+    the new states, the suppression list and one event per changed status. Needs an open write
+    transaction (``@transactional``) and a normalised address; raises a domain error when the
+    input or the rules refuse the change, and the caller's transaction then writes nothing. The
+    resource may be given by slug or, when the caller has it, itself."""
     session = db.session()
     if isinstance(slug, Resource):
         if channel not in slug.channel_list:
@@ -188,10 +168,10 @@ def apply_in_transaction(
             # A pending confirmation link is for the subscription as it was: once anything
             # changes it (confirmed, unsubscribed, paused...), the link confirms nothing.
             subscription.confirm_nonce = None
-        if any(c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in outcome.changes):
+        if outcome.newly_subscribed:
             subscription.confirmed_at = now
 
-    if any(c.scope == "global" for c in outcome.changes) and not isinstance(
+    if any(c.scope is Scope.GLOBAL for c in outcome.changes) and not isinstance(
         action, Signup | Confirm
     ):
         # A global stop (an unsubscribe from everything, a bounce, an admin's change) undoes
@@ -253,7 +233,7 @@ def _record(
     now: datetime,
 ) -> None:
     """Append the event of one status change (rule 7)."""
-    on_subscription = change.scope == "subscription"
+    on_subscription = change.scope is Scope.SUBSCRIPTION
     state = after.subscription if on_subscription else after.global_state
     db.session.add(
         StatusEvent(
@@ -282,75 +262,10 @@ def _suppress_unknown(address: str, cause: Cause, actor: Actor, now: datetime) -
     return Result(None, Outcome(before, Snapshot(None, suppressed=True), ()))
 
 
-# --- The actions, by name ---------------------------------------------------------------------
+# --- The one change a view asks for by name ----------------------------------------------------
 
 
-def signup(
-    email: str,
-    resource: str,
-    *,
-    channel: str | Channel = Channel.EMAIL,
-    name: str | None = None,
-    actor: Actor = CUSTOMER,
-    now: datetime | None = None,
-) -> Result:
-    """Rule 4: sign an address up to a resource; single or double opt-in as the resource says."""
-    found = queries.resource_by_slug(resource)
-    double_opt_in = found.double_opt_in if found is not None else True
-    return apply_action(
-        email,
-        Signup(double_opt_in),
-        resource=resource,
-        channel=channel,
-        actor=actor,
-        name=name,
-        now=now,
-    )
-
-
-def confirm(
-    email: str,
-    resource: str | None,
-    *,
-    channel: str | Channel = Channel.EMAIL,
-    actor: Actor = CUSTOMER,
-    now: datetime | None = None,
-) -> Result:
-    """Rule 5: a confirmed opt-in."""
-    return apply_action(email, Confirm(), resource=resource, channel=channel, actor=actor, now=now)
-
-
-def unsubscribe(
-    email: str,
-    resource: str | None,
-    *,
-    cause: Cause = Cause.UNSUBSCRIBE_LINK,
-    channel: str | Channel = Channel.EMAIL,
-    actor: Actor = CUSTOMER,
-    now: datetime | None = None,
-) -> Result:
-    """Rule 2: no resource means the global status; a resource means that subscription only."""
-    return apply_action(
-        email, Unsubscribe(cause), resource=resource, channel=channel, actor=actor, now=now
-    )
-
-
-def pause(
-    email: str,
-    resource: str | None,
-    until: datetime,
-    *,
-    cause: Cause = Cause.PREFERENCES,
-    channel: str | Channel = Channel.EMAIL,
-    actor: Actor = CUSTOMER,
-    now: datetime | None = None,
-) -> Result:
-    """Suspend until ``until``; the status before returns by itself afterwards."""
-    return apply_action(
-        email, Pause(until, cause), resource=resource, channel=channel, actor=actor, now=now
-    )
-
-
+@transactional
 def set_status(
     email: str,
     status: str | int | Status,
@@ -363,27 +278,10 @@ def set_status(
     actor: Actor = CUSTOMER,
     now: datetime | None = None,
 ) -> Result:
-    """An explicit status from an admin, the API or an import (global without a resource)."""
+    """An explicit status from the API (global without a resource), in its own transaction."""
     action = SetStatus(parse_status(status), cause, suspended_until, consent_proof)
-    return apply_action(email, action, resource=resource, channel=channel, actor=actor, now=now)
-
-
-def hard_bounce(email: str, *, actor: Actor = CUSTOMER, now: datetime | None = None) -> Result:
-    """Rule 6: global `hardbounced` and the address on the suppression list."""
-    return apply_action(email, HardBounce(), actor=actor, now=now)
-
-
-def complaint(
-    email: str,
-    resource: str | None = None,
-    *,
-    channel: str | Channel = Channel.EMAIL,
-    actor: Actor = CUSTOMER,
-    now: datetime | None = None,
-) -> Result:
-    """A spam complaint: global `complainer`, and the subscription too when a resource is named."""
-    return apply_action(
-        email, Complaint(), resource=resource, channel=channel, actor=actor, now=now
+    return change_status(
+        normalize_email(email), action, resource, parse_channel(channel), actor=actor, now=now
     )
 
 
@@ -403,7 +301,7 @@ def settle_profile(email: str, *, now: datetime | None = None) -> tuple[Change, 
             changes += settled.changes
         for subscription in profile.subscriptions:
             settled = settle(Snapshot(profile.state, subscription.state, resource_named=True), now)
-            ended = [change for change in settled.changes if change.scope == "subscription"]
+            ended = [c for c in settled.changes if c.scope is Scope.SUBSCRIPTION]
             if ended:
                 subscription.state = settled.after.subscription  # type: ignore[assignment]
                 _record(ended[0], profile, subscription, settled.after, TIME, now)

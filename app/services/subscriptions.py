@@ -18,7 +18,7 @@ from flask import current_app
 
 from app import outbox, queries
 from app.addresses import normalize_email
-from app.database import in_write_transaction, utcnow
+from app.database import transactional, utcnow
 from app.extensions import db
 from app.links import confirm_url, data_url, preferences_url
 from app.models import (
@@ -201,10 +201,7 @@ def record_consent(
     )
 
 
-def _became_subscribed(result: Result) -> bool:
-    return any(c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in result.events)
-
-
+@transactional
 def request_signup(
     email: str,
     slugs: Sequence[str],
@@ -223,35 +220,31 @@ def request_signup(
     address = normalize_email(email)
     parsed = parse_channel(channel)
     chosen = _resources(slugs, parsed)
-
-    def work() -> list[Result]:
-        moment = now or utcnow()
-        results = [
-            statuses.apply_in_transaction(
-                address,
-                Signup(double_opt_in=resource.double_opt_in),
-                resource,
-                parsed,
-                actor=actor,
-                name=name,
-                locale=locale,
-                now=moment,
-            )
-            for resource in chosen
-        ]
-        profile = queries.profile_by_id(results[0].profile_id or 0)
-        if profile is None:
-            raise NotFound("no profile for this signup")
-        pairs = list(zip(chosen, results, strict=True))
-        needing = [resource for resource, result in pairs if result.outcome.send_confirmation]
-        if needing:
-            _queue_confirmation(profile, needing, parsed, form, moment)
-        for resource, result in pairs:
-            if _became_subscribed(result):
-                _queue_welcome(profile, resource, by_name=False)
-        return results
-
-    return in_write_transaction(work)
+    moment = now or utcnow()
+    results = [
+        statuses.change_status(
+            address,
+            Signup(double_opt_in=resource.double_opt_in),
+            resource,
+            parsed,
+            actor=actor,
+            name=name,
+            locale=locale,
+            now=moment,
+        )
+        for resource in chosen
+    ]
+    profile = queries.profile_by_id(results[0].profile_id or 0)
+    if profile is None:
+        raise NotFound("no profile for this signup")
+    pairs = list(zip(chosen, results, strict=True))
+    needing = [resource for resource, result in pairs if result.outcome.send_confirmation]
+    if needing:
+        _queue_confirmation(profile, needing, parsed, form, moment)
+    for resource, result in pairs:
+        if result.outcome.newly_subscribed:
+            _queue_welcome(profile, resource, by_name=False)
+    return results
 
 
 def api_signup(
@@ -280,6 +273,7 @@ class ConsentProof:
     form: str = "api"
 
 
+@transactional
 def subscription_with_consent(
     email: str, slug: str, *, channel: Channel, proof: ConsentProof, actor: Actor
 ) -> Result:
@@ -288,37 +282,33 @@ def subscription_with_consent(
     confirmation does (status.py), the proof is stored whenever it changed something, and the
     welcome email is queued as after a confirmation."""
     address = normalize_email(email)
-
-    def work() -> Result:
-        result = statuses.apply_in_transaction(
-            address,
-            SetStatus(Status.SUBSCRIBED, Cause.API, consent_proof=True),
-            slug,
+    result = statuses.change_status(
+        address,
+        SetStatus(Status.SUBSCRIBED, Cause.API, consent_proof=True),
+        slug,
+        channel,
+        actor=actor,
+    )
+    profile = queries.profile_by_email(address)
+    resource = queries.resource_by_slug(slug)
+    if profile is None or resource is None:
+        raise NotFound("no such profile or resource")
+    # The proof goes with every change it caused: a lifted global stop or suppression is
+    # consent as much as a subscription that became subscribed.
+    if result.changed:
+        record_consent(
+            profile.id,
+            resource.id,
             channel,
-            actor=actor,
+            consent_text_id=None,
+            confirmed_at=proof.confirmed_at,
+            ip=proof.ip,
+            user_agent=proof.user_agent,
+            form=proof.form,
         )
-        profile = queries.profile_by_email(address)
-        resource = queries.resource_by_slug(slug)
-        if profile is None or resource is None:
-            raise NotFound("no such profile or resource")
-        # The proof goes with every change it caused: a lifted global stop or suppression is
-        # consent as much as a subscription that became subscribed.
-        if result.changed:
-            record_consent(
-                profile.id,
-                resource.id,
-                channel,
-                consent_text_id=None,
-                confirmed_at=proof.confirmed_at,
-                ip=proof.ip,
-                user_agent=proof.user_agent,
-                form=proof.form,
-            )
-        if _became_subscribed(result):
-            _queue_welcome(profile, resource)
-        return result
-
-    return in_write_transaction(work)
+    if result.outcome.newly_subscribed:
+        _queue_welcome(profile, resource)
+    return result
 
 
 def profile_of_link(target: LinkTarget) -> Profile:
@@ -399,60 +389,54 @@ def _subscribed_at(state: State, now: datetime) -> bool:
     return current is not None and current.status is Status.SUBSCRIBED
 
 
+@transactional
 def confirm_signup(
     target: LinkTarget, *, actor: Actor, now: datetime | None = None
 ) -> ConfirmResult:
     """Rule 5 for every subscription the link names, with the proof of consent and a welcome
     email for each. Confirming twice changes nothing the second time (rule 9)."""
-
-    def work() -> ConfirmResult:
-        moment = now or utcnow()
-        profile = profile_of_link(target)
-        pending = _to_confirm(profile, target)
-        if not pending:
-            if _already_confirmed(profile, target, moment):
-                return ConfirmResult([], already=True)
-            # Expired (rule 8), or undone since the link was sent: it confirms nothing.
-            raise GoneProfile()
-        channel = Channel(target.channel)
-        confirmed: list[Resource] = []
-        for resource, _ in pending:
-            result = statuses.apply_in_transaction(
-                profile.email, Confirm(), resource, channel, actor=actor, now=moment
+    moment = now or utcnow()
+    profile = profile_of_link(target)
+    pending = _to_confirm(profile, target)
+    if not pending:
+        if _already_confirmed(profile, target, moment):
+            return ConfirmResult([], already=True)
+        # Expired (rule 8), or undone since the link was sent: it confirms nothing.
+        raise GoneProfile()
+    channel = Channel(target.channel)
+    confirmed: list[Resource] = []
+    for resource, _ in pending:
+        result = statuses.change_status(
+            profile.email, Confirm(), resource, channel, actor=actor, now=moment
+        )
+        if result.outcome.newly_subscribed:
+            record_consent(
+                profile.id,
+                resource.id,
+                channel,
+                consent_text_id=target.consent_text_id,
+                confirmed_at=moment,
+                ip=actor.ip,
+                user_agent=actor.user_agent,
+                form=target.form,
             )
-            if _became_subscribed(result):
-                record_consent(
-                    profile.id,
-                    resource.id,
-                    channel,
-                    consent_text_id=target.consent_text_id,
-                    confirmed_at=moment,
-                    ip=actor.ip,
-                    user_agent=actor.user_agent,
-                    form=target.form,
-                )
-                _queue_welcome(profile, resource)
-                confirmed.append(resource)
-        thank_you = confirmed[0].thank_you_url if len(confirmed) == 1 else None
-        return ConfirmResult(confirmed, already=not confirmed, thank_you_url=thank_you)
-
-    return in_write_transaction(work)
+            _queue_welcome(profile, resource)
+            confirmed.append(resource)
+    thank_you = confirmed[0].thank_you_url if len(confirmed) == 1 else None
+    return ConfirmResult(confirmed, already=not confirmed, thank_you_url=thank_you)
 
 
+@transactional
 def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> None:
     """A fresh link for an expired one, if there is still something to confirm (rate-capped)."""
-
-    def work() -> None:
-        moment = now or utcnow()
-        profile = queries.profile_by_id(target.profile_id)
-        if profile is None or not opens(target, profile.link_key):
-            return
-        pending = [resource for resource, _ in _to_confirm(profile, target)]
-        if pending:
-            form = target.form or "resend"
-            _queue_confirmation(profile, pending, Channel(target.channel), form, moment)
-
-    in_write_transaction(work)
+    moment = now or utcnow()
+    profile = queries.profile_by_id(target.profile_id)
+    if profile is None or not opens(target, profile.link_key):
+        return
+    pending = [resource for resource, _ in _to_confirm(profile, target)]
+    if pending:
+        form = target.form or "resend"
+        _queue_confirmation(profile, pending, Channel(target.channel), form, moment)
 
 
 def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
@@ -462,20 +446,17 @@ def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
     return profile, resource
 
 
+@transactional
 def unsubscribe_by_link(
     target: LinkTarget, *, everything: bool, cause: Cause, actor: Actor
 ) -> Result:
     """Rule 2: the link's resource only, or the global status when the link names none or the
     customer chose "everything". Repeating it changes nothing."""
-
-    def work() -> Result:
-        profile, resource = link_scope(target)
-        slug = None if everything or resource is None else resource.slug
-        return statuses.apply_in_transaction(
-            profile.email, Unsubscribe(cause), slug, Channel(target.channel), actor=actor
-        )
-
-    return in_write_transaction(work)
+    profile, resource = link_scope(target)
+    slug = None if everything or resource is None else resource.slug
+    return statuses.change_status(
+        profile.email, Unsubscribe(cause), slug, Channel(target.channel), actor=actor
+    )
 
 
 def preferences_of(profile_id: int, *, now: datetime | None = None) -> Preferences:
@@ -507,6 +488,7 @@ def preferences_of(profile_id: int, *, now: datetime | None = None) -> Preferenc
     return Preferences(profile, rows)
 
 
+@transactional
 def update_preferences(
     profile_id: int,
     *,
@@ -523,45 +505,42 @@ def update_preferences(
     unknown = wanted - offered
     if unknown:
         raise UnknownResource(sorted(unknown)[0])
-
-    def work() -> None:
-        profile = queries.profile_by_id(profile_id)
-        if profile is None:
-            raise GoneProfile()
-        profile.name = name or None
-        profile.locale = locale or None
-        moment = utcnow()
-        to_confirm: list[Resource] = []
-        for row in current.rows:
-            slug = row.resource.slug
-            if slug in wanted and not row.active:
-                result = statuses.apply_in_transaction(
-                    profile.email,
-                    Signup(double_opt_in=row.resource.double_opt_in),
-                    slug,
-                    Channel.EMAIL,
-                    actor=actor,
-                    now=moment,
-                )
-                if result.outcome.send_confirmation:
-                    to_confirm.append(row.resource)
-                elif _became_subscribed(result):
-                    _queue_welcome(profile, row.resource)
-            elif slug not in wanted and row.active:
-                statuses.apply_in_transaction(
-                    profile.email,
-                    Unsubscribe(Cause.PREFERENCES),
-                    slug,
-                    Channel.EMAIL,
-                    actor=actor,
-                    now=moment,
-                )
-        if to_confirm:
-            _queue_confirmation(profile, to_confirm, Channel.EMAIL, "preferences", moment)
-
-    in_write_transaction(work)
+    profile = queries.profile_by_id(profile_id)
+    if profile is None:
+        raise GoneProfile()
+    profile.name = name or None
+    profile.locale = locale or None
+    moment = utcnow()
+    to_confirm: list[Resource] = []
+    for row in current.rows:
+        slug = row.resource.slug
+        if slug in wanted and not row.active:
+            result = statuses.change_status(
+                profile.email,
+                Signup(double_opt_in=row.resource.double_opt_in),
+                slug,
+                Channel.EMAIL,
+                actor=actor,
+                now=moment,
+            )
+            if result.outcome.send_confirmation:
+                to_confirm.append(row.resource)
+            elif result.outcome.newly_subscribed:
+                _queue_welcome(profile, row.resource)
+        elif slug not in wanted and row.active:
+            statuses.change_status(
+                profile.email,
+                Unsubscribe(Cause.PREFERENCES),
+                slug,
+                Channel.EMAIL,
+                actor=actor,
+                now=moment,
+            )
+    if to_confirm:
+        _queue_confirmation(profile, to_confirm, Channel.EMAIL, "preferences", moment)
 
 
+@transactional
 def pause_all(profile_id: int, days: int, *, actor: Actor, now: datetime | None = None) -> datetime:
     """Suspend every subscribed subscription for ``days`` (14, 30, 60 or 90); each comes back by
     itself afterwards."""
@@ -569,38 +548,31 @@ def pause_all(profile_id: int, days: int, *, actor: Actor, now: datetime | None 
         raise ValueError(f"a pause is {', '.join(map(str, PAUSE_DAYS))} days")
     moment = now or utcnow()
     until = moment + timedelta(days=days)
-
-    def work() -> None:
-        profile = queries.profile_by_id(profile_id)
-        if profile is None:
-            raise GoneProfile()
-        for subscription in queries.subscriptions_of_profile(profile_id):
-            if subscription.status in (Status.SUBSCRIBED.value, Status.SUSPENDED.value):
-                statuses.apply_in_transaction(
-                    profile.email,
-                    Pause(until, Cause.PREFERENCES),
-                    subscription.resource.slug,
-                    Channel(subscription.channel),
-                    actor=actor,
-                    now=moment,
-                )
-
-    in_write_transaction(work)
+    profile = queries.profile_by_id(profile_id)
+    if profile is None:
+        raise GoneProfile()
+    for subscription in queries.subscriptions_of_profile(profile_id):
+        if subscription.status in (Status.SUBSCRIBED.value, Status.SUSPENDED.value):
+            statuses.change_status(
+                profile.email,
+                Pause(until, Cause.PREFERENCES),
+                subscription.resource.slug,
+                Channel(subscription.channel),
+                actor=actor,
+                now=moment,
+            )
     return until
 
 
+@transactional
 def unsubscribe_everything(profile_id: int, *, actor: Actor) -> Result:
     """The preference page's "unsubscribe from everything": the global status (rule 2)."""
-
-    def work() -> Result:
-        profile = queries.profile_by_id(profile_id)
-        if profile is None:
-            raise GoneProfile()
-        return statuses.apply_in_transaction(
-            profile.email, Unsubscribe(Cause.PREFERENCES), None, Channel.EMAIL, actor=actor
-        )
-
-    return in_write_transaction(work)
+    profile = queries.profile_by_id(profile_id)
+    if profile is None:
+        raise GoneProfile()
+    return statuses.change_status(
+        profile.email, Unsubscribe(Cause.PREFERENCES), None, Channel.EMAIL, actor=actor
+    )
 
 
 def export_data(profile_id: int) -> dict[str, Any]:
@@ -616,66 +588,59 @@ def erase(profile_id: int, *, actor: Actor) -> None:
     words about the person wherever else they are stored (events, the suppression list's
     history, import rejections, the outbox, saved mail), and keep only the address's hash on
     the suppression list, so no import brings it back (SPEC §2; ``services/erasure.py``)."""
-
-    def work() -> str:
-        profile = queries.profile_by_id(profile_id)
-        if profile is None:
-            raise GoneProfile()
-        return erasure.forget_in_transaction(profile, actor=actor)
-
-    hashed = in_write_transaction(work)
+    hashed = _erase_rows(profile_id, actor=actor)
     erasure.forget_files(hashed)  # files are not rolled back: only once the erasure committed
 
 
+@transactional
+def _erase_rows(profile_id: int, *, actor: Actor) -> str:
+    profile = queries.profile_by_id(profile_id)
+    if profile is None:
+        raise GoneProfile()
+    return erasure.forget_in_transaction(profile, actor=actor)
+
+
+@transactional
 def request_preferences_link(email: str, *, now: datetime | None = None) -> None:
     """Email a preference link to a known address; nothing for an unknown one. The caller answers
     the same either way."""
     address = normalize_email(email)
-
-    def work() -> None:
-        moment = now or utcnow()
-        profile = queries.profile_by_email(address)
-        if profile is None:
-            return
-        recent = queries.emails_sent_to_since(
-            address, "preferences_link", moment - timedelta(days=1)
-        )
-        if recent >= current_app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"]:
-            return
-        outbox.enqueue(
-            address,
-            "preferences_link",
-            profile_id=profile.id,
-            preferences_link=preferences_url(profile.id, profile.link_key),
-            # No name: anyone may ask for this email to any address (and may have typed it).
-            locale=profile.locale,
-        )
-
-    in_write_transaction(work)
+    moment = now or utcnow()
+    profile = queries.profile_by_email(address)
+    if profile is None:
+        return
+    recent = queries.emails_sent_to_since(address, "preferences_link", moment - timedelta(days=1))
+    if recent >= current_app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"]:
+        return
+    outbox.enqueue(
+        address,
+        "preferences_link",
+        profile_id=profile.id,
+        preferences_link=preferences_url(profile.id, profile.link_key),
+        # No name: anyone may ask for this email to any address (and may have typed it).
+        locale=profile.locale,
+    )
 
 
+@transactional
 def request_data_link(profile_id: int, *, now: datetime | None = None) -> None:
     """Email the profile a short-lived link to download or erase its data (SPEC §2, issue 9):
     the long-lived links travel in headers that mailbox providers and forwarded mail see, so
     personal data needs proof that the person holds the mailbox now. At most
     CONFIRMATIONS_PER_ADDRESS_PER_DAY a day; the caller answers the same either way."""
-
-    def work() -> None:
-        moment = now or utcnow()
-        profile = queries.profile_by_id(profile_id)
-        if profile is None:
-            raise GoneProfile()
-        since = moment - timedelta(days=1)
-        recent = queries.emails_sent_to_since(profile.email, "data_link", since)
-        if recent >= current_app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"]:
-            return
-        outbox.enqueue(
-            profile.email,
-            "data_link",
-            profile_id=profile.id,
-            data_link=data_url(profile.id, profile.link_key),
-            minutes=current_app.config["DATA_LINK_MAX_AGE"] // 60,
-            locale=profile.locale,
-        )
-
-    in_write_transaction(work)
+    moment = now or utcnow()
+    profile = queries.profile_by_id(profile_id)
+    if profile is None:
+        raise GoneProfile()
+    since = moment - timedelta(days=1)
+    recent = queries.emails_sent_to_since(profile.email, "data_link", since)
+    if recent >= current_app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"]:
+        return
+    outbox.enqueue(
+        profile.email,
+        "data_link",
+        profile_id=profile.id,
+        data_link=data_url(profile.id, profile.link_key),
+        minutes=current_app.config["DATA_LINK_MAX_AGE"] // 60,
+        locale=profile.locale,
+    )

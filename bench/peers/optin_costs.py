@@ -174,7 +174,7 @@ def main() -> int:
         "subscription_of",
     ):
         timed(queries, name, f"queries.{name}")
-    timed(app.services.statuses, "apply_in_transaction", "statuses.apply_in_transaction")
+    timed(app.services.statuses, "change_status", "statuses.change_status")
     timed(app.services.subscriptions, "normalize_email", "normalize_email (service)")
     timed(app.forms, "normalize_email", "normalize_email (form validator)")
     timed(app.views.public, "render_template", "render_template (the page)")

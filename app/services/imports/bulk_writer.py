@@ -307,7 +307,7 @@ def write_plan(plan: Plan, now: datetime) -> None:
 
 def _write_suppressions(plan: Plan, stamp: Any) -> None:
     """The chunk's addresses on the suppression list, each with its history line, as
-    ``statuses.apply_in_transaction`` writes them for a bounce (cause ``import``, the import's
+    ``statuses.change_status`` writes them for a bounce (cause ``import``, the import's
     actor)."""
     actor = plan.actor
     _insert_many(

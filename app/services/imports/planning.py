@@ -137,7 +137,7 @@ def _verdict(g: State | None, s: State | None, settled: Outcome, outcome: Outcom
         s_after,
         g_after != g,
         s_after != s,
-        any(c.scope == "subscription" and c.new is Status.SUBSCRIBED for c in outcome.changes),
+        outcome.newly_subscribed,
         outcome.suppression_added,
         global_columns,
         _state_columns(s_after),
