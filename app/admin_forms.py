@@ -22,7 +22,7 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3's; types-WTForms 3.2 lacks it
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -73,7 +73,7 @@ class StatusForm(FlaskForm):
     def validate(self, extra_validators: Any = None) -> bool:
         """The fields, then what one field asks of another (an Optional() end time stops its
         own validators when empty, so the suspension's need of one is checked here)."""
-        valid = super().validate(extra_validators)
+        valid: bool = super().validate(extra_validators)
         suspending = self.status.data == Status.SUSPENDED.value
         if suspending and self.suspended_until.data is None and not self.suspended_until.errors:
             self.suspended_until.errors = ["A suspension needs an end time."]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -28,6 +30,13 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+# The models' base class. mypy cannot take an object's attribute (db.Model) as a base class
+# (python/mypy#8603), so it is told the declarative base that db.Model subclasses at run time:
+# the columns are typed by SQLAlchemy 2's Mapped[] either way.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 # Batch mode lets Alembic alter tables on SQLite, which cannot ALTER most things in place.
 migrate = Migrate(render_as_batch=True)
 mail = Mail()

@@ -31,7 +31,7 @@ import secrets
 from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import current_app
 from itsdangerous import (
@@ -44,6 +44,9 @@ from itsdangerous import (
 )
 from itsdangerous.encoding import base64_decode, base64_encode, want_bytes
 from itsdangerous.signer import HMACAlgorithm
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 
 class Purpose(StrEnum):
@@ -130,9 +133,9 @@ class _PrecomputedHMAC(HMACAlgorithm):
 
     def __init__(self) -> None:
         super().__init__(hashlib.sha1)
-        self._states: dict[bytes, tuple[Any, Any]] = {}
+        self._states: dict[bytes, tuple[HASH, HASH]] = {}
 
-    def _pair(self, key: bytes) -> tuple[Any, Any]:
+    def _pair(self, key: bytes) -> tuple[HASH, HASH]:
         if key not in self._states:
             # HMAC-SHA1 is itsdangerous's signature; SHA-1's collisions do not weaken HMAC.
             block = hashlib.sha1().block_size  # nosec B324
@@ -157,7 +160,7 @@ class _Canonical(Signer):
     """Refuses a signature that is not in canonical base64. Base64 leaves the last character's low
     bits unused, so without this check some one-character changes to a token still verify."""
 
-    def verify_signature(self, value: bytes, sig: bytes | str) -> bool:
+    def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
         try:
             canonical = base64_encode(base64_decode(sig)) == want_bytes(sig)
         except BadData:
@@ -299,7 +302,9 @@ def _read_timed(purpose: Purpose, token: str) -> LinkTarget:
         payload = serializer.loads(token, max_age=max_age)
     except SignatureExpired as expired:
         # The signature is good, so the payload can be trusted to offer a fresh link.
-        raise TokenExpired(target_of(serializer.load_payload(expired.payload)), purpose) from None
+        # itsdangerous always sets the payload of a SignatureExpired it raises (typed Optional).
+        payload = cast(bytes, expired.payload)
+        raise TokenExpired(target_of(serializer.load_payload(payload)), purpose) from None
     except BadSignature:
         raise TokenInvalid("this link is not valid") from None
     return target_of(payload)
