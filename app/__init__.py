@@ -41,7 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
     # JSON keys in the order the code writes them (SPEC §3's order), not sorted: sorting a
     # 10,000-answer batch costs time and reads worse.
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's, typed as its base
     app.config["SQLALCHEMY_DATABASE_URI"] = database_uri(
         app.config["DATABASE_URL"], app.instance_path
     )
@@ -49,7 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
 
     if app.config["PROXY_FIX_X_FOR"] or app.config["PROXY_FIX_X_PROTO"]:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # Flask's documented way to wrap it
             app.wsgi_app,
             x_for=app.config["PROXY_FIX_X_FOR"],
             x_proto=app.config["PROXY_FIX_X_PROTO"],

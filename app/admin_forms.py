@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3's; types-WTForms 3.2 lacks it
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -75,7 +76,7 @@ class StatusForm(FlaskForm):
     def validate(self, extra_validators: Any = None) -> bool:
         """The fields, then what one field asks of another (an Optional() end time stops its
         own validators when empty, so the suspension's need of one is checked here)."""
-        valid = super().validate(extra_validators)
+        valid: bool = super().validate(extra_validators)
         suspending = self.status.data == Status.SUSPENDED.value
         if suspending and self.suspended_until.data is None and not self.suspended_until.errors:
             self.suspended_until.errors = ["A suspension needs an end time."]
@@ -176,7 +177,7 @@ class ProfilesExportForm(FlaskForm):
 
 
 # The "created" choices of the profiles page: how far back each reaches from ``now``.
-SINCE = {
+SINCE: dict[str, Callable[[datetime], datetime]] = {
     "today": lambda now: datetime.combine(now.date(), time.min, tzinfo=UTC),
     "7d": lambda now: now - timedelta(days=7),
     "30d": lambda now: now - timedelta(days=30),

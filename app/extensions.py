@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar
+
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -10,7 +12,7 @@ from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import DeclarativeBase
 
 # Named constraints, so that Alembic migrations can alter them on SQLite and PostgreSQL alike.
@@ -25,9 +27,20 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    if TYPE_CHECKING:
+        # Every model here is mapped to a Table (DeclarativeBase allows any FromClause), so
+        # Model.__table__ goes to insert() and update() as it is.
+        __table__: ClassVar[Table]
 
 
 db = SQLAlchemy(model_class=Base)
+# The models' base class. mypy cannot take an object's attribute (db.Model) as a base class
+# (python/mypy#8603), so it is told the declarative base that db.Model subclasses at run time:
+# the columns are typed by SQLAlchemy 2's Mapped[] either way.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 # Batch mode lets Alembic alter tables on SQLite, which cannot ALTER most things in place.
 migrate = Migrate(render_as_batch=True)
 mail = Mail()

@@ -29,7 +29,7 @@ def use_locale(locale: str | None) -> None:
 
 def select_locale() -> str:
     """Flask-Babel's locale selector."""
-    chosen = g.get("locale")
+    chosen: str | None = g.get("locale")
     if chosen:
         return chosen
     if request:

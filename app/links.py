@@ -25,7 +25,8 @@ class Links:
 
 def absolute(path: str) -> str:
     """A URL on optin's public address (BASE_URL), usable in an email."""
-    return current_app.config["BASE_URL"].rstrip("/") + path
+    base: str = current_app.config["BASE_URL"]
+    return base.rstrip("/") + path
 
 
 def confirm_url(target: LinkTarget) -> str:

@@ -137,7 +137,7 @@ def exposition() -> tuple[bytes, str]:
     processes in multiprocess mode), then the database's figures."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         processes = CollectorRegistry()
-        multiprocess.MultiProcessCollector(processes)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(processes)  # type: ignore[no-untyped-call]  # unannotated upstream
         counted = generate_latest(processes)
     else:
         counted = generate_latest(REGISTRY)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.addresses import search_key
 from app.database import UTCDateTime, utcnow
-from app.extensions import db
+from app.extensions import Model
 from app.status import Channel, State, Status
 from app.tokens import new_link_key
 
@@ -57,7 +57,7 @@ class StatusColumns:
         self.resume_status = state.resume_status.value if state.resume_status else None
 
 
-class Resource(db.Model):
+class Resource(Model):
     """Something a customer subscribes to: a newsletter, a brand, a product's updates."""
 
     __tablename__ = "resources"
@@ -80,7 +80,7 @@ class Resource(db.Model):
     __table_args__ = (NEVER_REUSED,)
 
 
-class Profile(StatusColumns, db.Model):
+class Profile(StatusColumns, Model):
     """One customer, identified by a normalised email address; ``status`` is the global status."""
 
     __tablename__ = "profiles"
@@ -138,7 +138,7 @@ Index("ix_profiles_email_key", Profile.email_key, Profile.id, postgresql_ops={"e
 Index("ix_profiles_name_key", Profile.name_key, Profile.id, postgresql_ops={"name_key": C_ORDER})
 
 
-class Subscription(StatusColumns, db.Model):
+class Subscription(StatusColumns, Model):
     """A profile's subscription to one resource on one channel, with its own status."""
 
     __tablename__ = "subscriptions"
@@ -174,7 +174,7 @@ class Subscription(StatusColumns, db.Model):
     )
 
 
-class StatusEvent(db.Model):
+class StatusEvent(Model):
     """One status change, global or of a subscription (rule 7). Rows are only ever appended;
     erasure alone blanks the personal data in them."""
 
@@ -198,7 +198,7 @@ class StatusEvent(db.Model):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
-class Suppression(db.Model):
+class Suppression(Model):
     """The platform-wide suppression list (rule 6): no message goes to these addresses.
 
     Keyed by the address's hash so that erasure can drop the address and keep the block.
@@ -213,7 +213,7 @@ class Suppression(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class SuppressionEvent(db.Model):
+class SuppressionEvent(Model):
     """An address put on the suppression list or taken off it, by hand or by a status change
     (a bounce, an import, a confirmed opt-in), with who and why. The
     list itself keeps only its current rows; this is their history (rule 7 for the list).
@@ -234,7 +234,7 @@ class SuppressionEvent(db.Model):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class ConsentText(db.Model):
+class ConsentText(Model):
     """A version of the consent text shown on a signup form; versions are added, never edited."""
 
     __tablename__ = "consent_texts"
@@ -248,7 +248,7 @@ class ConsentText(db.Model):
     __table_args__ = (UniqueConstraint("resource_id", "version"), NEVER_REUSED)
 
 
-class ConsentRecord(db.Model):
+class ConsentRecord(Model):
     """The proof of consent stored with a confirmation: when, from where, on which form, and
     which version of the consent text the customer saw."""
 
@@ -265,7 +265,7 @@ class ConsentRecord(db.Model):
     form: Mapped[str | None] = mapped_column(String(200))
 
 
-class OutboxMessage(db.Model):
+class OutboxMessage(Model):
     """An email waiting to be delivered, written in the transaction of the change that caused it."""
 
     __tablename__ = "outbox"
@@ -294,7 +294,7 @@ class OutboxMessage(db.Model):
     )
 
 
-class ApiKey(db.Model):
+class ApiKey(Model):
     """A key the sending platform uses (``Authorization: Bearer ...``). Only its SHA-256 is
     stored: keys are long random strings, so a fast hash is enough and lookups stay O(1)."""
 
@@ -310,7 +310,7 @@ class ApiKey(db.Model):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class DeliveryEvent(db.Model):
+class DeliveryEvent(Model):
     """A delivery event reported by the sending platform or a provider webhook. The provider's
     event id makes a second delivery of the same event a no-op (rule 9); soft bounces are
     counted from here for the suspension policy."""
@@ -332,7 +332,7 @@ class DeliveryEvent(db.Model):
     )
 
 
-class AdminUser(db.Model):
+class AdminUser(Model):
     """A member of the marketing team who may use the admin view (SPEC §4). The password is
     stored as a Werkzeug hash; the address is the login name and the actor in the event log."""
 
@@ -359,7 +359,7 @@ class AdminUser(db.Model):
         return f"{self.id}:{self.session_version}"
 
 
-class ImportJob(db.Model):
+class ImportJob(Model):
     """One CSV import of existing subscribers (SPEC §4), run in the background. The counters are
     updated as it goes, so the admin page and the command line can show its progress."""
 
@@ -396,7 +396,7 @@ class ImportJob(db.Model):
     claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
-class ImportRejection(db.Model):
+class ImportRejection(Model):
     """A row of an import that was not imported, with its line number and why."""
 
     __tablename__ = "import_rejections"

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     ARRAY,
     Row,
+    Select,
     String,
     and_,
     exists,
@@ -345,7 +346,7 @@ def subscriptions_by_status() -> list[tuple[int, str, str, int]]:
     query = select(
         Subscription.resource_id, Subscription.channel, Subscription.status, func.count()
     ).group_by(Subscription.resource_id, Subscription.channel, Subscription.status)
-    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]  # tuple(row) is typed tuple[object, ...]; the select gives these types
 
 
 def suppression_count() -> int:
@@ -395,7 +396,7 @@ def _starts_with(key: Any, prefix: str) -> ColumnElement[bool]:
     return and_(key >= prefix, _below_next_prefix(key, prefix))
 
 
-def _below_next_prefix(key: Any, prefix: str) -> ColumnElement[bool]:
+def _below_next_prefix(key: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
     """The upper end of a prefix range; a prefix ending in the last code point has none."""
     if prefix[-1] == chr(0x10FFFF):
         return literal(True)
@@ -556,7 +557,7 @@ def events_with_scope_of_profile(profile_id: int) -> list[tuple[StatusEvent, str
         .where(StatusEvent.profile_id == profile_id)
         .order_by(StatusEvent.occurred_at, StatusEvent.id)
     )
-    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]  # tuple(row) is typed tuple[object, ...]; the select gives these types
 
 
 def consent_proof_of_profile(
@@ -571,7 +572,7 @@ def consent_proof_of_profile(
         .where(Subscription.profile_id == profile_id)
         .order_by(ConsentRecord.confirmed_at, ConsentRecord.id)
     )
-    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]
+    return [tuple(row) for row in db.session.execute(query)]  # type: ignore[misc]  # tuple(row) is typed tuple[object, ...]; the select gives these types
 
 
 def consent_texts_of_resource(resource_id: int) -> Sequence[ConsentText]:
@@ -641,7 +642,9 @@ def _among(query: Any, table: Any, column: Any, values: list[Any]) -> Any:
         if values and isinstance(values[0], int):
             return query.where(column.in_(values))
         return _matching(query, table, column, values)
-    given = select(literal_column("value")).select_from(func.json_each(json.dumps(values)))
+    given: Select[Any] = select(literal_column("value")).select_from(
+        func.json_each(json.dumps(values))
+    )
     return query.where(column.in_(given))
 
 

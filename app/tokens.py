@@ -31,7 +31,7 @@ import secrets
 from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 from itsdangerous import (
@@ -143,7 +143,7 @@ class _Canonical(Signer):
     """Refuses a signature that is not in canonical base64. Base64 leaves the last character's low
     bits unused, so without this check some one-character changes to a token still verify."""
 
-    def verify_signature(self, value: bytes, sig: bytes | str) -> bool:
+    def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
         try:
             canonical = base64_encode(base64_decode(sig)) == want_bytes(sig)
         except BadData:
@@ -285,7 +285,9 @@ def _read_timed(purpose: Purpose, token: str) -> LinkTarget:
         payload = serializer.loads(token, max_age=max_age)
     except SignatureExpired as expired:
         # The signature is good, so the payload can be trusted to offer a fresh link.
-        raise TokenExpired(target_of(serializer.load_payload(expired.payload)), purpose) from None
+        # itsdangerous always sets the payload of a SignatureExpired it raises (typed Optional).
+        payload = cast(bytes, expired.payload)
+        raise TokenExpired(target_of(serializer.load_payload(payload)), purpose) from None
     except BadSignature:
         raise TokenInvalid("this link is not valid") from None
     return target_of(payload)

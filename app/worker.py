@@ -39,7 +39,8 @@ LONGEST_WAIT = 15.0
 
 def wait_before_try(failures: int) -> float:
     """Seconds to wait after the ``failures``-th failure in a row (1 for the first)."""
-    return min(FIRST_WAIT * 2 ** max(failures - 1, 0), LONGEST_WAIT)
+    # A shift, not 2 ** n: the type checker cannot tell that a power with an int exponent is int.
+    return min(FIRST_WAIT * (1 << max(failures - 1, 0)), LONGEST_WAIT)
 
 
 class Outage:

@@ -37,6 +37,7 @@ def decide_many(
     quick = [raw.strip().lower() if isinstance(raw, str) else "" for raw in emails]
     rows = queries.eligibility_rows([a for a in quick if a], resource_id, parsed_channel.value)
     normalized: list[str | None] = []
+    address: str | None  # here always a string; in the answers' loop below None when malformed
     for raw, address in zip(emails, quick, strict=True):
         if address in rows:
             normalized.append(address)

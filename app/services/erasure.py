@@ -16,7 +16,7 @@ that could hold personal data cannot be forgotten here.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, SQLColumnExpression, delete, func, or_, select, update
 
 from app import queries
 from app.addresses import email_hash, hash_address_in
@@ -36,7 +36,7 @@ from app.services.statuses import Actor
 ERASED = "erased"
 
 
-def _names(column: ColumnElement[str | None], address: str) -> ColumnElement[bool]:
+def _names(column: SQLColumnExpression[str | None], address: str) -> ColumnElement[bool]:
     """Whether a free-text column (an actor) spells the address, in any case."""
     return func.lower(column).contains(address, autoescape=True)
 

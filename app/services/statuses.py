@@ -296,14 +296,14 @@ def settle_profile(email: str, *, now: datetime | None = None) -> tuple[Change, 
             return ()
         settled = settle(Snapshot(profile.state), now)
         if settled.changes:
-            profile.state = settled.after.global_state  # type: ignore[assignment]
+            profile.state = settled.after.global_state  # type: ignore[assignment]  # settle() keeps a given state
             _record(settled.changes[0], profile, None, settled.after, TIME, now)
             changes += settled.changes
         for subscription in profile.subscriptions:
             settled = settle(Snapshot(profile.state, subscription.state, resource_named=True), now)
             ended = [c for c in settled.changes if c.scope is Scope.SUBSCRIPTION]
             if ended:
-                subscription.state = settled.after.subscription  # type: ignore[assignment]
+                subscription.state = settled.after.subscription  # type: ignore[assignment]  # settle() keeps a given state
                 _record(ended[0], profile, subscription, settled.after, TIME, now)
                 changes += ended
     return tuple(changes)

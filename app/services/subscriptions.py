@@ -114,7 +114,7 @@ def _resources(slugs: Sequence[str], channel: Channel) -> list[Resource]:
 
 
 def _confirmation_allowed(address: str, now: datetime) -> bool:
-    limit = current_app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"]
+    limit: int = current_app.config["CONFIRMATIONS_PER_ADDRESS_PER_DAY"]
     sent = queries.emails_sent_to_since(address, "confirm", now - timedelta(days=1))
     return sent < limit
 
@@ -472,8 +472,8 @@ def preferences_of(profile_id: int, *, now: datetime | None = None) -> Preferenc
         if s.channel == Channel.EMAIL.value
     }
     resources = {r.id: r for r in queries.public_resources()}
-    for subscription in email_subscriptions.values():
-        resources.setdefault(subscription.resource_id, subscription.resource)
+    for held in email_subscriptions.values():
+        resources.setdefault(held.resource_id, held.resource)
     rows = []
     for resource in sorted(resources.values(), key=lambda r: r.name.lower()):
         subscription = email_subscriptions.get(resource.id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, abort, jsonify, render_template, request
+from flask import Flask, Response, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
@@ -88,7 +88,7 @@ def register_error_pages(app: Flask) -> None:
             raise error
         db.session.remove()
         answer = json_error(503, "unavailable") if wants_json() else error_page(503)
-        return answer[0], answer[1], {"Retry-After": str(RETRY_AFTER)}  # type: ignore[index,misc]
+        return answer[0], answer[1], {"Retry-After": str(RETRY_AFTER)}
 
     @app.errorhandler(InternalServerError)
     def _internal(_error: InternalServerError) -> ResponseReturnValue:
@@ -102,6 +102,6 @@ def wants_json() -> bool:
     return request.path.startswith(("/api/", "/webhooks/"))
 
 
-def json_error(status: int, code: str) -> ResponseReturnValue:
+def json_error(status: int, code: str) -> tuple[Response, int]:
     _title, detail = MESSAGES.get(status, MESSAGES[400])
     return jsonify({"error": {"code": code, "message": str(detail)}}), status

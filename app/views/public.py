@@ -26,6 +26,7 @@ from flask import (
 from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound as HTTPNotFound
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app import queries
 from app.addresses import InvalidEmail, email_hash, normalize_email
@@ -54,7 +55,8 @@ from app.views.errors import error_page
 
 public = Blueprint("public", __name__)
 
-ResponseLike = Response | str | tuple[str, int]
+# werkzeug's Response: flask's redirect() answers one, and flask's Response is one too.
+ResponseLike = WerkzeugResponse | str | tuple[str, int]
 
 
 # --- Helpers shared by the views ------------------------------------------------------------------
@@ -90,11 +92,13 @@ def address_key() -> str:
 
 
 def per_ip() -> str:
-    return current_app.config["SIGNUP_LIMIT_PER_IP"]
+    limit: str = current_app.config["SIGNUP_LIMIT_PER_IP"]
+    return limit
 
 
 def per_address() -> str:
-    return current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
+    limit: str = current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
+    return limit
 
 
 def opened(purpose: Purpose, token: str) -> tuple[LinkTarget, Profile]:
@@ -145,12 +149,14 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _signup(form: SignupForm, slugs: list[str], form_name: str, thank_you: str | None):  # type: ignore[no-untyped-def]
+def _signup(
+    form: SignupForm, slugs: list[str], form_name: str, thank_you: str | None
+) -> ResponseLike:
     """Shared by the signup views once the form is valid: the same answer for every address."""
     if not form.website.data:  # a filled honeypot gets the same page and changes nothing
         try:
             subscriptions.request_signup(
-                form.email.data,
+                form.email.data or "",  # never empty: the form is valid
                 slugs,
                 name=(form.name.data or "").strip() or None,
                 locale=str(get_locale()),
@@ -506,7 +512,7 @@ def request_preferences_link() -> ResponseLike:
     """Enter an address, receive a preference link; the same answer whether it is known or not."""
     form = PreferencesRequestForm()
     if form.validate_on_submit():
-        subscriptions.request_preferences_link(form.email.data)
+        subscriptions.request_preferences_link(form.email.data or "")  # the form is valid
         return render_template("public/preferences_sent.html", email=form.email.data)
     status = 400 if request.method == "POST" else 200
     return render_template("public/preferences_request.html", form=form), status

@@ -89,7 +89,7 @@ def _insert_many(table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]
         return
     connection = db.session.connection()
     compiled = insert(table).compile(dialect=connection.dialect, column_keys=list(columns))
-    if compiled.positional:
+    if compiled.positional and compiled.positiontup is not None:
         order = [columns.index(name) for name in compiled.positiontup]
         if order != list(range(len(columns))):
             pick = itemgetter(*order)
@@ -168,9 +168,9 @@ def _new_ids(target: Any, count: int) -> list[int]:
     writer out until these rows are in, and inserting them moves the counter past them."""
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
-        sequence = func.pg_get_serial_sequence(target.name, "id")
+        serial = func.pg_get_serial_sequence(target.name, "id")
         found = connection.execute(
-            select(func.nextval(sequence)).select_from(func.generate_series(1, count))
+            select(func.nextval(serial)).select_from(func.generate_series(1, count))
         )
         return [row[0] for row in found]
     sequence = table("sqlite_sequence", column("name"), column("seq"))
@@ -250,10 +250,10 @@ def write_plan(plan: Plan, now: datetime) -> None:
     subscription_ids: dict[SubscriptionKey, int] = dict(plan.subscription_ids)
     if plan.new_subscriptions:
         ids = _new_ids(Subscription.__table__, len(plan.new_subscriptions))
-        rows = []
+        subscription_rows: list[tuple[Any, ...]] = []
         for (key, v), new_id in zip(plan.new_subscriptions.items(), ids, strict=True):
             subscription_ids[key] = new_id
-            rows.append(
+            subscription_rows.append(
                 (
                     new_id,
                     profile_ids[key[0]],
@@ -267,7 +267,7 @@ def write_plan(plan: Plan, now: datetime) -> None:
                     at(v["confirmed_at"]),
                 )
             )
-        _insert_many(Subscription.__table__, SUBSCRIPTION_COLUMNS, rows)
+        _insert_many(Subscription.__table__, SUBSCRIPTION_COLUMNS, subscription_rows)
     if plan.subscription_updates:
         _update_subscriptions(plan.subscription_updates, now)
     if plan.events:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app
 from sqlalchemy import or_, select, update
@@ -34,6 +34,9 @@ from app.services.imports.preview import resources_and_default
 from app.services.imports.reading import ImportFileError, count_rows, read_header
 from app.services.imports.rows import ImportRow, Rejection, RowParser, chunks
 from app.services.statuses import Actor
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 # SQLite's write-ahead log is moved into the database every this many pages while an import runs
 # (the pool puts SQLite's default of 1,000 back: database.lengthen_wal_checkpoint).
@@ -333,7 +336,7 @@ def _import_chunks(
     done: int,
     total: int,
     now: datetime | None,
-) -> Iterator[int]:
+) -> Generator[int, None, None]:
     """Import the file's rows after the first ``done``, a chunk a transaction, yielding the rows
     each chunk read once it is committed. Each chunk renews the claim first and counts its rows
     on the job in its own transaction, so a worker killed at any point leaves the job's count
@@ -355,8 +358,12 @@ def _import_chunks(
         ) -> Plan:
             # First, as the job row's lock (PostgreSQL) or the write lock (SQLite): is the job
             # still ours? A worker that outlived its lease must not write a chunk twice.
-            held = db.session.execute(
-                update(jobs).where(_mine(claim)).values(claimed_until=utcnow() + lease())
+            # An UPDATE's result is a CursorResult, which counts the rows it matched.
+            held = cast(
+                "CursorResult[Any]",
+                db.session.execute(
+                    update(jobs).where(_mine(claim)).values(claimed_until=utcnow() + lease())
+                ),
             )
             if held.rowcount != 1:
                 raise LeaseLost(claim.job_id)

@@ -234,25 +234,27 @@ def plan_chunk(
     profiles = {row.email: row for row in queries.import_profiles(emails, for_update=for_update)}
     resource_ids = sorted({row.resource_id for row in rows})
     subscriptions = {
-        (row.profile_id, row.resource_id, row.channel): row
-        for row in queries.import_subscriptions([p.id for p in profiles.values()], resource_ids)
+        (stored.profile_id, stored.resource_id, stored.channel): stored
+        for stored in queries.import_subscriptions([p.id for p in profiles.values()], resource_ids)
     }
     hashes = {email: email_hash(email) for email in emails}
     suppressed = queries.import_suppressed(hashes.values())
 
     global_states: dict[str, State | None] = {}
     names: dict[str, str | None] = {}
-    for email, row in profiles.items():
-        global_states[email] = stored_state(row.status, row.suspended_until, row.resume_status)
-        names[email] = row.name
+    for email, profile in profiles.items():
+        global_states[email] = stored_state(
+            profile.status, profile.suspended_until, profile.resume_status
+        )
+        names[email] = profile.name
     sub_states: dict[SubscriptionKey, State | None] = {}
     sub_ids: dict[SubscriptionKey, int] = {}
-    plan.profile_ids = {email: row.id for email, row in profiles.items()}
-    by_profile_id = {row.id: email for email, row in profiles.items()}
-    for (profile_id, resource_id, channel), row in subscriptions.items():
+    plan.profile_ids = {email: profile.id for email, profile in profiles.items()}
+    by_profile_id = {profile.id: email for email, profile in profiles.items()}
+    for (profile_id, resource_id, channel), stored in subscriptions.items():
         key = (by_profile_id[profile_id], resource_id, channel)
-        sub_states[key] = stored_state(row.status, row.suspended_until, row.resume_status)
-        sub_ids[key] = row.id
+        sub_states[key] = stored_state(stored.status, stored.suspended_until, stored.resume_status)
+        sub_ids[key] = stored.id
     plan.subscription_ids = sub_ids
 
     for row in rows:

@@ -3,7 +3,9 @@ generic delivery events of services/events.py.
 
 Each provider module offers ``verify(request_data, config)``, which raises ``NotAuthentic`` for a
 forged, replayed or unsigned request, and ``events(request_data, config)``, which returns the
-generic events (and does any handshake the provider asks for).
+generic events (and does any handshake the provider asks for). ``Provider`` says so to the type
+checker, and ``registry`` holds the modules as Providers, so a module that lacks one of the two
+or takes other arguments fails ``make lint`` instead of a provider's request.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from werkzeug.datastructures import Authorization, Headers
+
+if TYPE_CHECKING:
+    # Only for the annotations: events.py imports the services that import this package.
+    from app.services.events import IncomingEvent
 
 
 class NotAuthentic(Exception):
@@ -47,8 +54,9 @@ class WebhookRequest:
     """What a provider module needs of an HTTP request."""
 
     body: bytes
-    headers: Mapping[str, str]
-    authorization: Any = None  # werkzeug's parsed Authorization header, for basic auth
+    # werkzeug's Headers in a request (not a Mapping, and its names are case-insensitive).
+    headers: Headers | Mapping[str, str]
+    authorization: Authorization | None = None  # the parsed Authorization header, for basic auth
 
 
 def parse_time(value: object) -> datetime:
@@ -60,7 +68,18 @@ def parse_time(value: object) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def registry() -> dict[str, ModuleType]:
+class Provider(Protocol):
+    """What a provider module offers (a module satisfies a Protocol by its functions)."""
+
+    def verify(self, data: WebhookRequest, config: Mapping[str, Any]) -> None:
+        """Raise NotAuthentic (or NotConfigured, BadPayload, Unavailable) unless the provider
+        signed this request."""
+
+    def events(self, data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEvent]:
+        """The generic events in this verified request."""
+
+
+def registry() -> dict[str, Provider]:
     from app.services.providers import postmark, sendgrid, ses
 
     return {"ses": ses, "sendgrid": sendgrid, "postmark": postmark}

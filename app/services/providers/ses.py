@@ -121,7 +121,8 @@ def _fetch(url: str) -> bytes:
     try:
         # The scheme is checked above and the opener has no other handlers.
         with _NoRedirects().open(url, timeout=FETCH_TIMEOUT) as answer:
-            return answer.read(MAX_FETCH_BYTES)
+            body: bytes = answer.read(MAX_FETCH_BYTES)
+            return body
     except (OSError, http.client.HTTPException) as error:
         raise Unavailable(f"fetching {url} failed: {error}") from None
 

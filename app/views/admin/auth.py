@@ -21,11 +21,13 @@ def login_address_key() -> str:
 
 
 def limit_per_ip() -> str:
-    return current_app.config["ADMIN_LOGIN_LIMIT_PER_IP"]
+    limit: str = current_app.config["ADMIN_LOGIN_LIMIT_PER_IP"]
+    return limit
 
 
 def limit_per_address() -> str:
-    return current_app.config["ADMIN_LOGIN_LIMIT_PER_ADDRESS"]
+    limit: str = current_app.config["ADMIN_LOGIN_LIMIT_PER_ADDRESS"]
+    return limit
 
 
 def local_target(target: str | None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask, abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3's; types-WTForms 3.2 lacks it
 
 from app import queries
 from app.admin_forms import ButtonForm, ImportUploadForm

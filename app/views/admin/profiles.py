@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3's; types-WTForms 3.2 lacks it
 
 from app import queries
 from app.addresses import email_hash
@@ -47,7 +48,7 @@ def profiles() -> ResponseReturnValue:
         listed = queries.list_profiles(filters, before=after_id, limit=size + 1)
         more = len(listed) > size
         listed = listed[:size]
-        next_page = {"after_id": listed[-1].id} if more else None
+        next_page: dict[str, object] | None = {"after_id": listed[-1].id} if more else None
         return _list_page(form, listed, next_page, first_page=after_id is None)
     after_key = search_term("after")
     after = (after_key, after_id) if after_id is not None else None
@@ -73,12 +74,12 @@ def _page_position() -> int | None:
 def _list_page(
     form: ProfileListForm,
     listed: list[Profile],
-    next_page: dict[str, object] | None,
+    next_page: dict[str, Any] | None,
     *,
     first_page: bool,
 ) -> str:
     """The profiles page; its links keep the search term and the filters as they were asked."""
-    asked = {name: form[name].data for name in FILTER_FIELDS if form[name].data}
+    asked: dict[str, Any] = {name: form[name].data for name in FILTER_FIELDS if form[name].data}
     return render_template(
         "admin/profiles.html",
         form=form,

@@ -55,7 +55,7 @@ def add_suppression() -> ResponseReturnValue:
         except InvalidInput as error:
             form.email.errors = [f"{error}."]
         else:
-            flash(f"Suppressed {form.email.data.strip()}.", "notice")
+            flash(f"Suppressed {(form.email.data or '').strip()}.", "notice")
             return redirect(url_for("admin.suppressions"), code=303)
     return render_suppressions(form, 400)
 
