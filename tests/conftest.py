@@ -31,6 +31,9 @@ from app.services.resources import create_resource
 from tests.helpers import Clock, submit
 from tests.smtp import SmtpServer
 
+# The browser tests' fixtures (live_server, page, console_errors), for any module to ask for.
+pytest_plugins = ["tests.browser"]
+
 atexit.register(shutil.rmtree, os.environ["OPTIN_INSTANCE_PATH"], ignore_errors=True)
 
 # CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) runs every property test on the same examples each

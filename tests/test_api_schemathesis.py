@@ -18,6 +18,8 @@ from schemathesis import GenerationMode
 from app.models import Resource
 from app.services import api_keys, statuses
 
+pytestmark = pytest.mark.slow
+
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 
 # JSON Schema's "email" format admits addresses optin refuses on purpose (RFC 6761 special-use
