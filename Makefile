@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run serve test lint format bench bench-status bench-api bench-search bench-import bench-peers soak clean
+.PHONY: install run serve test test-fast lint format bench bench-status bench-api bench-search bench-import bench-peers soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,15 @@ serve: $(STAMP)
 		WEB_CONCURRENCY=$(WEB_CONCURRENCY) PROMETHEUS_MULTIPROC_DIR="$(PROMETHEUS_MULTIPROC_DIR)" \
 		exec $(BIN)/honcho start --procfile Procfile --port $(PORT) --concurrency worker=$(OUTBOX_WORKERS)
 
-## test: lint, then every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set)
+## test: lint, then every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set), ending
+## with the ten slowest tests and the suite's wall time
 test: $(STAMP) lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=10 $(PYTEST_ARGS)
+
+## test-fast: the loop to run while changing code: every test but those marked slow (a browser,
+## 100,000 rows, schemathesis, real processes, thousands of examples); see the README
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" --durations=10 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

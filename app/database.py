@@ -36,9 +36,19 @@ def unreachable(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
-def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
+def system_time() -> datetime:
+    """The machine's clock, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+# Where ``utcnow`` reads the time. Tests swap in a clock they move forward (``clock`` in
+# tests/conftest.py) instead of sleeping until a session or a link has expired.
+clock: Callable[[], datetime] = system_time
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC: every rule and stamp in the app reads this."""
+    return clock()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -41,8 +41,6 @@ STREAM_MEMORY_TARGET_MB = 150
 BATCH_TARGET_MS = 200
 BATCH_SIZE = 10_000
 DECISION_TARGET_US = 20
-# A cursor is planned for its first 10 % of rows by default; the audience is always read whole.
-TUNED_CURSOR_SETTING = "SET LOCAL cursor_tuple_fraction = 1.0"
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def audience_statement(backend: Backend) -> tuple[int, str, Any]:
-    """The newsletter's id, and the SQL and parameters ``stream_audience`` hands the driver.
+def audience_statement(backend: Backend) -> tuple[int, str, Any, list[str]]:
+    """The newsletter's id, the SQL and parameters ``stream_audience`` hands the driver, and the
+    settings it sends first (PostgreSQL's ``cursor_tuple_fraction``).
 
     They are captured from the app itself (a ``before_cursor_execute`` listener) rather than
     rewritten, so the floor runs exactly the statement optin runs, parameters processed by
@@ -114,7 +113,8 @@ def audience_statement(backend: Backend) -> tuple[int, str, Any]:
         event.remove(db.engine, "before_cursor_execute", capture)
         db.engine.dispose()
     statement, parameters = next((s, p) for s, p in captured if s.lstrip().startswith("SELECT"))
-    return resource_id, statement, parameters
+    settings = [s for s, _p in captured if s.lstrip().upper().startswith("SET")]
+    return resource_id, statement, parameters, settings
 
 
 def cpu_scope(backend: Backend) -> str:
@@ -127,7 +127,12 @@ def _mb(kib: int) -> float:
 
 
 def measure_stream(
-    backend: Backend, resource_id: int, statement: str, parameters: Any, repeat: int
+    backend: Backend,
+    resource_id: int,
+    statement: str,
+    parameters: Any,
+    settings: list[str],
+    repeat: int,
 ) -> tuple[list[Figure], list[str]]:
     """Figure 1: floor and ours alternated, each in a fresh process; the medians, and the
     highest peak memory of optin's runs."""
@@ -145,6 +150,7 @@ def measure_stream(
         "dsn": backend.conninfo,
         "sql": statement,
         "params": parameters,
+        "settings": settings,
     }
     run_job(floor_job)  # warm the page cache for both
     ours_runs, floor_runs = [], []
@@ -155,15 +161,7 @@ def measure_stream(
             f"{backend.name} stream run {number}/{repeat}: ours {ours_runs[-1]['seconds']:.2f} s,"
             f" floor {floor_runs[-1]['seconds']:.2f} s"
         )
-    tuned_runs, tuned_floor_runs = [], []
-    if backend.kind == "postgres":
-        # Both again, with the planner told that every row will be read (see README).
-        tuned_job = ours_job | {"task": "stream_ours_tuned", "setting": TUNED_CURSOR_SETTING}
-        tuned_floor_job = floor_job | {"settings": [TUNED_CURSOR_SETTING]}
-        for _ in range(repeat):
-            tuned_floor_runs.append(run_job(tuned_floor_job))
-            tuned_runs.append(run_job(tuned_job))
-    counts = {run["rows"] for run in ours_runs + floor_runs + tuned_runs + tuned_floor_runs}
+    counts = {run["rows"] for run in ours_runs + floor_runs}
     if len(counts) != 1:
         raise SystemExit(f"{backend.name}: ours and the floor streamed different rows: {counts}")
     rows = counts.pop()
@@ -210,19 +208,9 @@ def measure_stream(
         + (
             "statement through sqlite3's cursor."
             if backend.kind == "sqlite"
-            else "statement through a psycopg named (server-side) cursor, itersize 2000."
+            else "SET and statement through a psycopg named (server-side) cursor, itersize 2000."
         )
     ]
-    if tuned_runs:
-        tuned_s = statistics.median(run["seconds"] for run in tuned_runs)
-        tuned_floor_s = statistics.median(run["seconds"] for run in tuned_floor_runs)
-        notes.append(
-            f"{backend.name} stream with `{TUNED_CURSOR_SETTING}` first (the change the README "
-            f"recommends), {repeat} runs each: ours {tuned_s:.2f} s "
-            f"({rows / tuned_s / 1000:,.0f}k rows/s, {tuned_s / ours_s:.2f}x ours above), floor "
-            f"{tuned_floor_s:.2f} s ({tuned_floor_s / floor_s:.2f}x the floor above); "
-            f"ours / floor {tuned_s / tuned_floor_s:.2f}x."
-        )
     return figures, notes
 
 
@@ -371,9 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     figures: list[Figure] = []
     notes: list[str] = []
     for backend in found:
-        resource_id, statement, parameters = audience_statement(backend)
+        resource_id, statement, parameters, settings = audience_statement(backend)
         for measured in (
-            measure_stream(backend, resource_id, statement, parameters, args.repeat),
+            measure_stream(backend, resource_id, statement, parameters, settings, args.repeat),
             measure_batch(backend, resource_id, args.profiles, args.runs),
         ):
             figures += measured[0]

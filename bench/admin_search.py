@@ -149,7 +149,7 @@ def measure(backend: Backend, prefixes: list[tuple[str, str]]) -> tuple[list[Fig
         user = db.session.query(AdminUser).filter_by(email=BENCH_ADMIN).one_or_none()
         if user is None:
             user = create_user(BENCH_ADMIN, BENCH_PASSWORD)
-        user_id = user.id
+        login_id = user.get_id()  # the id and session version the user loader checks
 
         def search_query(term: str) -> Any:
             found = queries.search_profiles(term, limit=PAGE + 1)
@@ -162,7 +162,7 @@ def measure(backend: Backend, prefixes: list[tuple[str, str]]) -> tuple[list[Fig
 
     client = app.test_client()
     with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
+        session["_user_id"] = login_id
         session["_fresh"] = True
         session[SESSION_STARTED] = datetime.now(UTC).timestamp()
 

@@ -183,19 +183,8 @@ def sqlite_copy(cached: Path, workdir: Path) -> Path:
     return copy
 
 
-# The stream's diagnostic variants, one run each: what they show is in VARIANT_NOTES.
-ROW_CHUNKS = "floor, a chunk per row"
-SKETCH = "optin, each line one f-string (sketch)"
-VARIANT_NOTES = {
-    ROW_CHUNKS: "the floor sending one HTTP chunk per row, as optin did before 28e8715 "
-    "(`FLOOR_CHUNK_BYTES=0`; the floor above, and optin since, send ~64 KiB blocks)",
-    SKETCH: "optin with the change API_BENCH.md recommends (`bench/http_sketch.py`: each line "
-    "one f-string with json.dumps on email and name only, no Links dataclass and dict per row)",
-}
-
-
-def servers(backend: Backend, workdir: Path, variants: bool) -> list[Server]:
-    """optin and the floor, then (``variants``) the stream's diagnostic variants."""
+def servers(backend: Backend, workdir: Path) -> list[Server]:
+    """optin and the floor, with the same keys and the same data."""
     common = {"SECRET_KEY": SECRET_KEY, "BASE_URL": BASE_URL, "UNSUBSCRIBE_MAILTO": MAILTO}
     optin_env = {
         **common,
@@ -209,21 +198,10 @@ def servers(backend: Backend, workdir: Path, variants: bool) -> list[Server]:
         "FLOOR_BACKEND": backend.kind,
         "FLOOR_DATABASE": backend.floor_database,
     }
-    found = [
+    return [
         Server("optin", "app:create_app()", optin_env, workdir / "optin.log"),
         Server("floor", "bench.http_floor:application", floor_env, workdir / "floor.log"),
     ]
-    if variants:
-        found += [
-            Server(
-                ROW_CHUNKS,
-                "bench.http_floor:application",
-                {**floor_env, "FLOOR_CHUNK_BYTES": "0"},
-                workdir / "floor-rows.log",
-            ),
-            Server(SKETCH, "bench.http_sketch:create_app()", optin_env, workdir / "sketch.log"),
-        ]
-    return found
 
 
 # --- the measurements -----------------------------------------------------------------------------
@@ -409,12 +387,8 @@ def measure_stream(
                 f"{got['memory']['peak_kib'] / 1024:.0f} MiB, {got['bytes']:,} bytes, SHA-256 "
                 f"{got['sha256'][:12]}"
             )
-    variants = [
-        (server.name, stream(server.port, path, stream_headers, server.worker_pids()))
-        for server in started[2:]
-    ]
     _, count_after = audience_count(backend, instance)
-    every = [(name, run) for name in runs for run in runs[name]] + variants
+    every = [(name, run) for name in runs for run in runs[name]]
     counts = {run["rows"] for _, run in every}
     digests = {run["sha256"] for _, run in every}
     # Time only adds rows (a suspension that ends); two streams of as many rows are the same rows.
@@ -516,15 +490,6 @@ def measure_stream(
         f"{rss_curve(ours_m)}, floor {rss_curve(floor_m)}. The run with the largest growth is "
         "shown.",
     ]
-    for name, variant in variants:
-        notes.append(
-            f"{backend.name} stream, {VARIANT_NOTES[name]}, one run: {variant['seconds']:.2f} s "
-            f"({rows / variant['seconds'] / 1000:,.0f}k rows/s), worker CPU "
-            f"{variant['memory']['cpu_seconds']:.1f} s, client CPU "
-            f"{variant['client_cpu_seconds']:.2f} s, worker peak RSS "
-            f"{mib(variant['memory']['peak_kib']):.0f} MiB; optin / this variant "
-            f"{ours_s / variant['seconds']:.2f}x."
-        )
     return figures, notes
 
 
@@ -540,7 +505,7 @@ def run_backend(
     headers = {"Authorization": f"Bearer {key}"}
     started: list[Server] = []
     try:
-        for server in servers(backend, workdir, args.variants):
+        for server in servers(backend, workdir):
             started.append(server)  # before it starts: stopped in any case below
             floor = "http_floor" in server.app
             server.start(PROJECT_ROOT, "/healthz" if floor else "/api/v1/openapi.json")
@@ -602,13 +567,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-runs", type=int, default=7, help="timed batch calls per server")
     parser.add_argument("--stream-runs", type=int, default=3, help="timed streams per server")
-    parser.add_argument(
-        "--no-variants",
-        dest="variants",
-        action="store_false",
-        help="skip the stream's two diagnostic variants (the floor with a chunk per row, and "
-        "the sketch of the recommended change)",
-    )
     parser.add_argument("--output", type=Path, help="where to write the table")
     return parser.parse_args(argv)
 

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import resource
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -228,7 +229,10 @@ def run_floor(url: str, path: str) -> dict[str, Any]:
         marks = ", ".join([mark] * len(columns.split(",")))
         return f"INSERT INTO {table} ({columns}) VALUES ({marks})"
 
-    profiles = sql("profiles", "id, email, email_hash, name, global_status, created_at, updated_at")
+    profiles = sql(
+        "profiles",
+        "id, email, email_hash, name, global_status, created_at, updated_at, link_key",
+    )
     subscriptions = sql(
         "subscriptions",
         "id, profile_id, resource_id, channel, status, created_at, updated_at, confirmed_at",
@@ -264,7 +268,9 @@ def run_floor(url: str, path: str) -> dict[str, Any]:
         for new_id, (address, name, status, consent) in zip(ids, chunk, strict=True):
             hashed = hashlib.sha256(address.encode()).hexdigest()
             global_status = "subscribed" if status == "subscribed" else "unconfirmed"
-            profile_rows.append((new_id, address, hashed, name, global_status, stamp, stamp))
+            # Each profile's link key, as optin makes it (NOT NULL since issue 9).
+            key = secrets.token_hex(16)
+            profile_rows.append((new_id, address, hashed, name, global_status, stamp, stamp, key))
             confirmed = consent_time(consent) if consent else None
             subscription_rows.append(
                 (new_id, new_id, resource_id, "email", status, stamp, stamp, confirmed)

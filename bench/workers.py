@@ -88,34 +88,12 @@ def stream_ours(job: dict[str, Any]) -> dict[str, Any]:
         )
 
 
-def stream_ours_tuned(job: dict[str, Any]) -> dict[str, Any]:
-    """A sketch of the change to ``stream_audience`` that bench/README.md recommends for
-    PostgreSQL, measured so that the recommendation comes with a number: the same query on the
-    same server-side cursor, with the planner told first that every row will be read. It mirrors
-    ``queries.stream_audience`` line for line but for that one statement."""
-    from app import create_app, queries
-    from app.extensions import db
-
-    app = create_app({"DATABASE_URL": job["url"]})
-
-    def rows() -> Iterable[Any]:
-        with db.engine.connect() as connection:
-            connection.exec_driver_sql(job["setting"])
-            result = connection.execution_options(yield_per=STREAM_BATCH).execute(
-                queries.audience_query(job["resource_id"], job["channel"], job["now"])
-            )
-            yield from result
-
-    with app.app_context():
-        return _measure_stream(rows)
-
-
 def stream_floor(job: dict[str, Any]) -> dict[str, Any]:
     """The same statement and parameters, sent by the driver alone: sqlite3's lazy cursor, or a
     psycopg server-side (named) cursor fetching as many rows at a time as optin does.
 
-    ``settings`` (PostgreSQL only) are run first in the cursor's transaction: the benchmark uses
-    it to show what one planner setting would gain (see bench/README.md)."""
+    ``settings`` (PostgreSQL only) are run first in the cursor's transaction, as
+    ``stream_audience`` runs them, so that both get the same plan."""
     if job["backend"] == "sqlite":
         connection = sqlite3.connect(job["path"])
         try:
@@ -430,7 +408,6 @@ def one_decision(job: dict[str, Any]) -> dict[str, Any]:
 
 JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "stream_ours": stream_ours,
-    "stream_ours_tuned": stream_ours_tuned,
     "stream_floor": stream_floor,
     "decide_batch": decide_batch,
     "one_decision": one_decision,

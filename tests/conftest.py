@@ -23,13 +23,16 @@ from sqlalchemy import text
 # the shell names one, and out of each other's: a new folder for each run, removed at its end.
 os.environ["OPTIN_INSTANCE_PATH"] = tempfile.mkdtemp(prefix="optin-test-instance-")
 
-from app import create_app
+from app import create_app, database
 from app.extensions import db
 from app.models import AdminUser, Resource
 from app.services.admin_users import create_user
 from app.services.resources import create_resource
-from tests.helpers import submit
+from tests.helpers import Clock, submit
 from tests.smtp import SmtpServer
+
+# The browser tests' fixtures (live_server, page, console_errors), for any module to ask for.
+pytest_plugins = ["tests.browser"]
 
 atexit.register(shutil.rmtree, os.environ["OPTIN_INSTANCE_PATH"], ignore_errors=True)
 
@@ -103,6 +106,15 @@ def app(database_url: str, _schema: None, smtp_server: SmtpServer) -> Iterator[F
             for table in reversed(db.metadata.sorted_tables):
                 connection.execute(table.delete())
         db.engine.dispose()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The app's clock (``utcnow``, and the timestamps of expiring links) held still at the real
+    time of the test's start; ``clock.advance(seconds)`` moves it on, no ``sleep`` needed."""
+    held = Clock(database.system_time())
+    monkeypatch.setattr(database, "clock", held)
+    return held
 
 
 @pytest.fixture

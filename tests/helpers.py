@@ -1,20 +1,58 @@
-"""Small helpers for the page tests: CSRF tokens from forms, links from received emails."""
+"""Small helpers shared by the tests: the addresses they sign up, a subscriber made in one call,
+CSRF tokens from forms, links from received emails, and a clock that tests move on
+instead of sleeping."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app import outbox
+from app import outbox, queries
 from app.extensions import db
 from app.models import OutboxMessage, Profile, StatusEvent, Subscription, Suppression
+from tests import factories
 
 BASE_URL = "https://optin.test"
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 LINK = re.compile(r"https://optin\.test(/[^\s<>\"]+)")
+# The customers the tests sign up.
+ALICE = "alice@example.com"
+BOB = "bob@example.com"
+
+
+class Clock:
+    """A clock that stands still until a test moves it (``clock.advance(seconds)``): the
+    ``clock`` fixture puts it behind ``app.database.utcnow``, so a test checks that a session or a
+    link expires without waiting for real time to pass."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def subscribed(email: str, *slugs: str) -> Profile:
+    """A customer who signed up to each of ``slugs`` and confirmed, as the signup flow leaves
+    them."""
+    for slug in slugs:
+        factories.signup(email, slug)
+        factories.confirm(email, slug)
+    profile = queries.profile_by_email(email)
+    assert profile is not None
+    return profile
+
+
+def path_of(url: str) -> str:
+    """The path of an absolute optin link, as a test client requests it."""
+    return url.removeprefix(BASE_URL)
 
 
 def csrf_token(client: FlaskClient, path: str) -> str:

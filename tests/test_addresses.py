@@ -40,6 +40,7 @@ shaped = st.builds(
 )
 
 
+@pytest.mark.slow  # 1,500 examples
 @settings(max_examples=1500)
 @given(candidate=st.one_of(shaped, st.text(max_size=40), st.from_regex(PLAIN_ADDRESS)))
 @example("Anna.Schmidt@Example.COM")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
@@ -14,7 +12,7 @@ from app.models import AdminUser
 from app.services.admin_users import authenticate, create_user
 from app.services.errors import InvalidInput
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_app
-from tests.helpers import csrf_token, submit
+from tests.helpers import Clock, csrf_token, submit
 
 
 def admin_pages(app: Flask) -> list[str]:
@@ -174,14 +172,14 @@ def test_logout_needs_the_csrf_token(admin_client: FlaskClient) -> None:
     assert admin_client.get("/admin/", follow_redirects=True).status_code == 200
 
 
-def test_sessions_expire(database_url: str, admin_user: AdminUser) -> None:
+def test_sessions_expire(database_url: str, admin_user: AdminUser, clock: Clock) -> None:
     short = make_app(database_url, ADMIN_SESSION_LIFETIME=1)
     client = short.test_client()
     with short.app_context():
         answer = submit(client, "/admin/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         assert answer.status_code == 303
         assert client.get("/admin/dashboard").status_code == 200
-        time.sleep(1.2)
+        clock.advance(1.2)
         assert client.get("/admin/dashboard").status_code == 302
         # The expired session is gone for good, not just refused once.
         assert client.get("/admin/dashboard").status_code == 302

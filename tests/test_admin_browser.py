@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from app import queries
@@ -20,14 +21,11 @@ from app.models import AdminUser, Resource
 from app.services.statuses import Actor
 from app.services.subscriptions import confirm_signup, request_signup
 from tests import factories
+from tests.browser import shot
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.helpers import confirm_target
-from tests.test_browser import (  # noqa: F401  (fixtures; skips without Chromium)
-    console_errors,
-    live_server,
-    page,
-    shot,
-)
+
+pytestmark = pytest.mark.slow
 
 FIRST_NAMES = [
     "Alice",
@@ -88,9 +86,9 @@ def save_for_readme(browser_page: Page, name: str) -> None:
 
 
 def test_an_admin_finds_suspends_and_lifts_in_a_real_browser(
-    live_server: str,  # noqa: F811
-    page: Page,  # noqa: F811
-    console_errors: list[str],  # noqa: F811
+    live_server: str,
+    page: Page,
+    console_errors: list[str],
     admin_user: AdminUser,
     newsletter: Resource,
     offers: Resource,

@@ -24,10 +24,8 @@ from app.services import api_keys
 from app.services.statuses import Actor
 from app.status import State, Status, can_send
 from tests import factories
-from tests.helpers import database_state, run_worker, text_of
+from tests.helpers import ALICE, database_state, run_worker, subscribed, text_of
 from tests.smtp import SmtpServer
-
-ALICE = "alice@example.com"
 
 
 def conforms(body: Any, schema_name: str) -> None:
@@ -52,12 +50,6 @@ class Api:
 def api(client: FlaskClient, app: Flask) -> Api:
     _row, key = api_keys.create_key("sender")
     return Api(client, key)
-
-
-def subscribed(email: str, *slugs: str) -> None:
-    for slug in slugs:
-        factories.signup(email, slug)
-        factories.confirm(email, slug)
 
 
 # --- Authentication ----------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from app.models import Resource
 from app.services import api_keys
 from tests import factories
 
+pytestmark = pytest.mark.slow
+
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 
 # JSON Schema's "email" format admits addresses optin refuses on purpose (RFC 6761 special-use

@@ -1,101 +1,28 @@
 """The whole flow in a real browser: headless Chromium (Debian's package) driven by Playwright,
 against the app served on 127.0.0.1, with the emails received by a real SMTP server.
 
-Screenshots of each page are saved under test-artifacts/screenshots/. Without Chromium the test
-skips and says why, unless REQUIRE_BROWSER is set (as .ci/run does), where it fails instead.
+Screenshots of each page are saved under test-artifacts/screenshots/. The fixtures, and what
+happens without Chromium, are in tests/browser.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import threading
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
-from flask import Flask
-from werkzeug.serving import make_server
+from playwright.sync_api import Page, expect, sync_playwright
 
 from app import queries
 from app.extensions import db
 from app.models import Resource
 from app.services import eligibility
 from app.status import Decision
-from tests.conftest import mail_app
+from tests.browser import CHROMIUM_ARGS, shot, watch_console
 from tests.helpers import text_of
-from tests.smtp import SmtpServer, free_port
+from tests.smtp import SmtpServer
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-# Flags for a sandboxed machine with no network: no GPU, no background requests to the outside.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-if not Path(CHROMIUM).exists():
-    reason = f"Chromium not found at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"
-    if os.environ.get("REQUIRE_BROWSER"):
-        raise RuntimeError(reason)
-    pytest.skip(reason, allow_module_level=True)
-
-from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright  # noqa: E402
-
-
-@pytest.fixture
-def live_server(
-    database_url: str, _schema: None, smtp_server: SmtpServer, app: Flask
-) -> Iterator[str]:
-    """optin served over HTTP on a free loopback port, as `make run` serves it: the web process
-    sends each queued email right after its response."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    served = mail_app(database_url, smtp_server.port, BASE_URL=base)
-    server = make_server("127.0.0.1", port, served, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1100, "height": 900})
-        yield context.new_page()
-        browser.close()
-
-
-def watch_console(page: Page) -> list[str]:
-    """Every error the browser reports on ``page`` from now on: a script error, a resource that
-    failed to load, and a Content-Security-Policy violation (Chromium logs each as an error)."""
-    errors: list[str] = []
-
-    def console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            errors.append(f"{message.text} ({message.location.get('url')})")
-
-    page.on("console", console)
-    page.on("pageerror", lambda error: errors.append(f"{error.name}: {error.message}"))
-    return errors
-
-
-@pytest.fixture
-def console_errors(page: Page) -> list[str]:
-    """The browser's errors during a test; each flow ends by asserting there were none."""
-    return watch_console(page)
+pytestmark = pytest.mark.slow
 
 
 def decide(email: str, resource: str | None = None) -> Decision:
@@ -121,11 +48,6 @@ def link(message: EmailMessage, base: str, prefix: str) -> str:
         if word.startswith(base + prefix):
             return word
     raise AssertionError(f"no {prefix} link in {text_of(message)}")
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_sign_up_confirm_manage_and_unsubscribe_in_a_real_browser(
@@ -203,9 +125,11 @@ def test_sign_up_confirm_manage_and_unsubscribe_in_a_real_browser(
     assert queries.profile_by_email(email) is None
 
 
-def test_the_signup_page_fits_a_phone(live_server: str, newsletter: Resource) -> None:
+def test_the_signup_page_fits_a_phone(
+    live_server: str, chromium: str, newsletter: Resource
+) -> None:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         phone = browser.new_context(viewport={"width": 375, "height": 740}, device_scale_factor=2)
         page = phone.new_page()
         console_errors = watch_console(page)

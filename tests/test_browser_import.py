@@ -2,20 +2,24 @@
 Playwright against the app served on 127.0.0.1. Log in, upload a small CSV, read the preview,
 start it, watch the page refresh itself until the import is done, and see the rejected rows.
 
-Like tests/test_browser.py, it skips without Chromium unless REQUIRE_BROWSER is set.
+Like every browser test, it skips without Chromium unless REQUIRE_BROWSER is set
+(tests/browser.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from app.extensions import db
 from app.models import AdminUser, Resource
 from app.services import eligibility
+from tests.browser import shot
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.test_browser import console_errors, live_server, page, shot  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.slow
 
 ROWS = ["email,name,status,consent date"]
 ROWS += [f"person{i}@example.com,Person {i},subscribed,2024-03-0{1 + i % 9}" for i in range(40)]
@@ -27,9 +31,9 @@ ROWS += [
 
 
 def test_import_a_csv_and_watch_it_finish(
-    live_server: str,  # noqa: F811
-    page: Page,  # noqa: F811
-    console_errors: list[str],  # noqa: F811
+    live_server: str,
+    page: Page,
+    console_errors: list[str],
     tmp_path: Path,
     admin_user: AdminUser,
     newsletter: Resource,

@@ -5,32 +5,27 @@ open no personal data."""
 
 from __future__ import annotations
 
-import time
-
 from flask import Flask
 from flask.testing import FlaskClient
 
 from app import queries
 from app.links import data_url, links_for
 from app.models import OutboxMessage, Resource
-from tests import factories
-from tests.helpers import CSRF, count, database_state, link_to, run_worker, submit, text_of
+from tests.helpers import (
+    ALICE,
+    BOB,
+    CSRF,
+    Clock,
+    count,
+    database_state,
+    link_to,
+    path_of,
+    run_worker,
+    submit,
+    subscribed,
+    text_of,
+)
 from tests.smtp import SmtpServer
-
-ALICE = "alice@example.com"
-BOB = "bob@example.com"
-
-
-def subscribed(email: str):  # type: ignore[no-untyped-def]
-    factories.signup(email, "newsletter")
-    factories.confirm(email, "newsletter")
-    profile = queries.profile_by_email(email)
-    assert profile is not None
-    return profile
-
-
-def path_of(url: str) -> str:
-    return url.removeprefix("https://optin.test")
 
 
 def ask_for_data_link(client: FlaskClient, smtp_server: SmtpServer, preferences: str) -> str:
@@ -47,7 +42,7 @@ def ask_for_data_link(client: FlaskClient, smtp_server: SmtpServer, preferences:
 def test_a_preference_link_can_neither_download_nor_erase(
     client: FlaskClient, newsletter: Resource
 ) -> None:
-    profile = subscribed(ALICE)
+    profile = subscribed(ALICE, "newsletter")
     preferences = path_of(links_for(profile.id, profile.link_key, None).preferences_url)
     unsubscribe = path_of(links_for(profile.id, profile.link_key, newsletter.id).unsubscribe_url)
     page = client.get(preferences)
@@ -71,7 +66,7 @@ def test_a_preference_link_can_neither_download_nor_erase(
 def test_the_emailed_data_link_downloads_and_erases(
     client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
 ) -> None:
-    profile = subscribed(ALICE)
+    profile = subscribed(ALICE, "newsletter")
     preferences = path_of(links_for(profile.id, profile.link_key, None).preferences_url)
     data_page = ask_for_data_link(client, smtp_server, preferences)
     assert "60 minutes" in text_of(smtp_server.messages[-1])
@@ -96,7 +91,7 @@ def test_the_emailed_data_link_downloads_and_erases(
 def test_asking_again_and_again_gives_the_same_answer_and_a_few_emails(
     app: Flask, client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
 ) -> None:
-    profile = subscribed(ALICE)
+    profile = subscribed(ALICE, "newsletter")
     preferences = path_of(links_for(profile.id, profile.link_key, None).preferences_url)
     answers = {
         submit(client, preferences + "/data-link", {}, form_path=preferences).get_data(as_text=True)
@@ -116,13 +111,13 @@ def queries_outbox() -> list[OutboxMessage]:
 
 
 def test_an_expired_data_link_opens_nothing_and_offers_a_fresh_one(
-    app: Flask, client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
+    app: Flask, client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource, clock: Clock
 ) -> None:
-    profile = subscribed(ALICE)
+    profile = subscribed(ALICE, "newsletter")
     preferences = path_of(links_for(profile.id, profile.link_key, None).preferences_url)
     data_page = ask_for_data_link(client, smtp_server, preferences)
     app.config["DATA_LINK_MAX_AGE"] = 0
-    time.sleep(1.1)  # itsdangerous timestamps are whole seconds
+    clock.advance(1)  # itsdangerous timestamps are whole seconds
     before = database_state()
     page = client.get(data_page)
     assert page.status_code == 410
@@ -146,8 +141,8 @@ def test_an_expired_data_link_opens_nothing_and_offers_a_fresh_one(
 def test_a_data_link_with_another_persons_key_opens_nothing(
     client: FlaskClient, newsletter: Resource
 ) -> None:
-    alice = subscribed(ALICE)
-    bob = subscribed(BOB)
+    alice = subscribed(ALICE, "newsletter")
+    bob = subscribed(BOB, "newsletter")
     forged = path_of(data_url(alice.id, bob.link_key))  # validly signed, wrong key
     before = database_state()
     assert client.get(forged).status_code == 410

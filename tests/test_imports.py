@@ -359,6 +359,7 @@ def test_an_unknown_default_resource_is_refused(tmp_path: Path, app: Flask) -> N
         imports.import_file(path, "nope")
 
 
+@pytest.mark.slow
 def test_a_100000_row_import_with_bad_rows_mixed_in(tmp_path: Path, newsletter: Resource) -> None:
     rows = 100_000
     bad: dict[int, str] = {}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -12,20 +10,18 @@ from app.links import links_for
 from app.models import Resource
 from app.services.eligibility import decide
 from app.tokens import LinkTarget, Purpose, make_token
-from tests import factories
-from tests.helpers import CSRF, database_state, link_to, run_worker, submit
+from tests.helpers import (
+    ALICE,
+    CSRF,
+    Clock,
+    database_state,
+    link_to,
+    path_of,
+    run_worker,
+    submit,
+    subscribed,
+)
 from tests.smtp import SmtpServer
-
-ALICE = "alice@example.com"
-
-
-def subscribed(email: str, *slugs: str) -> int:
-    for slug in slugs:
-        factories.signup(email, slug)
-        factories.confirm(email, slug)
-    profile = queries.profile_by_email(email)
-    assert profile is not None
-    return profile.id
 
 
 def key_of(profile_id: int) -> str:
@@ -34,14 +30,10 @@ def key_of(profile_id: int) -> str:
     return profile.link_key
 
 
-def path_of(url: str) -> str:
-    return url.removeprefix("https://optin.test")
-
-
 def test_one_click_unsubscribe_exactly_as_a_mail_provider_sends_it(
     app: Flask, newsletter: Resource, brand: Resource
 ) -> None:
-    profile_id = subscribed(ALICE, "newsletter", "brand")
+    profile_id = subscribed(ALICE, "newsletter", "brand").id
     links = links_for(profile_id, key_of(profile_id), newsletter.id)
     provider = app.test_client(use_cookies=False)
     answer = provider.post(
@@ -69,7 +61,7 @@ def test_one_click_unsubscribe_exactly_as_a_mail_provider_sends_it(
 def test_one_click_from_a_message_without_resource_unsubscribes_globally(
     app: Flask, newsletter: Resource
 ) -> None:
-    profile_id = subscribed(ALICE, "newsletter")
+    profile_id = subscribed(ALICE, "newsletter").id
     links = links_for(profile_id, key_of(profile_id), None)
     app.test_client(use_cookies=False).post(
         path_of(links.unsubscribe_url), data={"List-Unsubscribe": "One-Click"}
@@ -82,7 +74,7 @@ def test_one_click_from_a_message_without_resource_unsubscribes_globally(
 def test_the_unsubscribe_page_offers_this_resource_or_everything(
     client: FlaskClient, newsletter: Resource, brand: Resource
 ) -> None:
-    profile_id = subscribed(ALICE, "newsletter", "brand")
+    profile_id = subscribed(ALICE, "newsletter", "brand").id
     path = path_of(links_for(profile_id, key_of(profile_id), brand.id).unsubscribe_url)
     before = database_state()
     page = client.get(path)
@@ -102,7 +94,7 @@ def test_the_unsubscribe_page_offers_this_resource_or_everything(
 def test_an_unsubscribe_without_the_csrf_token_is_refused_and_changes_nothing(
     client: FlaskClient, newsletter: Resource
 ) -> None:
-    profile_id = subscribed(ALICE, "newsletter")
+    profile_id = subscribed(ALICE, "newsletter").id
     path = path_of(links_for(profile_id, key_of(profile_id), newsletter.id).unsubscribe_url)
     before = database_state()
     missing = client.post(path, data={"scope": "resource"})
@@ -113,7 +105,7 @@ def test_an_unsubscribe_without_the_csrf_token_is_refused_and_changes_nothing(
 
 
 def test_a_token_for_one_purpose_never_works_for_another(app: Flask, newsletter: Resource) -> None:
-    profile_id = subscribed(ALICE, "newsletter")
+    profile_id = subscribed(ALICE, "newsletter").id
     client = app.test_client(use_cookies=False)
     key = key_of(profile_id)
     confirm_token = make_token(
@@ -135,7 +127,7 @@ def test_a_token_for_one_purpose_never_works_for_another(app: Flask, newsletter:
 def test_a_token_of_another_resource_touches_only_that_resource(
     app: Flask, newsletter: Resource, brand: Resource
 ) -> None:
-    profile_id = subscribed(ALICE, "newsletter", "brand")
+    profile_id = subscribed(ALICE, "newsletter", "brand").id
     brand_link = path_of(links_for(profile_id, key_of(profile_id), brand.id).unsubscribe_url)
     app.test_client().post(brand_link, data={"List-Unsubscribe": "One-Click"})
     assert decide(ALICE, "newsletter").allowed
@@ -143,7 +135,7 @@ def test_a_token_of_another_resource_touches_only_that_resource(
 
 
 def test_a_token_with_one_byte_changed_is_refused(app: Flask, newsletter: Resource) -> None:
-    profile_id = subscribed(ALICE, "newsletter")
+    profile_id = subscribed(ALICE, "newsletter").id
     target = LinkTarget(profile_id, key_of(profile_id), resource_id=newsletter.id)
     token = make_token(Purpose.UNSUBSCRIBE, target)
     client = app.test_client()
@@ -164,7 +156,7 @@ def test_a_token_with_one_byte_changed_is_refused(app: Flask, newsletter: Resour
 def test_a_token_signed_with_a_rotated_out_key_stops_working(
     app: Flask, newsletter: Resource
 ) -> None:
-    profile_id = subscribed(ALICE, "newsletter")
+    profile_id = subscribed(ALICE, "newsletter").id
     old = make_token(Purpose.PREFERENCES, LinkTarget(profile_id, key_of(profile_id)))
     app.config.update(SECRET_KEY="new-secret", SECRET_KEY_FALLBACKS=["test-secret"])
     client = app.test_client()
@@ -174,13 +166,13 @@ def test_a_token_signed_with_a_rotated_out_key_stops_working(
 
 
 def test_an_expired_confirmation_link_offers_a_fresh_one(
-    app: Flask, client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
+    app: Flask, client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource, clock: Clock
 ) -> None:
     submit(client, "/subscribe/newsletter", {"email": ALICE})
     run_worker()
     path = link_to(smtp_server.messages[-1], "/confirm/")
     app.config["CONFIRM_MAX_AGE"] = 0
-    time.sleep(1.1)  # itsdangerous timestamps are whole seconds
+    clock.advance(1)  # itsdangerous timestamps are whole seconds
     before = database_state()
     page = client.get(path)
     assert page.status_code == 410
@@ -204,7 +196,7 @@ def test_links_for_an_erased_profile_say_so(client: FlaskClient, newsletter: Res
     from app.services.statuses import Actor
     from app.services.subscriptions import erase
 
-    profile_id = subscribed(ALICE, "newsletter")
+    profile_id = subscribed(ALICE, "newsletter").id
     links = links_for(profile_id, key_of(profile_id), newsletter.id)
     erase(profile_id, actor=Actor())
     assert client.get(path_of(links.unsubscribe_url)).status_code == 410

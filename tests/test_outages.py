@@ -158,6 +158,7 @@ def test_while_the_database_is_unreachable_the_api_and_webhooks_answer_503_in_js
         assert answer.json is not None and answer.json["error"]["code"] == "unavailable"
 
 
+@pytest.mark.slow
 @needs_postgres
 def test_after_a_database_restart_no_request_meets_a_dead_pooled_connection(
     database_url: str, _schema: None, newsletter: Resource
@@ -201,6 +202,7 @@ def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
     return False
 
 
+@pytest.mark.slow
 @needs_postgres
 def test_a_worker_waits_out_a_database_that_is_gone_and_delivers_when_it_is_back(
     app: Flask,
@@ -263,6 +265,7 @@ def test_a_worker_waits_out_a_database_that_is_gone_and_delivers_when_it_is_back
     assert log.count("database back after") == 2, log
 
 
+@pytest.mark.slow
 def test_sigterm_ends_an_idle_worker_at_once_and_cleanly(
     app: Flask, smtp_server: SmtpServer, database_url: str, tmp_path: Path
 ) -> None:

@@ -13,10 +13,8 @@ from app.models import Resource
 from app.services.eligibility import decide
 from app.services.resources import create_resource
 from tests import factories
-from tests.helpers import database_state, link_to, run_worker, submit
+from tests.helpers import ALICE, database_state, link_to, run_worker, submit, subscribed
 from tests.smtp import SmtpServer
-
-ALICE = "alice@example.com"
 
 
 def preferences_path(email: str) -> str:
@@ -25,12 +23,6 @@ def preferences_path(email: str) -> str:
     return links_for(profile.id, profile.link_key, None).preferences_url.removeprefix(
         "https://optin.test"
     )
-
-
-def subscribed(email: str, *slugs: str) -> None:
-    for slug in slugs:
-        factories.signup(email, slug)
-        factories.confirm(email, slug)
 
 
 def test_the_page_lists_public_resources_and_private_ones_subscribed_to(

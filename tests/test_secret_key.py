@@ -91,6 +91,7 @@ def _generate_at(folder: str, start: float) -> str:
     return instance_secret_key(folder)
 
 
+@pytest.mark.slow
 def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
     start = time.time() + 2  # every process is up and waiting by then
     context = multiprocessing.get_context("spawn")

@@ -23,6 +23,8 @@ from tests.helpers import CSRF
 from tests.scratch import scratch_database
 from tests.smtp import SmtpServer, free_port
 
+pytestmark = pytest.mark.slow
+
 STARTUP = 60  # seconds for migrations, gunicorn's workers and the first answer
 STOPPING = 20  # seconds for every process to end after SIGTERM
 

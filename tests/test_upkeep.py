@@ -78,6 +78,7 @@ def _reported(output: str) -> tuple[int, int, int]:
     return (numbers[0], numbers[1], numbers[2])
 
 
+@pytest.mark.slow
 def test_two_upkeep_copies_at_once_do_the_work_once(
     app: Flask, database_url: str, newsletter: Resource
 ) -> None:

@@ -8,8 +8,6 @@ module here and adds its routes to the one ``admin`` blueprint.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import (
     Blueprint,
     Flask,
@@ -22,6 +20,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, logout_user
 
+from app.database import utcnow
 from app.extensions import login_manager
 from app.services.admin_users import user_by_id
 from app.services.statuses import Actor
@@ -56,7 +55,7 @@ def session_expired() -> bool:
     started = session.get(SESSION_STARTED)
     if not isinstance(started, int | float):
         return True
-    age = datetime.now(UTC).timestamp() - started
+    age = utcnow().timestamp() - started
     return not 0 <= age <= current_app.config["ADMIN_SESSION_LIFETIME"]
 
 

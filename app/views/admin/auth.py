@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
@@ -10,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
 from app.admin_forms import LoginForm
+from app.database import utcnow
 from app.extensions import limiter
 from app.services.admin_users import authenticate, end_sessions
 from app.views.admin import SESSION_STARTED, admin
@@ -50,7 +50,7 @@ def login() -> ResponseReturnValue:
         if user is not None:
             login_user(user)
             session.permanent = True
-            session[SESSION_STARTED] = datetime.now(UTC).timestamp()
+            session[SESSION_STARTED] = utcnow().timestamp()
             return redirect(local_target(request.args.get("next")), code=303)
         form.password.errors = ["Wrong email address or password."]
     status = 400 if request.method == "POST" else 200
