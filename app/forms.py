@@ -22,7 +22,7 @@ from wtforms.validators import InputRequired, Length, Optional
 
 from app.addresses import InvalidEmail, normalize_email
 from app.i18n import LANGUAGES
-from app.services.subscriptions import PAUSE_DAYS
+from app.services.preferences import PAUSE_DAYS
 
 
 def options(pairs: list[tuple[str, Any]]) -> list[SelectChoice]:

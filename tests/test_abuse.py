@@ -197,7 +197,7 @@ def test_an_unexpected_error_gets_the_500_page_and_no_half_made_change(
         before = database_state()
         client = app.test_client()
         token = csrf_token(client, "/subscribe/newsletter")
-        monkeypatch.setattr(subscriptions, "_queue_confirmation", crash)
+        monkeypatch.setattr(subscriptions, "queue_confirmation", crash)
         page = client.post("/subscribe/newsletter", data={"csrf_token": token, "email": "a@b.co"})
         assert page.status_code == 500
         assert "Nothing was changed" in page.get_data(as_text=True)

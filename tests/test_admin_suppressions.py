@@ -11,8 +11,8 @@ from app import queries
 from app.addresses import email_hash
 from app.models import Resource, Suppression, SuppressionEvent
 from app.services import eligibility
+from app.services.preferences import erase
 from app.services.statuses import Actor
-from app.services.subscriptions import erase
 from tests import factories
 from tests.conftest import ADMIN_EMAIL
 from tests.helpers import count, csrf_token, database_state, submit

@@ -30,7 +30,7 @@ from app.addresses import email_hash
 from app.database import utcnow
 from app.extensions import db
 from app.models import DeliveryEvent, ImportRejection, OutboxMessage, Resource, StatusEvent
-from app.services import admin_actions, imports, subscriptions
+from app.services import admin_actions, imports, preferences, subscriptions
 from app.services.events import EventType, IncomingEvent, record_events
 from app.services.statuses import Actor
 from app.status import Status
@@ -245,7 +245,7 @@ def live_a_life(app: Flask, client: FlaskClient, tmp_path: Path) -> int:
     job = imports.import_file(str(csv), "newsletter", actor=ADMIN_EMAIL)
     db.session.rollback()
     assert job.rejected_rows == 1
-    subscriptions.request_preferences_link(ADDRESS)  # queued, not yet sent
+    preferences.request_preferences_link(ADDRESS)  # queued, not yet sent
     db.session.rollback()
     return profile_id
 
@@ -259,7 +259,7 @@ def test_erasure_leaves_no_trace_of_the_person_in_any_table_or_saved_mail(
     assert mailer.saved_mail_of(email_hash(ADDRESS))
     events_before = count(StatusEvent)
 
-    subscriptions.erase(profile_id, actor=Actor(ip=IP, user_agent=USER_AGENT))
+    preferences.erase(profile_id, actor=Actor(ip=IP, user_agent=USER_AGENT))
     sent = run_worker()
 
     assert traces_in_database() == []
@@ -293,7 +293,7 @@ def test_an_erased_address_is_kept_out_of_every_later_import(
     app: Flask, client: FlaskClient, newsletter: Resource, tmp_path: Path
 ) -> None:
     profile_id = live_a_life(app, client, tmp_path)
-    subscriptions.erase(profile_id, actor=Actor())
+    preferences.erase(profile_id, actor=Actor())
     csv = tmp_path / "the-same-export-again.csv"
     csv.write_text(
         f"email,name,status,consent date\n{SPELLED_IN_FILE},{NAME},subscribed,2024-01-01\n",
@@ -319,7 +319,7 @@ def test_a_message_claimed_just_before_the_erasure_is_not_sent(
     assert [message.to_address for message in claimed] == [ADDRESS]
     profile = queries.profile_by_email(ADDRESS)
     assert profile is not None
-    subscriptions.erase(profile.id, actor=Actor())  # ...when the person erases themselves
+    preferences.erase(profile.id, actor=Actor())  # ...when the person erases themselves
     assert count(OutboxMessage) == 0
     attempt = outbox._attempt(claimed[0], now)
     assert attempt.dropped_because == "profile_erased"
@@ -344,7 +344,7 @@ def test_a_saved_mail_file_that_cannot_be_deleted_is_logged_and_the_erasure_stan
     profile = queries.profile_by_email(ADDRESS)
     assert profile is not None
     with caplog.at_level(logging.ERROR, logger="app.mailer"):
-        subscriptions.erase(profile.id, actor=Actor())
+        preferences.erase(profile.id, actor=Actor())
     assert queries.profile_by_email(ADDRESS) is None
     assert saved in caplog.text and "Permission denied" in caplog.text
     monkeypatch.undo()

@@ -193,8 +193,8 @@ def test_an_expired_confirmation_link_offers_a_fresh_one(
 
 
 def test_links_for_an_erased_profile_say_so(client: FlaskClient, newsletter: Resource) -> None:
+    from app.services.preferences import erase
     from app.services.statuses import Actor
-    from app.services.subscriptions import erase
 
     profile_id = subscribed(ALICE, "newsletter").id
     links = links_for(profile_id, key_of(profile_id), newsletter.id)

@@ -17,8 +17,8 @@ from app.links import links_for
 from app.models import Profile, Resource, Subscription
 from app.services import imports
 from app.services.eligibility import decide
+from app.services.preferences import erase
 from app.services.statuses import Actor
-from app.services.subscriptions import erase
 from app.tokens import LinkTarget, Purpose, make_token
 from tests import factories
 from tests.conftest import on_postgres

@@ -21,8 +21,8 @@ from app.addresses import search_key
 from app.extensions import db
 from app.models import Profile, Resource
 from app.services import imports
+from app.services.preferences import update_preferences
 from app.services.statuses import Actor
-from app.services.subscriptions import update_preferences
 from tests import factories
 from tests.conftest import on_postgres
 

@@ -45,6 +45,7 @@ from app.forms import (
 from app.i18n import use_locale
 from app.models import Profile, Resource
 from app.security import thank_you_url_problem
+from app.services import preferences as preference_center  # the view preferences() has its name
 from app.services import subscriptions
 from app.services.errors import TransitionRefused, UnknownChannel, UnknownResource
 from app.services.statuses import Actor
@@ -348,7 +349,7 @@ def _render_preferences(
     *,
     notice: str | None = None,
 ) -> tuple[str, int]:
-    prefs = subscriptions.preferences_of(profile_id)
+    prefs = preference_center.preferences_of(profile_id)
     use_locale(prefs.profile.locale)
     if form is None:
         form = PreferencesForm(
@@ -382,12 +383,12 @@ def save_preferences(token: str) -> ResponseLike:
     """Save name, language and what the customer receives."""
     _target, profile = opened(Purpose.PREFERENCES, token)
     use_locale(profile.locale)
-    prefs = subscriptions.preferences_of(profile.id)
+    prefs = preference_center.preferences_of(profile.id)
     form = PreferencesForm()
     form.resources.choices = options([(row.resource.slug, row.resource.name) for row in prefs.rows])
     if not form.validate_on_submit():
         return _render_preferences(token, profile.id, form, 400)
-    subscriptions.update_preferences(
+    preference_center.update_preferences(
         profile.id,
         wanted=set(form.resources.data or []),
         name=(form.name.data or "").strip() or None,
@@ -406,7 +407,7 @@ def pause(token: str) -> ResponseLike:
     form = PauseForm()
     if not form.validate_on_submit():
         return _render_preferences(token, profile.id, status=400)
-    until = subscriptions.pause_all(profile.id, int(form.days.data), actor=visitor())
+    until = preference_center.pause_all(profile.id, int(form.days.data), actor=visitor())
     notice = _(
         "Paused until %(date)s. Mail starts again by itself after that.",
         date=format_date(until, "long"),
@@ -421,7 +422,7 @@ def unsubscribe_everything(token: str) -> ResponseLike:
     use_locale(profile.locale)
     if not ButtonForm().validate_on_submit():
         return error_page(400)
-    subscriptions.unsubscribe_everything(profile.id, actor=visitor())
+    preference_center.unsubscribe_everything(profile.id, actor=visitor())
     notice = _("You are unsubscribed from everything. Nothing more will be sent to you.")
     return _render_preferences(token, profile.id, notice=notice)
 
@@ -437,7 +438,7 @@ def request_data_link(token: str) -> ResponseLike:
     use_locale(profile.locale)
     if not ButtonForm().validate_on_submit():
         return error_page(400)
-    subscriptions.request_data_link(profile.id)
+    preference_center.request_data_link(profile.id)
     notice = _(
         "We sent a link to %(email)s. It opens your data for the next %(minutes)s minutes.",
         email=profile.email,
@@ -470,7 +471,7 @@ def data_page(token: str) -> ResponseLike:
 def download_data(token: str) -> ResponseLike:
     """Download my data: everything optin holds about the profile, as JSON."""
     _target, profile = opened(Purpose.DATA, token)
-    response = jsonify(subscriptions.export_data(profile.id))
+    response = jsonify(preference_center.export_data(profile.id))
     response.headers["Content-Disposition"] = "attachment; filename=my-subscription-data.json"
     # Personal data: no browser or proxy keeps a copy.
     response.headers["Cache-Control"] = "no-store"
@@ -485,7 +486,7 @@ def erase(token: str) -> ResponseLike:
     if not form.validate_on_submit():
         return _render_data_page(token, profile, erase_form=form, status=400)
     use_locale(profile.locale)
-    subscriptions.erase(profile.id, actor=visitor())
+    preference_center.erase(profile.id, actor=visitor())
     return render_template("public/erased.html")
 
 
@@ -500,7 +501,7 @@ def resend_data_link(token: str) -> ResponseLike:
     except TokenExpired as expired:
         with suppress(GoneProfile):
             profile = subscriptions.profile_of_link(expired.target)
-            subscriptions.request_data_link(profile.id)
+            preference_center.request_data_link(profile.id)
         return render_template("public/check_inbox.html", email=None)
     return error_page(400, _("This link still works"), _("Go back and press the button."))
 
@@ -512,7 +513,7 @@ def request_preferences_link() -> ResponseLike:
     """Enter an address, receive a preference link; the same answer whether it is known or not."""
     form = PreferencesRequestForm()
     if form.validate_on_submit():
-        subscriptions.request_preferences_link(form.email.data or "")  # the form is valid
+        preference_center.request_preferences_link(form.email.data or "")  # the form is valid
         return render_template("public/preferences_sent.html", email=form.email.data)
     status = 400 if request.method == "POST" else 200
     return render_template("public/preferences_request.html", form=form), status

@@ -3,7 +3,7 @@ one a line, and prints ``email<TAB>token`` for each known one: the link token of
 optin last sent that address about the resource "bench".
 
 - While the signup is unconfirmed, that is the confirmation email: a confirmation token, built as
-  ``services.subscriptions._queue_confirmation`` builds it for the form ``subscribe/bench``.
+  ``services.subscriptions.queue_confirmation`` builds it for the form ``subscribe/bench``.
 - After that, every email (the welcome, the preference link) carries the resource's unsubscribe
   link: an unsubscribe token, built as ``links.links_for`` builds it.
 

@@ -1,0 +1,128 @@
+"""Every read optin makes, each a named function, so that a reader can grep for it: this package
+is that one place, its files named for the reads they hold, and every public name is re-exported
+here so that ``queries.X`` works whichever file holds it.
+"""
+
+from __future__ import annotations
+
+from app.queries._common import IN_CLAUSE_CHUNK
+from app.queries.admin import (
+    NO_FILTER,
+    SEARCH_PAGE_SIZE,
+    ProfileFilter,
+    api_key_by_id,
+    consent_proof_of_profile,
+    consent_texts_of_resource,
+    events_with_scope_of_profile,
+    list_profiles,
+    profile_list,
+    recent_suppression_events,
+    search_keys,
+    search_profiles,
+    search_suppressions,
+    subscription_by_id,
+    suppression_events_of,
+)
+from app.queries.audience import (
+    audience_query,
+    eligibility_rows,
+    stream_audience,
+    suppressed_hashes,
+)
+from app.queries.dashboard import (
+    DAILY_SERIES,
+    customer_event_totals,
+    daily_event_counts,
+    profiles_by_global_status,
+    subscriptions_by_status,
+    suppression_count,
+)
+from app.queries.imports import (
+    import_job,
+    import_jobs_in_progress,
+    import_profiles,
+    import_rejection_counts,
+    import_rejections,
+    import_subscriptions,
+    import_suppressed,
+    profiles_export_query,
+    recent_import_jobs,
+    stream_rows,
+)
+from app.queries.outbox import OutboxBacklog, emails_sent_to_since, outbox_backlog
+from app.queries.profiles import (
+    all_resources,
+    consent_records_of_profile,
+    current_consent_text,
+    events_of_profile,
+    profile_by_email,
+    profile_by_id,
+    public_resources,
+    resource_by_id,
+    resource_by_slug,
+    subscription_of,
+    subscriptions_of_profile,
+    suppression_of,
+)
+from app.queries.upkeep import (
+    abandoned_profiles,
+    emails_with_ended_suspensions,
+    stale_unconfirmed_subscriptions,
+)
+
+__all__ = [
+    "DAILY_SERIES",
+    "IN_CLAUSE_CHUNK",
+    "NO_FILTER",
+    "SEARCH_PAGE_SIZE",
+    "OutboxBacklog",
+    "ProfileFilter",
+    "abandoned_profiles",
+    "all_resources",
+    "api_key_by_id",
+    "audience_query",
+    "consent_proof_of_profile",
+    "consent_records_of_profile",
+    "consent_texts_of_resource",
+    "current_consent_text",
+    "customer_event_totals",
+    "daily_event_counts",
+    "eligibility_rows",
+    "emails_sent_to_since",
+    "emails_with_ended_suspensions",
+    "events_of_profile",
+    "events_with_scope_of_profile",
+    "import_job",
+    "import_jobs_in_progress",
+    "import_profiles",
+    "import_rejection_counts",
+    "import_rejections",
+    "import_subscriptions",
+    "import_suppressed",
+    "list_profiles",
+    "outbox_backlog",
+    "profile_by_email",
+    "profile_by_id",
+    "profile_list",
+    "profiles_by_global_status",
+    "profiles_export_query",
+    "public_resources",
+    "recent_import_jobs",
+    "recent_suppression_events",
+    "resource_by_id",
+    "resource_by_slug",
+    "search_keys",
+    "search_profiles",
+    "search_suppressions",
+    "stale_unconfirmed_subscriptions",
+    "stream_audience",
+    "stream_rows",
+    "subscription_by_id",
+    "subscription_of",
+    "subscriptions_by_status",
+    "subscriptions_of_profile",
+    "suppressed_hashes",
+    "suppression_count",
+    "suppression_events_of",
+    "suppression_of",
+]
