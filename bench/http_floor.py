@@ -143,12 +143,12 @@ def decide(emails: list[str], resource_id: int | None, channel: str) -> list[dic
     if unknown:
         floor_sql.suppressed_hashes(fetch, POSTGRES, unknown)
     answers = []
-    for raw, address in zip(emails, normalized, strict=True):
-        row = rows.get(address) if address is not None else None
+    for raw, asked in zip(emails, normalized, strict=True):
+        row = rows.get(asked) if asked is not None else None
         if row is None:
-            answers.append(answer(address or raw, False, None, None))
+            answers.append(answer(asked or raw, False, None, None))
         else:
-            answers.append(answer(address or raw, bool(row[1]), row[2], row[3]))
+            answers.append(answer(asked or raw, bool(row[1]), row[2], row[3]))
     return answers
 
 

@@ -137,8 +137,8 @@ def _floor_decide(
     unknown = [hashlib.sha256(a.encode()).hexdigest() for a in known if a not in rows]
     floor_sql.suppressed_hashes(fetch, postgres, unknown)
     answers: list[tuple[bool, str | None, str | None]] = []
-    for address in normalized:
-        row = rows.get(address) if address is not None else None
+    for asked in normalized:
+        row = rows.get(asked) if asked is not None else None
         answers.append((False, None, None) if row is None else (bool(row[1]), row[2], row[3]))
     return answers
 
