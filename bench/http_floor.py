@@ -11,12 +11,16 @@ environment ``bench/http_api.py`` gives it:
 - ``FLOOR_CHUNK_BYTES``: the audience is sent in chunks of about this many bytes (default 65536;
   ``0`` sends one chunk per row, as optin does).
 
-It answers the same URLs as optin, with the same bodies for the same questions (``http_api``
-checks that byte for byte):
+It answers the same URLs as optin. The audience bodies are optin's byte for byte; the eligibility
+answers agree with optin's on the address, allowed or refused, and the stored statuses (``http_api``
+checks both before timing). The floor has no send rule of its own: ``allowed`` is the audience
+query's condition selected per row (``bench/floor_sql.py``), every refusal's reason is "refused",
+and a status is the stored one (optin reports a suspension that has ended as the status it gave
+back, so the check skips a stored `suspended`):
 
 - ``GET /api/v1/eligibility?email=&resource=&channel=``: the bearer key looked up by its SHA-256,
   the resource by its slug, then one query joining profile, subscription and suppression (and for
-  an unknown address one lookup of its hash on the suppression list), the rule inline;
+  an unknown address one lookup of its hash on the suppression list);
 - ``POST /api/v1/eligibility``: the same for up to 10,000 addresses, looked up 5,000 at a time
   (``IN (...)`` on SQLite, a join to an unnest()ed array on PostgreSQL, as optin's queries);
 - ``GET /api/v1/resources/<slug>/audience``: the audience query as plain SQL (a lazy cursor on
@@ -43,8 +47,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from bench import floor_sql
+
 MAX_BATCH = 10_000
-IN_CHUNK = 5000  # addresses per lookup, as app.queries.IN_CLAUSE_CHUNK
 STREAM_BATCH = 2000  # rows per fetch, as stream_audience's default batch_size
 KEY_PREFIX = "optin_"
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -110,135 +115,46 @@ def now() -> Any:
 
 # --- the decision ---------------------------------------------------------------------------------
 
-ROW_COLUMNS = (
-    "SELECT p.email, p.global_status, p.suspended_until, p.resume_status,"
-    " s.status, s.suspended_until, s.resume_status,"
-    " EXISTS (SELECT 1 FROM suppressions x WHERE x.email_hash = p.email_hash)"
-)
-GLOBAL_COLUMNS = (
-    "SELECT p.email, p.global_status, p.suspended_until, p.resume_status, NULL, NULL, NULL,"
-    " EXISTS (SELECT 1 FROM suppressions x WHERE x.email_hash = p.email_hash)"
-)
+REFUSED = "refused"  # the floor's reason for every refusal: which rule refused is optin's to say
 
 
-def _matching(table: str, column: str, values: list[str]) -> tuple[str, str, list[Any]]:
-    """FROM and WHERE for the rows of ``table`` whose ``column`` is one of ``values``, as optin's
-    queries write it: ``IN (?, ...)`` on SQLite; on PostgreSQL a join to the unnest()ed array
-    (one index probe per value; ``= ANY`` of 5,000 scans the table)."""
-    if POSTGRES:
-        return f"unnest(%s::text[]) AS q(value) JOIN {table} ON {column} = q.value", "", [values]
-    return table, f" WHERE {column} IN ({', '.join('?' * len(values))})", list(values)
-
-
-def lookup_rows(addresses: list[str], resource_id: int | None, channel: str) -> dict[str, tuple]:
-    found: dict[str, tuple] = {}
-    for start in range(0, len(addresses), IN_CHUNK):
-        source, where, values = _matching(
-            "profiles p", "p.email", addresses[start : start + IN_CHUNK]
-        )
-        if resource_id is None:
-            sql = f"{GLOBAL_COLUMNS} FROM {source}{where}"
-            params = values
-        else:
-            sql = (
-                f"{ROW_COLUMNS} FROM {source} LEFT JOIN subscriptions s ON s.profile_id = p.id"
-                f" AND s.resource_id = {MARK} AND s.channel = {MARK}{where}"
-            )
-            params = (
-                [*values, resource_id, channel] if POSTGRES else [resource_id, channel, *values]
-            )
-        for row in fetch(sql, params):
-            found[row[0]] = row
-    return found
-
-
-def suppressed_hashes(hashes: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(hashes), IN_CHUNK):
-        source, where, values = _matching(
-            "suppressions x", "x.email_hash", hashes[start : start + IN_CHUNK]
-        )
-        found.update(h for (h,) in fetch(f"SELECT x.email_hash FROM {source}{where}", values))
-    return found
-
-
-def _effective(status: str | None, until: Any, resume: str | None, moment: Any) -> str | None:
-    if status == "suspended" and until is not None and until <= moment:
-        return resume or "subscribed"
-    return status
-
-
-def decision(
-    email: str, row: tuple | None, suppressed_unknown: bool, named: bool, moment: Any
-) -> dict[str, Any]:
-    def answer(allowed: bool, reason: str, g: str | None, s: str | None) -> dict[str, Any]:
-        return {
-            "email": email,
-            "allowed": allowed,
-            "reason": reason,
-            "global_status": g,
-            "subscription_status": s,
-        }
-
-    if row is None:
-        return answer(False, "suppressed" if suppressed_unknown else "unknown_profile", None, None)
-    g = _effective(row[1], row[2], row[3], moment)
-    s = _effective(row[4], row[5], row[6], moment) if named else None
-    if row[7]:
-        return answer(False, "suppressed", g, s)
-    if g != "subscribed":
-        return answer(False, f"global_{g}", g, s)
-    if named:
-        if s is None:
-            return answer(False, "no_subscription", g, None)
-        if s != "subscribed":
-            return answer(False, f"subscription_{s}", g, s)
-    return answer(True, "subscribed", g, s)
+def answer(email: str, allowed: bool, g: str | None, s: str | None) -> dict[str, Any]:
+    """One answer with optin's keys. The statuses are the stored ones (a suspension that has
+    ended is reported as optin reports it only by optin: that is the rule, not raw work)."""
+    return {
+        "email": email,
+        "allowed": allowed,
+        "reason": "subscribed" if allowed else REFUSED,
+        "global_status": g,
+        "subscription_status": s,
+    }
 
 
 def decide(emails: list[str], resource_id: int | None, channel: str) -> list[dict[str, Any]]:
-    moment = now()
     normalized: list[str | None] = []
     for raw in emails:
         address = raw.strip().lower()
         normalized.append(address if ADDRESS.fullmatch(address) else None)
     known = list(dict.fromkeys(a for a in normalized if a is not None))
-    rows = lookup_rows(known, resource_id, channel)
-    unknown = {hashlib.sha256(a.encode()).hexdigest(): a for a in known if a not in rows}
-    suppressed = {unknown[h] for h in suppressed_hashes(list(unknown))} if unknown else set()
-    named = resource_id is not None
+    rows = floor_sql.decision_rows(fetch, POSTGRES, known, resource_id, channel, now())
+    # The unknown addresses' suppression lookup: optin makes it for its answer, so the floor
+    # makes it too, although its own answer ("refused") is the same either way.
+    unknown = [hashlib.sha256(a.encode()).hexdigest() for a in known if a not in rows]
+    if unknown:
+        floor_sql.suppressed_hashes(fetch, POSTGRES, unknown)
     answers = []
-    for raw, address in zip(emails, normalized, strict=True):
-        if address is None:
-            answers.append(
-                {
-                    "email": raw,
-                    "allowed": False,
-                    "reason": "invalid_email",
-                    "global_status": None,
-                    "subscription_status": None,
-                }
-            )
+    for raw, asked in zip(emails, normalized, strict=True):
+        row = rows.get(asked) if asked is not None else None
+        if row is None:
+            answers.append(answer(asked or raw, False, None, None))
         else:
-            row = rows.get(address)
-            answers.append(decision(address, row, address in suppressed, named, moment))
+            answers.append(answer(asked or raw, bool(row[1]), row[2], row[3]))
     return answers
 
 
 # --- the audience ---------------------------------------------------------------------------------
 
-AUDIENCE_SQL = (
-    "SELECT p.id, p.email, p.name, p.link_key"
-    " FROM profiles p JOIN subscriptions s ON s.profile_id = p.id"
-    f" WHERE s.resource_id = {MARK} AND s.channel = {MARK}"
-    " AND s.status IN ('subscribed', 'suspended')"
-    f" AND (s.status = 'subscribed' OR (s.status = 'suspended' AND s.suspended_until <= {MARK}"
-    " AND s.resume_status = 'subscribed'))"
-    f" AND (p.global_status = 'subscribed' OR (p.global_status = 'suspended'"
-    f" AND p.suspended_until <= {MARK} AND p.resume_status = 'subscribed'))"
-    " AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email_hash = p.email_hash)"
-    " ORDER BY p.id"
-)
+AUDIENCE_SQL = floor_sql.audience_sql(MARK)
 
 
 def audience_rows(resource_id: int, channel: str) -> Iterator[tuple[Any, ...]]:

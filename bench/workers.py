@@ -19,15 +19,15 @@ import sys
 import time
 import timeit
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from bench import floor_sql
 
 MEMORY_METHOD = (
     "peak RSS = VmHWM of /proc/self/status in a fresh subprocess, reset with "
     "/proc/self/clear_refs just before the stream; growth = that peak minus VmRSS at the start"
 )
-IN_CHUNK = 5000  # addresses per query in the floor, as app.queries.IN_CLAUSE_CHUNK
 STREAM_BATCH = 2000  # rows per fetch, as stream_audience's default batch_size
 
 
@@ -121,125 +121,31 @@ def stream_floor(job: dict[str, Any]) -> dict[str, Any]:
 FLOOR_ADDRESS = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 
 
-def _floor_effective(status: str | None, until: Any, resume: str | None, now: Any) -> str | None:
-    if status == "suspended" and until is not None and until <= now:
-        return resume or "subscribed"
-    return status
-
-
-Fetch = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
-FLOOR_COLUMNS = (
-    "SELECT p.email, p.global_status, p.suspended_until, p.resume_status,"
-    " s.status, s.suspended_until, s.resume_status,"
-    " EXISTS (SELECT 1 FROM suppressions x WHERE x.email_hash = p.email_hash)"
-)
-
-
-@dataclass(frozen=True)
-class Chunked:
-    """The lookups as optin's queries write them: chunks of 5,000 addresses, each matched with
-    ``IN (?, ?, ...)`` on SQLite and ``= ANY(%s)`` (one array parameter) on PostgreSQL."""
-
-    fetch: Fetch
-    backend: str  # "sqlite" or "postgres"
-    resource_id: int
-    channel: str
-
-    def _one_of(self, column: str, chunk: list[str]) -> tuple[str, list[Any]]:
-        if self.backend == "postgres":
-            return f"{column} = ANY(%s)", [chunk]
-        return f"{column} IN ({', '.join('?' * len(chunk))})", list(chunk)
-
-    def rows(self, known: list[str]) -> list[tuple[Any, ...]]:
-        found: list[tuple[Any, ...]] = []
-        mark = "%s" if self.backend == "postgres" else "?"
-        for start in range(0, len(known), IN_CHUNK):
-            condition, values = self._one_of("p.email", known[start : start + IN_CHUNK])
-            sql = (
-                f"{FLOOR_COLUMNS} FROM profiles p LEFT JOIN subscriptions s"
-                f" ON s.profile_id = p.id AND s.resource_id = {mark} AND s.channel = {mark}"
-                f" WHERE {condition}"
-            )
-            found += self.fetch(sql, [self.resource_id, self.channel, *values])
-        return found
-
-    def suppressed(self, hashes: list[str]) -> list[tuple[Any, ...]]:
-        found: list[tuple[Any, ...]] = []
-        for start in range(0, len(hashes), IN_CHUNK):
-            condition, values = self._one_of("email_hash", hashes[start : start + IN_CHUNK])
-            found += self.fetch(f"SELECT email_hash FROM suppressions WHERE {condition}", values)
-        return found
-
-
-@dataclass(frozen=True)
-class PostgresUnnest:
-    """The profile lookup as a join: the batch as one array, turned into rows by ``unnest`` and
-    joined to profiles, which PostgreSQL plans as one probe of the email index per address
-    rather than a scan of the table filtered by the array."""
-
-    fetch: Fetch
-    resource_id: int
-    channel: str
-
-    def rows(self, known: list[str]) -> list[tuple[Any, ...]]:
-        sql = (
-            f"{FLOOR_COLUMNS} FROM unnest(%s::text[]) AS q(email)"
-            " JOIN profiles p ON p.email = q.email LEFT JOIN subscriptions s"
-            " ON s.profile_id = p.id AND s.resource_id = %s AND s.channel = %s"
-        )
-        return self.fetch(sql, [known, self.resource_id, self.channel])
-
-    def suppressed(self, hashes: list[str]) -> list[tuple[Any, ...]]:
-        sql = "SELECT email_hash FROM suppressions WHERE email_hash = ANY(%s)"
-        return self.fetch(sql, [hashes])
-
-
 def _floor_decide(
-    emails: Sequence[str], lookup: Chunked | PostgresUnnest, now: Any
-) -> list[tuple[bool, str]]:
-    """The batch decision as plainly as it can be written: lower-case and a regex, one query
-    joining profile, subscription and suppression, one for the suppressed unknown addresses,
-    then the rule inline."""
+    emails: Sequence[str], fetch: floor_sql.Fetch, postgres: bool, job: dict[str, Any], now: Any
+) -> list[tuple[bool, str | None, str | None]]:
+    """The batch as raw work: lower-case and a regex, one query per 5,000 addresses selecting
+    the audience query's condition with the stored statuses, one lookup of the unknown
+    addresses' hashes on the suppression list (optin makes it for its answer). No rule of its
+    own: ``(allowed, global status, subscription status)`` per address, as stored."""
     normalized: list[str | None] = []
     for raw in emails:
         address = raw.strip().lower()
         normalized.append(address if FLOOR_ADDRESS.fullmatch(address) else None)
     known = list(dict.fromkeys(a for a in normalized if a is not None))
-    rows = {row[0]: row for row in lookup.rows(known)}
-    unknown = {hashlib.sha256(a.encode()).hexdigest(): a for a in known if a not in rows}
-    suppressed_unknown = {unknown[row[0]] for row in lookup.suppressed(list(unknown))}
-
-    answers: list[tuple[bool, str]] = []
-    for address in normalized:
-        if address is None:
-            answers.append((False, "invalid_email"))
-            continue
-        row = rows.get(address)
-        if row is None:
-            suppressed = address in suppressed_unknown
-            answers.append((False, "suppressed" if suppressed else "unknown_profile"))
-            continue
-        if row[7]:
-            answers.append((False, "suppressed"))
-            continue
-        g = _floor_effective(row[1], row[2], row[3], now)
-        if g != "subscribed":
-            answers.append((False, f"global_{g}"))
-            continue
-        s = _floor_effective(row[4], row[5], row[6], now)
-        if s is None:
-            answers.append((False, "no_subscription"))
-        elif s != "subscribed":
-            answers.append((False, f"subscription_{s}"))
-        else:
-            answers.append((True, "subscribed"))
+    rows = floor_sql.decision_rows(fetch, postgres, known, job["resource_id"], job["channel"], now)
+    unknown = [hashlib.sha256(a.encode()).hexdigest() for a in known if a not in rows]
+    floor_sql.suppressed_hashes(fetch, postgres, unknown)
+    answers: list[tuple[bool, str | None, str | None]] = []
+    for asked in normalized:
+        row = rows.get(asked) if asked is not None else None
+        answers.append((False, None, None) if row is None else (bool(row[1]), row[2], row[3]))
     return answers
 
 
 def decide_batch(job: dict[str, Any]) -> dict[str, Any]:
-    """``decide_many`` and its floor, a variant of the floor that backs a recommendation in
-    bench/README.md, and ``decide_many``'s profile lookup timed alone (to show where its time
-    goes), all run in turn round after round, so that none gets a warmer cache or a quieter
+    """``decide_many``, its floor and ``decide_many``'s profile lookup timed alone (to show where
+    its time goes), run in turn round after round, so that none gets a warmer cache or a quieter
     minute than the others."""
     from app import create_app, queries
     from app.services.eligibility import decide_many
@@ -258,8 +164,8 @@ def decide_batch(job: dict[str, Any]) -> dict[str, Any]:
 
         # Never prepared server-side, like optin's statements: psycopg prepares a statement
         # after 5 runs but forgets it on ROLLBACK, which SQLAlchemy's pool sends whenever a
-        # connection comes back. A prepared statement may switch to a generic plan, which for
-        # `= ANY(array)` differs from the plan optin gets, and the ratio would compare plans.
+        # connection comes back. A prepared statement may switch to a generic plan, which may
+        # differ from the plan optin gets, and the ratio would compare plans.
         raw = psycopg.connect(job["dsn"], autocommit=True, prepare_threshold=None)
         floor_now = now
 
@@ -271,29 +177,26 @@ def decide_batch(job: dict[str, Any]) -> dict[str, Any]:
         with app.app_context():  # one request: its own session, removed at the end
             return decide_many(emails, resource, channel, now=now)
 
-    chunked = Chunked(fetch, job["backend"], job["resource_id"], channel)
-    unnest = PostgresUnnest(fetch, job["resource_id"], channel)
-    variants: list[tuple[str, Callable[[], list[tuple[bool, str]]]]] = [
-        ("floor", lambda: _floor_decide(emails, chunked, floor_now)),
-    ]
-    if job["backend"] == "postgres":
-        variants.append(("floor, unnest join", lambda: _floor_decide(emails, unnest, floor_now)))
+    def floor() -> list[tuple[bool, str | None, str | None]]:
+        return _floor_decide(emails, fetch, job["backend"] == "postgres", job, floor_now)
 
-    # Warm-up, and the agreement check: all must answer every address alike.
+    # Warm-up, and the agreement check: allowed or refused alike for every address, and the
+    # statuses optin read (eligibility_rows) the floor read too. The reasons are optin's.
     ours_full = ours()
     ours_answers = [(decision.allowed, decision.reason) for _, decision in ours_full]
-    for name, variant in variants:
-        disagreements = [
-            (emails[i], a, b)
-            for i, (a, b) in enumerate(zip(ours_answers, variant(), strict=True))
-            if a != b
-        ]
-        if disagreements:
-            raise SystemExit(
-                f"decide_many and {name} disagree on {len(disagreements)}: {disagreements[:5]}"
-            )
-
     known = [address for address, d in ours_full if d.reason != "invalid_email"]
+    with app.app_context():
+        stored = queries.eligibility_rows(known, job["resource_id"], channel)
+    disagreements = []
+    for (address, decision), (allowed, g, s) in zip(ours_full, floor(), strict=True):
+        row = stored.get(address)
+        read = (None, None) if row is None else (row.status, row.sub_status)
+        if (decision.allowed, read) != (allowed, (g, s)):
+            disagreements.append((address, decision, (allowed, g, s)))
+    if disagreements:
+        raise SystemExit(
+            f"decide_many and the floor disagree on {len(disagreements)}: {disagreements[:5]}"
+        )
 
     def eligibility_rows() -> None:
         with app.app_context():
@@ -301,7 +204,7 @@ def decide_batch(job: dict[str, Any]) -> dict[str, Any]:
 
     timed: list[tuple[str, Callable[[], object]]] = [
         ("decide_many", ours),
-        *variants,
+        ("floor", floor),
         ("eligibility_rows", eligibility_rows),
     ]
     runs: dict[str, list[float]] = {name: [] for name, _ in timed}
@@ -323,7 +226,6 @@ def decide_batch(job: dict[str, Any]) -> dict[str, Any]:
         "eligibility_rows_ms": medians.pop("eligibility_rows"),
         # This process's CPU time (see _measure_stream): on SQLite, all of the work.
         "cpu_ms": cpu_medians,
-        "variants_ms": medians,
         "allowed": sum(1 for allowed, _ in ours_answers if allowed),
         "reasons": reasons,
     }
@@ -339,28 +241,22 @@ def _ms(call: Callable[[], object]) -> tuple[float, float]:
 # --- 3. one decision in process ------------------------------------------------------------------
 
 
-def _raw_can_send(
-    g: tuple[str, Any, str | None] | None,
-    s: tuple[str, Any, str | None] | None,
-    suppressed: bool,
-    resource_named: bool,
-    now: datetime,
-) -> tuple[bool, str]:
-    """The same check as plain code on tuples: no dataclasses, no enums, no result object."""
-    if suppressed:
-        return False, "suppressed"
-    if g is None:
-        return False, "unknown_profile"
-    g_status = g[2] if g[0] == "suspended" and g[1] <= now else g[0]
-    if g_status != "subscribed":
-        return False, "global_" + str(g_status)
-    if resource_named:
-        if s is None:
-            return False, "no_subscription"
-        s_status = s[2] if s[0] == "suspended" and s[1] <= now else s[0]
-        if s_status != "subscribed":
-            return False, "subscription_" + str(s_status)
-    return True, "subscribed"
+Raw = tuple[str, Any, str | None]  # status, suspended until, resume status
+
+
+def _raw_work(g: Raw, s: Raw, suppressed: bool, now: datetime) -> tuple[bool, ...]:
+    """The floor of one decision: the comparisons a decision needs, each made once on plain
+    tuples (each status and resume status against `subscribed`, each suspension's end against
+    now). No rule decides which of them counts, and no answer is built: that is can_send's."""
+    return (
+        suppressed,
+        g[0] == "subscribed",
+        g[1] is not None and g[1] <= now,
+        g[2] == "subscribed",
+        s[0] == "subscribed",
+        s[1] is not None and s[1] <= now,
+        s[2] == "subscribed",
+    )
 
 
 def one_decision(job: dict[str, Any]) -> dict[str, Any]:
@@ -391,14 +287,12 @@ def one_decision(job: dict[str, Any]) -> dict[str, Any]:
     number, repeat = job["number"], job["repeat"]
     result: dict[str, Any] = {"number": number, "repeat": repeat}
     for name, (g, s, raw_g, raw_s) in cases.items():
-        decision = can_send(g, s, suppressed=False, resource_named=True, now=now)
-        assert (decision.allowed, decision.reason) == _raw_can_send(raw_g, raw_s, False, True, now)
-        space = {"can_send": can_send, "raw": _raw_can_send, "g": g, "s": s, "now": now}
+        space = {"can_send": can_send, "raw": _raw_work, "g": g, "s": s, "now": now}
         space |= {"rg": raw_g, "rs": raw_s}
         ours = timeit.Timer(
             "can_send(g, s, suppressed=False, resource_named=True, now=now)", globals=space
         ).repeat(repeat, number)
-        floor = timeit.Timer("raw(rg, rs, False, True, now)", globals=space).repeat(repeat, number)
+        floor = timeit.Timer("raw(rg, rs, False, now)", globals=space).repeat(repeat, number)
         result[name] = {
             "ours_us": statistics.median(ours) / number * 1e6,
             "floor_us": statistics.median(floor) / number * 1e6,
