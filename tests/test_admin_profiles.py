@@ -547,11 +547,15 @@ def test_each_filter_of_the_list_reads_its_index_in_order_on_this_database(
         # With statistics the planner sees that one status is rare in the resource.
         connection.execute(text("ANALYZE profiles, subscriptions"))
         plan = "\n".join(connection.execute(text(f"EXPLAIN {compiled}")).scalars())
-        assert "Sort" not in plan, plan
+        assert "Sort" not in plan and "Seq Scan" not in plan, plan
+        # Which of two indexes that both read in id order serves a 40-row table (the resource's,
+        # or the unique one that starts with the profile) follows the planner's statistics of
+        # the moment, which a test cannot pin: in order and with no sort is what holds at any
+        # size. SQLite's choice is fixed, and checked by name below.
     else:
         rows = connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}")).all()
         plan = "\n".join(str(row[-1]) for row in rows)
         assert "TEMP B-TREE" not in plan, plan
-    for index in indexes:
-        assert index in plan, plan
+        for index in indexes:
+            assert index in plan, plan
     db.session.rollback()
