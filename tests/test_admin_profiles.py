@@ -544,6 +544,10 @@ def test_each_filter_of_the_list_reads_its_index_in_order_on_this_database(
     if on_postgres():
         connection.execute(text("SET LOCAL enable_seqscan = off"))
         connection.execute(text("SET LOCAL enable_bitmapscan = off"))  # never in order
+        # On 40 rows a sort costs next to nothing, so the planner may take one by its statistics
+        # of the moment; priced out, a Sort left in the plan means no index gives the order.
+        connection.execute(text("SET LOCAL enable_sort = off"))
+        connection.execute(text("SET LOCAL enable_hashagg = off"))
         # With statistics the planner sees that one status is rare in the resource.
         connection.execute(text("ANALYZE profiles, subscriptions"))
         plan = "\n".join(connection.execute(text(f"EXPLAIN {compiled}")).scalars())
