@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from flask import current_app
-
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -61,6 +60,8 @@ def limit_from(setting: str) -> Callable[[], str]:
         return value
 
     return limit
+
+
 babel = Babel()
 # Admin sessions; the admin blueprint's guard decides what an anonymous request gets.
 login_manager = LoginManager()

@@ -31,7 +31,9 @@ def local_target(target: str | None) -> str:
 
 @admin.route("/login", methods=["GET", "POST"])
 @limiter.limit(limit_from("ADMIN_LOGIN_LIMIT_PER_IP"), methods=["POST"])
-@limiter.limit(limit_from("ADMIN_LOGIN_LIMIT_PER_ADDRESS"), key_func=login_address_key, methods=["POST"])
+@limiter.limit(
+    limit_from("ADMIN_LOGIN_LIMIT_PER_ADDRESS"), key_func=login_address_key, methods=["POST"]
+)
 def login() -> ResponseReturnValue:
     """The login form; a wrong address and a wrong password get the same answer."""
     form = LoginForm()
