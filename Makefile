@@ -47,8 +47,12 @@ test: $(STAMP) lint
 
 ## test-fast: the loop to run while changing code: every test but those marked slow (a browser,
 ## 100,000 rows, schemathesis, real processes, thousands of examples); see the README
+## TEST_WORKERS processes share the tests (pytest-xdist) on SQLite, each with its own database
+## file; on TEST_DATABASE_URL they would share one database, so there the loop runs in one process.
+TEST_WORKERS ?= 2
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" --durations=10 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" --durations=10 \
+		$(if $(TEST_DATABASE_URL),,-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -90,26 +90,26 @@ class StatusForm(FlaskForm):
         return valid
 
 
+def reason_field(missing: str) -> StringField:
+    """The required, stripped "Reason" of a suppression added or lifted by hand (kept in the
+    audit trail); ``missing`` is the error shown when it is left empty."""
+    return StringField(
+        "Reason", filters=[strip], validators=[DataRequired(missing), Length(max=500)]
+    )
+
+
 class SuppressionForm(FlaskForm):
     """Add an address to the suppression list by hand."""
 
     email = StringField("Email address", validators=[DataRequired(), Length(max=320)])
-    reason = StringField(
-        "Reason",
-        filters=[strip],
-        validators=[DataRequired("Say why the address is suppressed."), Length(max=500)],
-    )
+    reason = reason_field("Say why the address is suppressed.")
     submit = SubmitField("Suppress")
 
 
 class LiftForm(FlaskForm):
     """Take one address off the suppression list, saying why."""
 
-    reason = StringField(
-        "Reason",
-        filters=[strip],
-        validators=[DataRequired("Say why the suppression is lifted."), Length(max=500)],
-    )
+    reason = reason_field("Say why the suppression is lifted.")
     submit = SubmitField("Lift")
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
+from flask import current_app
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -47,6 +49,19 @@ mail = Mail()
 csrf = CSRFProtect()
 # Limits are declared on the views that need them; RATELIMIT_* settings configure the storage.
 limiter = Limiter(key_func=get_remote_address)
+
+
+def limit_from(setting: str) -> Callable[[], str]:
+    """The limit named by the setting ``setting``, for ``@limiter.limit``: read at each request,
+    not at import, so that a test's or the instance's value applies."""
+
+    def limit() -> str:
+        value: str = current_app.config[setting]
+        return value
+
+    return limit
+
+
 babel = Babel()
 # Admin sessions; the admin blueprint's guard decides what an anonymous request gets.
 login_manager = LoginManager()

@@ -201,6 +201,7 @@ def test_every_api_and_webhook_route_is_in_the_list(app: Flask) -> None:
     assert routes == set(ROUTES)
 
 
+@pytest.mark.slow  # 150 examples on each of a dozen routes: about 20 s of the fast loop
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_hostile_json_gets_a_4xx_and_changes_nothing(
     app: Flask,

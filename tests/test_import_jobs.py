@@ -114,6 +114,7 @@ def test_a_worker_that_outlived_its_lease_writes_nothing_more(
     assert_imported_exactly_once(job_id, 25)
 
 
+@pytest.mark.slow  # real worker processes, one of them killed: about 8 s
 def test_an_import_survives_its_worker_being_killed_and_another_worker_finishes_it(
     app: Flask, newsletter: Resource, database_url: str, tmp_path: Path
 ) -> None:

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test runs mypy in a process of its own (seconds apiece): make lint checks app/ anyway.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 HEAD = """\

@@ -30,7 +30,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app import queries
 from app.addresses import InvalidEmail, email_hash, normalize_email
-from app.extensions import csrf, limiter
+from app.extensions import csrf, limit_from, limiter
 from app.forms import (
     ButtonForm,
     EraseForm,
@@ -92,14 +92,9 @@ def address_key() -> str:
         return "address:invalid:" + (request.remote_addr or "")
 
 
-def per_ip() -> str:
-    limit: str = current_app.config["SIGNUP_LIMIT_PER_IP"]
-    return limit
-
-
-def per_address() -> str:
-    limit: str = current_app.config["SIGNUP_LIMIT_PER_ADDRESS"]
-    return limit
+# The signup form's limits, read from the settings at each request.
+per_ip = limit_from("SIGNUP_LIMIT_PER_IP")
+per_address = limit_from("SIGNUP_LIMIT_PER_ADDRESS")
 
 
 def opened(purpose: Purpose, token: str) -> tuple[LinkTarget, Profile]:

@@ -10,7 +10,7 @@ from flask_login import current_user, login_user, logout_user
 
 from app.admin_forms import LoginForm
 from app.database import utcnow
-from app.extensions import limiter
+from app.extensions import limit_from, limiter
 from app.services.admin_users import authenticate, end_sessions
 from app.views.admin import SESSION_STARTED, admin
 
@@ -18,16 +18,6 @@ from app.views.admin import SESSION_STARTED, admin
 def login_address_key() -> str:
     """The rate-limit key for "per address": the login name typed in, lower-cased."""
     return "admin-login:" + request.form.get("email", "").strip().lower()[:320]
-
-
-def limit_per_ip() -> str:
-    limit: str = current_app.config["ADMIN_LOGIN_LIMIT_PER_IP"]
-    return limit
-
-
-def limit_per_address() -> str:
-    limit: str = current_app.config["ADMIN_LOGIN_LIMIT_PER_ADDRESS"]
-    return limit
 
 
 def local_target(target: str | None) -> str:
@@ -40,8 +30,10 @@ def local_target(target: str | None) -> str:
 
 
 @admin.route("/login", methods=["GET", "POST"])
-@limiter.limit(limit_per_ip, methods=["POST"])
-@limiter.limit(limit_per_address, key_func=login_address_key, methods=["POST"])
+@limiter.limit(limit_from("ADMIN_LOGIN_LIMIT_PER_IP"), methods=["POST"])
+@limiter.limit(
+    limit_from("ADMIN_LOGIN_LIMIT_PER_ADDRESS"), key_func=login_address_key, methods=["POST"]
+)
 def login() -> ResponseReturnValue:
     """The login form; a wrong address and a wrong password get the same answer."""
     form = LoginForm()
