@@ -11,6 +11,7 @@ mail; it never loses it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,9 +21,10 @@ from flask import Flask, Response, current_app, g, render_template
 from flask_babel import force_locale
 from flask_mail import Message
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from app import queries
-from app.database import utcnow, write_transaction
+from app.database import unreachable, utcnow, write_transaction
 from app.extensions import db
 from app.i18n import DEFAULT, supported
 from app.links import links_for
@@ -233,10 +235,8 @@ def _record(attempt: Attempt, now: datetime, report: DeliveryReport) -> None:
         values |= {"sent_at": utcnow()}
     else:
         values |= {"last_error": attempt.error, "next_attempt_at": utcnow() + backoff(tries)}
-    with write_transaction() as session:
-        session.execute(
-            update(OutboxMessage).where(OutboxMessage.id == attempt.message.id).values(values)
-        )
+    accepted = attempt.dropped_because is None and attempt.error is None
+    _write_outcome(attempt.message.id, values, patient=accepted)
     if attempt.dropped_because is not None:
         report.dropped += 1
     elif attempt.error is None:
@@ -244,6 +244,28 @@ def _record(attempt: Attempt, now: datetime, report: DeliveryReport) -> None:
     else:
         report.failed += 1
         report.error = attempt.error
+
+
+def _write_outcome(message_id: int, values: dict[str, Any], *, patient: bool) -> None:
+    """Write one message's outcome. ``patient``: the mail server has accepted the message, so the
+    write waits out a database that went away (a restart takes a second or two), for up to half
+    the lease: given up, the message would be claimed again once its lease ran out and sent a
+    second time. Anything else, or an outage longer than that, is raised as before."""
+    deadline = time.monotonic() + (lease().total_seconds() / 2 if patient else 0)
+    wait = 0.2
+    while True:
+        try:
+            with write_transaction() as session:
+                session.execute(
+                    update(OutboxMessage).where(OutboxMessage.id == message_id).values(values)
+                )
+            return
+        except (OperationalError, InterfaceError, DBAPIError) as error:
+            if not unreachable(error) or time.monotonic() + wait > deadline:
+                raise
+            db.session.remove()  # the next try takes a fresh connection, tested by pre-ping
+            time.sleep(wait)
+            wait = min(wait * 2, 2.0)
 
 
 def _send_each(claimed: list[Claimed], now: datetime, report: DeliveryReport) -> None:

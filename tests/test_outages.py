@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from app import outbox
 from app.database import utcnow
@@ -313,3 +314,35 @@ def test_sigterm_during_a_round_lets_the_round_finish_and_starts_no_other(
     worker.work(10, 0.01, echo=lambda _line: None)  # returns instead of looping forever
     assert rounds == [10, -10]
     assert signal.getsignal(signal.SIGTERM) == previous  # the test process's own handler is back
+
+
+def test_a_database_restart_right_after_the_server_accepted_a_message_does_not_send_it_again(
+    app: Flask, smtp_server: SmtpServer, newsletter: Resource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The moment between the mail server's yes and the row marked sent: a database restart
+    there used to leave the message claimed, to be sent again once its lease ran out."""
+    queue_signups(ADDRESSES[:2])
+    real = outbox.write_transaction
+    restarts: list[OperationalError] = []
+    after_each_accepted(
+        monkeypatch,
+        1,
+        lambda: restarts.append(
+            OperationalError("UPDATE outbox", {}, Exception("server closed the connection"))
+        ),
+    )
+
+    def write_transaction_across_a_restart():  # type: ignore[no-untyped-def]
+        if restarts:
+            raise restarts.pop()
+        return real()
+
+    monkeypatch.setattr(outbox, "write_transaction", write_transaction_across_a_restart)
+    report = outbox.deliver_due(10)
+    assert report.sent == 2
+    assert received_by(smtp_server) == Counter(ADDRESSES[:2])
+    # Every lease long over: nothing is left to send again.
+    with write_transaction_across_a_restart() as session:
+        session.execute(update(OutboxMessage).values(claimed_until=utcnow() - timedelta(hours=1)))
+    assert outbox.deliver_due(10).handled == 0
+    assert received_by(smtp_server) == Counter(ADDRESSES[:2])
