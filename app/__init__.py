@@ -56,6 +56,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         )
 
     db.init_app(app)
+    from app.database import let_go_of_dead_sessions
+
+    let_go_of_dead_sessions(app)  # after db.init_app: teardowns run last-registered first
     migrate.init_app(app, db, directory=os.path.join(PROJECT_ROOT, "migrations"))
     mail.init_app(app)
     csrf.init_app(app)

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection, Engine
@@ -18,6 +18,9 @@ from sqlalchemy.pool import Pool
 from sqlalchemy.types import TypeDecorator
 
 from app.extensions import db
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 WRITE_OPTION = "optin_write"
 # A unique-key race (two first signups of one address on PostgreSQL) is retried this many times.
@@ -34,6 +37,23 @@ def unreachable(error: BaseException) -> bool:
     if isinstance(error, OperationalError | InterfaceError):
         return True
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+def let_go_of_dead_sessions(app: Flask) -> None:
+    """End each request's session before Flask-SQLAlchemy's own teardown does, forgiving a
+    connection the database dropped after the answer was made (a restart): ending the session
+    rolls its read transaction back over that connection, which then fails, and an error raised
+    in a teardown turns an answer already made into a 500. The pool has invalidated the
+    connection by then; the session is only forgotten."""
+
+    @app.teardown_appcontext
+    def _let_go(_error: BaseException | None) -> None:
+        try:
+            db.session.remove()
+        except DBAPIError as error:
+            if not unreachable(error):
+                raise
+            db.session.registry.clear()
 
 
 def system_time() -> datetime:

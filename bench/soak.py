@@ -475,7 +475,7 @@ def soak(clients: int, duration: float, keep: bool) -> int:
             worker.log_path.read_text(errors="replace").count("database unreachable")
             for worker in workers
         )
-        return report(
+        outcome = report(
             tally=tally,
             mailbox=mailbox,
             stored=stored,
@@ -490,6 +490,9 @@ def soak(clients: int, duration: float, keep: bool) -> int:
             outage_lines=outage_lines,
             clients=clients,
         )
+        if outcome != 0:
+            show_errors(work)
+        return outcome
     finally:
         for child in reversed(children):
             child.kill(signal.SIGTERM)
@@ -499,6 +502,23 @@ def soak(clients: int, duration: float, keep: bool) -> int:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def show_errors(work: Path) -> None:
+    """A failed run's errors, printed before its folder goes: the run that fails is the one
+    whose logs are wanted (in CI nobody can look afterwards)."""
+    for log in sorted((work / "logs").glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        marked = [n for n, line in enumerate(lines) if "Traceback" in line or "Error" in line]
+        if not marked:
+            continue
+        print(f"--- {log.name}: {len(marked)} lines with an error; the first ones in context")
+        shown: set[int] = set()
+        for n in marked[:5]:
+            for m in range(max(0, n - 2), min(len(lines), n + 25)):
+                if m not in shown:
+                    shown.add(m)
+                    print(lines[m])
 
 
 def report(

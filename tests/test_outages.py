@@ -346,3 +346,26 @@ def test_a_database_restart_right_after_the_server_accepted_a_message_does_not_s
         session.execute(update(OutboxMessage).values(claimed_until=utcnow() - timedelta(hours=1)))
     assert outbox.deliver_due(10).handled == 0
     assert received_by(smtp_server) == Counter(ADDRESSES[:2])
+
+
+@needs_postgres
+def test_a_connection_the_database_dropped_after_the_answer_was_made_is_not_a_500(
+    app: Flask, database_url: str
+) -> None:
+    """A restart between a page's last read and the end of its request: ending the request's
+    session rolls back over a dead connection, which used to turn a finished answer into a 500."""
+    import psycopg
+
+    server = make_app(database_url)  # its requests push their own app context, as in gunicorn
+
+    @server.get("/test-read-then-restart")
+    def read_then_restart() -> str:
+        pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        admin = make_url(database_url).set(drivername="postgresql")
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        return "read"
+
+    answer = server.test_client().get("/test-read-then-restart")
+    assert answer.status_code == 200
+    assert answer.get_data(as_text=True) == "read"
