@@ -68,6 +68,27 @@ def after_each_accepted(
     return tried
 
 
+def outbox_worker_process(
+    database_url: str, instance: Path, *, idle: float, **settings: str
+) -> subprocess.Popen[str]:
+    """`flask outbox work` in a process of its own, as an operator runs it; its log on stderr."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "OPTIN_INSTANCE_PATH": str(instance),
+        "SECRET_KEY": "test-secret",
+        "OUTBOX_DELIVER_INLINE": "false",
+        **settings,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "outbox", "work", "--idle", str(idle)],
+        cwd=PROJECT,
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def received_by(server: SmtpServer) -> Counter[str]:
     return Counter(str(message["To"]) for message in server.messages)
 
@@ -214,23 +235,14 @@ def test_a_worker_waits_out_a_database_that_is_gone_and_delivers_when_it_is_back
 ) -> None:
     assert TEST_DATABASE_URL
     through_proxy = make_url(TEST_DATABASE_URL).set(host="127.0.0.1", port=database_proxy.port)
-    environment = {
-        **os.environ,
-        "DATABASE_URL": through_proxy.render_as_string(hide_password=False),
-        "OPTIN_INSTANCE_PATH": str(tmp_path),
-        "SECRET_KEY": "test-secret",
-        "MAIL_BACKEND": "smtp",
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": str(smtp_server.port),
-        "OUTBOX_DELIVER_INLINE": "false",
-    }
     # Started while the database is down: it must not give up before it ever connected.
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "app", "outbox", "work", "--idle", "0.2"],
-        cwd=PROJECT,
-        env=environment,
-        stderr=subprocess.PIPE,
-        text=True,
+    worker = outbox_worker_process(
+        through_proxy.render_as_string(hide_password=False),
+        tmp_path,
+        idle=0.2,
+        MAIL_BACKEND="smtp",
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=str(smtp_server.port),
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(worker.stderr.readline, "")))
@@ -270,20 +282,7 @@ def test_a_worker_waits_out_a_database_that_is_gone_and_delivers_when_it_is_back
 def test_sigterm_ends_an_idle_worker_at_once_and_cleanly(
     app: Flask, smtp_server: SmtpServer, database_url: str, tmp_path: Path
 ) -> None:
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "OPTIN_INSTANCE_PATH": str(tmp_path),
-        "SECRET_KEY": "test-secret",
-        "OUTBOX_DELIVER_INLINE": "false",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "app", "outbox", "work", "--idle", "5"],
-        cwd=PROJECT,
-        env=environment,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = outbox_worker_process(database_url, tmp_path, idle=5)
     try:
         time.sleep(3)  # started, one round done, waiting for mail
         assert worker.poll() is None
