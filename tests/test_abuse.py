@@ -140,6 +140,23 @@ def test_the_per_ip_limit(client: FlaskClient, newsletter: Resource, app: Flask)
     assert codes == [200, 200, 200, 429]
 
 
+def test_each_app_counts_its_own_requests_when_another_app_is_made(
+    client: FlaskClient, newsletter: Resource, app: Flask, database_url: str
+) -> None:
+    """Two apps in one process (a test's, a benchmark's) keep their own counters: making the
+    second neither forgets the first one's requests nor lends it its store."""
+    app.config["SIGNUP_LIMIT_PER_IP"] = "2 per minute"
+    for n in range(2):
+        answer = submit(client, "/subscribe/newsletter", {"email": f"u{n}@example.com"})
+        assert answer.status_code == 200
+    other = make_app(database_url, SIGNUP_LIMIT_PER_IP="2 per minute")
+    with other.app_context():
+        answer = submit(other.test_client(), "/subscribe/newsletter", {"email": "o@example.com"})
+        assert answer.status_code == 200  # its own count starts at zero
+    limited = submit(client, "/subscribe/newsletter", {"email": "u2@example.com"})
+    assert limited.status_code == 429
+
+
 def test_rate_limits_are_shared_through_redis(
     database_url: str, _schema: None, newsletter: Resource
 ) -> None:
