@@ -34,6 +34,7 @@ def test_users_create_stores_a_hash_never_the_password(runner: FlaskCliRunner) -
     user = db.session.scalar(select(AdminUser))
     assert user is not None and user.email == "team@example.com"
     assert "a long enough password" not in user.password_hash
+    assert user.password_hash.startswith("scrypt:")  # a slow hash (admin_user fixture: a cheap one)
     assert authenticate("team@example.com", "a long enough password") is not None
 
 

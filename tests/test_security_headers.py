@@ -218,7 +218,11 @@ def test_no_page_template_has_inline_script_or_style_the_policy_would_block() ->
     assert found == []
 
 
-def test_a_generated_page_under_an_app_error_has_the_headers_too(app: Flask) -> None:
+def test_a_generated_page_under_an_app_error_has_the_headers_too(
+    database_url: str, _schema: None
+) -> None:
+    app = make_app(database_url)  # its own: a route is added to it
+
     @app.get("/boom")
     def boom() -> str:
         raise RuntimeError("boom")
