@@ -27,43 +27,10 @@ from types import FrameType
 from app import outbox
 from app.database import unreachable
 from app.extensions import db
+from app.outages import Outage, wait_before_try
 from app.services import imports
 
 log = logging.getLogger(__name__)
-
-# Waits between tries while the database is away: 0.5 s doubling up to 15 s, so a restart of a few
-# seconds costs about that, and a long outage one try every 15 s.
-FIRST_WAIT = 0.5
-LONGEST_WAIT = 15.0
-
-
-def wait_before_try(failures: int) -> float:
-    """Seconds to wait after the ``failures``-th failure in a row (1 for the first)."""
-    # A shift, not 2 ** n: the type checker cannot tell that a power with an int exponent is int.
-    return min(FIRST_WAIT * (1 << max(failures - 1, 0)), LONGEST_WAIT)
-
-
-class Outage:
-    """Whether one dependency is down, logging a line when that begins and when it ends."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.since: float | None = None
-
-    def failed(self, error: object) -> None:
-        if self.since is None:
-            self.since = time.monotonic()
-            log.warning("%s unreachable, retrying until it is back: %s", self.what, _first(error))
-
-    def recovered(self) -> None:
-        if self.since is not None:
-            log.warning("%s back after %.1f s", self.what, time.monotonic() - self.since)
-            self.since = None
-
-
-def _first(error: object) -> str:
-    """The first line of an error: driver messages run to several lines with SQL and hints."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class _StopBetweenRounds:
@@ -126,8 +93,8 @@ def _work(
     sleep: Callable[[float], None],
     stop: _StopBetweenRounds,
 ) -> None:
-    database = Outage("database")
-    mail_server = Outage("mail server")
+    database = Outage("database", log)
+    mail_server = Outage("mail server", log)
     failures = 0
     while not stop.requested:
         try:

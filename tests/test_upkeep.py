@@ -135,10 +135,11 @@ def test_upkeep_outlives_an_outage_of_the_database_with_one_line_each_way(
     with app.app_context(), caplog.at_level(logging.INFO, logger="app.services.upkeep"):
         run_forever(4, 30, on_run=runs.append, sleep=sleep, keep_going=lambda: len(waits) < 6)
         db.engine.dispose()
-    # Backoff 1, 2, 4 s, capped at the interval; then the interval between successful runs.
-    assert waits == [1, 2, 4, 4, 4, 4]
+    # The outbox worker's backoff (0.5, 1, 2 s ...) capped at the interval (4 s); then the
+    # interval between successful runs.
+    assert waits == [0.5, 1, 2, 4, 4, 4]
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 2, lines
-    assert "the database is unreachable (OperationalError)" in lines[0]
-    assert "answers again" in lines[1]
+    assert "upkeep: database unreachable, retrying until it is back" in lines[0]
+    assert "upkeep: database back after" in lines[1]
     assert [run.skipped for run in runs] == [False, False]

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.extensions import db
+from app.outages import Outage, wait_before_try
 from app.services.maintenance import ExpiryReport, expire
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 # The key of upkeep's PostgreSQL advisory lock: any fixed 64-bit number no other code uses
 # ("optin-upkeep" in ASCII, truncated), so a DBA reading pg_locks can tell whose it is.
 ADVISORY_LOCK_KEY = 0x6F7074696E2D75
-# The first wait after a failed run, doubled after each further failure up to the interval.
-FIRST_RETRY = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,28 +82,21 @@ def run_forever(
     keep_going: Callable[[], bool] = lambda: True,
 ) -> None:
     """Run the jobs every ``interval`` seconds while ``keep_going()``. A database error is an
-    outage, not a reason to exit: one log line when it starts, retries after 1, 2, 4 ... seconds
-    (at most ``interval``), one line when the database answers again."""
-    down_since: float | None = None
-    wait = FIRST_RETRY
+    outage, not a reason to exit: one log line when it starts, retries with the outbox worker's
+    backoff (0.5, 1, 2 ... seconds, at most ``interval``), one line when the database answers
+    again."""
+    database = Outage("upkeep: database", log)
+    failures = 0
     while keep_going():
         try:
             run = run_once(retention_days)
         except (OperationalError, InterfaceError) as error:
             db.session.remove()  # the session's connection is dead; the next run takes a new one
-            if down_since is None:
-                down_since = time.monotonic()
-                log.error(
-                    "upkeep: the database is unreachable (%s); retrying with backoff",
-                    type(error.orig).__name__ if error.orig else type(error).__name__,
-                )
-            sleep(min(wait, interval))
-            wait = min(wait * 2, interval)
+            database.failed(error)
+            failures += 1
+            sleep(wait_before_try(failures, longest=interval))
             continue
-        if down_since is not None:
-            log.warning(
-                "upkeep: the database answers again after %.0f s", time.monotonic() - down_since
-            )
-            down_since, wait = None, FIRST_RETRY
+        failures = 0
+        database.recovered()
         on_run(run)
         sleep(interval)
