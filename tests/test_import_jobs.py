@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app import queries, worker
@@ -22,7 +24,8 @@ from app.extensions import db
 from app.models import ImportJob, ImportRejection, Profile, Resource, StatusEvent, Subscription
 from app.services import imports
 from app.services.imports import rows as import_rows
-from tests.helpers import count
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_app
+from tests.helpers import count, csrf_token, submit
 
 PROJECT = Path(__file__).resolve().parent.parent
 ADMIN = "admin@example.com"
@@ -153,3 +156,38 @@ def test_an_import_survives_its_worker_being_killed_and_another_worker_finishes_
     time.sleep(2.5)
     worker.work(100, 0, once=True, echo=lambda _line: None)
     assert_imported_exactly_once(job_id, addresses)
+
+
+def test_an_import_started_in_the_admin_survives_a_restart_of_the_web_process(
+    admin_client: FlaskClient, newsletter: Resource, database_url: str, tmp_path: Path
+) -> None:
+    """Production (a worker running, OUTBOX_DELIVER_INLINE=false): the web process only queues
+    the import, so nothing of it lives in that process. A web process started afterwards shows
+    its progress from the database, and the worker finishes it."""
+    token = csrf_token(admin_client, "/admin/imports")
+    with open(csv_file(tmp_path, 3), "rb") as upload:
+        uploaded = admin_client.post(
+            "/admin/imports",
+            data={"csrf_token": token, "resource": "newsletter", "file": (upload, "people.csv")},
+            content_type="multipart/form-data",
+        )
+    job_path = uploaded.headers["Location"]
+    started = admin_client.post(
+        f"{job_path}/start", data={"csrf_token": csrf_token(admin_client, job_path)}
+    )
+    assert started.status_code == 303
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("import-")]
+    db.session.remove()
+
+    restarted = make_app(database_url, OUTBOX_DELIVER_INLINE=False)  # the new web process
+    with restarted.app_context():
+        browser = restarted.test_client()
+        login = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        assert submit(browser, "/admin/login", login).status_code == 303
+        waiting = browser.get(job_path).get_data(as_text=True)
+        assert "0 of 4 rows" in waiting and 'http-equiv="refresh"' in waiting
+        worker.work(100, 0, once=True, echo=lambda _line: None)  # the worker process's round
+        done = browser.get(job_path).get_data(as_text=True)
+        assert "The import is done." in done
+        db.session.remove()
+    assert_imported_exactly_once(int(job_path.rsplit("/", 1)[1]), 3)
