@@ -73,13 +73,15 @@ def submit(client: FlaskClient, path: str, data: dict[str, object], form_path: s
 def text_of(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
     assert part is not None
-    return part.get_content()
+    content: str = part.get_content()  # a text part's content is its str
+    return content
 
 
 def html_of(message: EmailMessage) -> str:
     part = message.get_body(("html",))
     assert part is not None
-    return part.get_content()
+    content: str = part.get_content()
+    return content
 
 
 def links_in(message: EmailMessage) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import socket
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message as MessageHandler
@@ -18,17 +18,18 @@ class Inbox(MessageHandler):
         super().__init__(message_class=EmailMessage)
         self.messages: list[EmailMessage] = []
 
-    def handle_message(self, message: EmailMessage) -> None:  # type: ignore[override]
+    def handle_message(self, message: Message) -> None:
         # Re-parse with the modern policy so tests can use get_body() and friendly headers.
         self.messages.append(
-            email.message_from_bytes(message.as_bytes(), policy=email.policy.default)  # type: ignore[arg-type]
+            email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
         )
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class SmtpServer:
