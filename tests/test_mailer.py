@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask_mail import Message
 
-from app.mailer import MailerError, deliver
+from app.mailer import MailerError, compose, deliver
 from tests.conftest import mail_app
 from tests.smtp import SmtpServer, free_port
 
 
-def a_message() -> Message:
-    return Message(
+def a_message() -> EmailMessage:
+    return compose(
+        to="alice@example.com",
         subject="Please confirm",
-        recipients=["alice@example.com"],
-        body="Click https://example.org/confirm/abc",
+        text="Click https://example.org/confirm/abc",
         html="<p>Click <a href='https://example.org/confirm/abc'>here</a></p>",
+        message_id="<abc@example.org>",
     )
 
 
