@@ -93,6 +93,7 @@ def test_a_subject_that_is_not_ascii_is_encoded_and_comes_back_whole(app: Flask)
     )
     raw = message.as_bytes()
     assert raw.isascii() and all(len(line) <= 78 for line in raw.split(b"\r\n"))
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # SMTP's line ends only
     assert email.message_from_bytes(raw, policy=email.policy.default)["Subject"] == subject
 
 
