@@ -2,7 +2,8 @@
 
 Each template's message is made through the real outbox path (the services queue it, the worker
 renders and delivers it; the console backend keeps the exact bytes SMTP would carry), in English
-and in German, and Debian's ``spamassassin`` judges all of them in one run with local tests only
+and in German, from the demo's sender and from one on a real domain, and Debian's ``spamassassin``
+judges all of them in one run with local tests only
 (``-L``: no network here, nor in CI). Bayes is off: its verdict depends on what the machine's
 own database has learned, not on the message. Without ``spamassassin`` the test skips and says
 why, unless REQUIRE_SPAMASSASSIN is set (as ``.ci/run`` does), where it fails instead.
@@ -65,14 +66,17 @@ def spamassassin() -> str:
     return found
 
 
-def every_message(locale: str) -> Iterator[tuple[str, bytes]]:
-    """(what it is, the bytes sent) for every kind of message, to addresses in ``locale``."""
+def every_message(app: Flask, locale: str, sender: str) -> Iterator[tuple[str, bytes]]:
+    """(what it is, the bytes sent) for every kind of message, to addresses in ``locale``, from
+    ``sender``."""
+    app.config["MAIL_DEFAULT_SENDER"] = sender
     newsletter = queries.resource_by_slug("newsletter")
     assert newsletter is not None
+    tag = f"{locale}.{len(sender)}"
     people = {
-        "confirmation of one resource, then the welcome by name": f"ann.{locale}@example.com",
-        "confirmation of two resources": f"ben.{locale}@example.com",
-        "single-opt-in welcome, preference link, data link": f"cat.{locale}@example.com",
+        "confirmation of one resource, then the welcome by name": f"ann.{tag}@example.com",
+        "confirmation of two resources": f"ben.{tag}@example.com",
+        "single-opt-in welcome, preference link, data link": f"cat.{tag}@example.com",
     }
     first, second, third = people.values()
     subscriptions.request_signup(
@@ -96,7 +100,7 @@ def every_message(locale: str) -> Iterator[tuple[str, bytes]]:
         )
         saved = saved_mail_of(email_hash(address))
         for row, path in zip(rows, saved, strict=True):
-            yield f"{locale} {row.template} ({who})", Path(path).read_bytes()
+            yield f"{locale} {row.template} ({who}, from {sender})", Path(path).read_bytes()
 
 
 def judged(spamassassin: str, messages: list[bytes], folder: Path) -> list[EmailMessage]:
@@ -166,7 +170,14 @@ def test_every_template_scores_at_most_zero_in_spamassassin_in_english_and_germa
     create_resource("events", "Events near you")
     create_resource("offers", "Offers", double_opt_in=False)
     app.config["MAIL_BACKEND"] = "console"  # keeps the bytes; the smtp backend sends the same
-    kinds = [kind for locale in ("en", "de") for kind in every_message(locale)]
+    # From the demo's sender (noreply@localhost), and from one on a real domain.
+    senders = (app.config["MAIL_DEFAULT_SENDER"], "Example News <news@mail.example.org>")
+    kinds = [
+        kind
+        for sender in senders
+        for locale in ("en", "de")
+        for kind in every_message(app, locale, sender)
+    ]
     capsys.readouterr()  # the console backend's printout
     assert {kind.split()[1] for kind, _ in kinds} == set(TEMPLATES)  # no template left out
 
