@@ -2,11 +2,11 @@
 
 Each template's message is made through the real outbox path (the services queue it, the worker
 renders and delivers it; the console backend keeps the exact bytes SMTP would carry), in English
-and in German, from the demo's sender and from one on a real domain, and Debian's ``spamassassin``
-judges all of them in one run with local tests only
-(``-L``: no network here, nor in CI). Bayes is off: its verdict depends on what the machine's
-own database has learned, not on the message. Without ``spamassassin`` the test skips and says
-why, unless REQUIRE_SPAMASSASSIN is set (as ``.ci/run`` does), where it fails instead.
+and in German, from the demo's sender and from one on a real domain, and Debian's
+``spamassassin`` judges all of them in one run with local tests only (``-L``: no network here,
+nor in CI). Bayes is off: its verdict depends on what the machine's own database has learned,
+not on the message. Without ``spamassassin`` the test skips and says why, unless
+REQUIRE_SPAMASSASSIN is set (as ``.ci/run`` does), where it fails instead.
 """
 
 from __future__ import annotations
