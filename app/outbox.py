@@ -4,9 +4,10 @@
 it, so a status change and its email commit together or not at all. ``deliver_due`` sends what is
 due: it claims rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of workers can run;
 SQLite serialises writers anyway), renders each message from ``templates/email/<name>/``,
-re-checks ``can_send`` for messages that need consent, adds the List-Unsubscribe headers, hands it
-to the mailer, and on failure tries again later with backoff. A mail server that is down delays
-mail; it never loses it.
+re-checks ``can_send`` for messages that need consent, adds the List-Unsubscribe, List-Id and
+Feedback-ID headers and a Message-ID that every retry repeats, hands it to the mailer, and on
+failure tries again later with backoff. A mail server that is down delays mail; it never loses
+it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 from flask import Flask, Response, current_app, g, render_template
 from flask_babel import force_locale
-from flask_mail import Message
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -28,8 +29,8 @@ from app.database import unreachable, utcnow, write_transaction
 from app.extensions import db
 from app.i18n import DEFAULT, supported
 from app.links import links_for
-from app.mailer import MailerError, deliver
-from app.models import OutboxMessage, Profile
+from app.mailer import MailerError, compose, deliver, list_id, message_id, sender_domain
+from app.models import OutboxMessage, Profile, Resource
 from app.status import OUTBOX_CHANNEL, can_send
 
 # Transactional messages go to whoever asked for them; every other message needs can_send.
@@ -40,6 +41,9 @@ WITHOUT_UNSUBSCRIBE = frozenset({"confirm", "data_link"})
 # The default lease (OUTBOX_LEASE_SECONDS): how long a claimed message is left to the worker
 # that claimed it before any other may send it (its claimer is then taken for dead).
 LEASE = timedelta(minutes=5)
+# The List-Id label of messages about no one resource (a resource's is "<slug>.lists", and a
+# slug has no dot, so the two never meet).
+ORGANISATION_LIST = "account"
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(hours=1)
 
@@ -106,6 +110,7 @@ class Claimed:
     profile_id: int | None
     resource_id: int | None
     attempts: int
+    created_at: datetime  # with the id, the key of the message's stable Message-ID
 
 
 def lease() -> timedelta:
@@ -141,20 +146,24 @@ def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> li
                     message.profile_id,
                     message.resource_id,
                     message.attempts,
+                    message.created_at,
                 )
             )
         return claimed
 
 
-def render(message: OutboxMessage | Claimed) -> Message:
-    """The email of an outbox row: subject, a text and an HTML part, and the unsubscribe headers."""
+def render(message: OutboxMessage | Claimed) -> EmailMessage:
+    """The email of an outbox row: subject, a text and an HTML part, and its headers."""
     context: dict[str, Any] = dict(message.context)
-    headers: dict[str, str] = {}
     profile = (
         db.session.get(Profile, message.profile_id)
         if message.template not in WITHOUT_UNSUBSCRIBE and message.profile_id is not None
         else None
     )
+    resource = (
+        queries.resource_by_id(message.resource_id) if message.resource_id is not None else None
+    )
+    headers = _list_headers(message.template, resource)
     if profile is not None:  # links carry the profile's key, so it is read at send time
         links = links_for(profile.id, profile.link_key, message.resource_id)
         context.setdefault("unsubscribe_url", links.unsubscribe_url)
@@ -167,14 +176,39 @@ def render(message: OutboxMessage | Claimed) -> Message:
         subject = render_template(f"{folder}/subject.txt", **context)
         body = render_template(f"{folder}/body.txt", **context)
         html = render_template(f"{folder}/body.html", **context)
-    return Message(
+    return compose(
+        to=message.to_address,
         # A subject is one line, whatever a resource's name contains.
         subject=" ".join(subject.split()),
-        recipients=[message.to_address],
-        body=body,
+        text=body,
         html=html,
-        extra_headers=headers,
+        # The row and its time (SQLite gives a deleted row's id to the next row): every retry of
+        # this row carries the same id, and no other message ever does.
+        message_id=message_id(f"outbox:{message.id}:{message.created_at.isoformat()}"),
+        headers=headers,
     )
+
+
+def _list_headers(template: str, resource: Resource | None) -> dict[str, str]:
+    """The headers that name what a message belongs to, for filters and mailbox providers.
+
+    ``List-Id`` (RFC 2919) names the resource, or the organisation for a message about no one
+    resource (a preference link, a confirmation of several); ``Feedback-ID`` lets Gmail's
+    feedback loop report complaints per stream, resource and template, with the sender's domain
+    as sender id and nothing of the recipient; ``Auto-Submitted: auto-generated`` (RFC 3834) on
+    every message, since every one is made by a program, not a person: no out-of-office
+    responder answers it, and nobody reads such answers at the sender's address."""
+    config = current_app.config
+    if resource is not None:
+        label, name = f"{resource.slug}.lists", resource.name
+    else:
+        label, name = ORGANISATION_LIST, config["ORGANIZATION_NAME"]
+    stream = "transactional" if template in TRANSACTIONAL else "subscription"
+    return {
+        "List-Id": list_id(label, name),
+        "Auto-Submitted": "auto-generated",
+        "Feedback-ID": f"{stream}:{label.partition('.')[0]}:{template}:{sender_domain()}",
+    }
 
 
 def _why_not(message: Claimed, now: datetime) -> str | None:
@@ -316,6 +350,7 @@ def _claimed_here(claims: list[tuple[int, datetime]]) -> list[Claimed]:
             row.profile_id,
             row.resource_id,
             row.attempts,
+            row.created_at,
         )
         for row in rows
         if row.claimed_until == leases[row.id]

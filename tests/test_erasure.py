@@ -368,9 +368,10 @@ def test_a_provider_event_id_that_spells_the_address_is_stored_with_its_hash(
 
 def test_the_console_backend_names_each_file_by_its_recipients_hash(app: Flask) -> None:
     app.config["MAIL_BACKEND"] = "console"
-    from flask_mail import Message
-
-    mailer.deliver(Message(subject="Hi", recipients=[ADDRESS], body="x"))
+    message = mailer.compose(
+        to=ADDRESS, subject="Hi", text="x", html="<p>x</p>", message_id="<1@x>"
+    )
+    mailer.deliver(message)
     (path,) = mailer.saved_mail_of(email_hash(ADDRESS))
     assert Path(path).name.endswith(f"-{email_hash(ADDRESS)}.eml")
     assert Path(path).name[:8] == datetime.now(UTC).strftime("%Y%m%d")

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask_mail import Message
 
-from app.mailer import MailerError, deliver
+from app.mailer import MailerError, compose, deliver
 from tests.conftest import mail_app
 from tests.smtp import SmtpServer, free_port
 
 
-def a_message() -> Message:
-    return Message(
+def a_message() -> EmailMessage:
+    return compose(
+        to="alice@example.com",
         subject="Please confirm",
-        recipients=["alice@example.com"],
-        body="Click https://example.org/confirm/abc",
+        text="Click https://example.org/confirm/abc",
         html="<p>Click <a href='https://example.org/confirm/abc'>here</a></p>",
+        message_id="<abc@example.org>",
     )
 
 
@@ -59,3 +62,62 @@ def test_an_unknown_backend_is_a_clear_error(app: Flask) -> None:
     app.config.update(MAIL_BACKEND="pigeon")
     with pytest.raises(MailerError, match="MAIL_BACKEND"):
         deliver(a_message())
+
+
+def test_a_long_list_unsubscribe_reaches_the_mail_program_whole(app: Flask) -> None:
+    """The standard library folds a word longer than a line into encoded-words, which no mail
+    program reads as a URI: the header is folded between its URIs and nowhere else."""
+    https = "<https://optin.test/unsubscribe/" + "a" * 150 + ">"
+    mailto = "<mailto:unsubscribe@optin.test?subject=unsubscribe%20" + "b" * 150 + ">"
+    message = compose(
+        to="alice@example.com",
+        subject="Welcome",
+        text="Hello",
+        html="<p>Hello</p>",
+        message_id="<abc@example.org>",
+        headers={"List-Unsubscribe": f"{https}, {mailto}"},
+    )
+    raw = message.as_bytes()
+    assert f"List-Unsubscribe: {https},\r\n {mailto}\r\n".encode() in raw
+    assert b"=?" not in raw
+
+
+def test_a_subject_that_is_not_ascii_is_encoded_and_comes_back_whole(app: Flask) -> None:
+    subject = "Bitte bestätigen Sie Ihre Anmeldung zu Grüße aus Köln und noch viel mehr Text"
+    message = compose(
+        to="alice@example.com",
+        subject=subject,
+        text="Hallo",
+        html="<p>Hallo</p>",
+        message_id="<a@b.c>",
+    )
+    raw = message.as_bytes()
+    assert raw.isascii() and all(len(line) <= 78 for line in raw.split(b"\r\n"))
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # SMTP's line ends only
+    assert email.message_from_bytes(raw, policy=email.policy.default)["Subject"] == subject
+
+
+def test_a_line_break_in_a_header_is_refused(app: Flask) -> None:
+    with pytest.raises(ValueError, match="line break"):
+        compose(
+            to="alice@example.com",
+            subject="Hi\r\nBcc: everyone@example.com",
+            text="x",
+            html="<p>x</p>",
+            message_id="<a@b.c>",
+        )
+
+
+def test_an_internationalised_domain_is_sent_as_idna(
+    database_url: str, smtp_server: SmtpServer
+) -> None:
+    smtp_server.messages.clear()
+    with mail_app(database_url, smtp_server.port).app_context():
+        deliver(
+            compose(
+                to="anna@bücher.de", subject="Hi", text="x", html="<p>x</p>", message_id="<a@b.c>"
+            )
+        )
+    (received,) = smtp_server.messages
+    assert received["To"] == "anna@xn--bcher-kva.de"
+    assert received["X-RcptTo"] == "anna@xn--bcher-kva.de"

@@ -59,7 +59,7 @@ def after_each_accepted(
     real = outbox.deliver
 
     def deliver(message: Any) -> None:
-        tried.append(message.recipients[0])
+        tried.append(str(message["To"]))
         real(message)
         if len(tried) == count:
             then()
