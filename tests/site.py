@@ -13,11 +13,12 @@ the next visit would see.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import current_app
 from flask.testing import FlaskClient
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 from werkzeug.test import TestResponse
 
 from app import queries
@@ -214,8 +215,9 @@ def log_in(page: Page, base: str) -> None:
     page.goto(base + "/admin/login")
     page.locator('[name="email"]').fill(ADMIN_EMAIL)
     page.locator('[name="password"]').fill(ADMIN_PASSWORD)
-    page.locator('main form[method="post"] [type="submit"]').click()
-    page.wait_for_url("**/admin/dashboard")
+    with page.expect_navigation():
+        page.locator('main form[method="post"] [type="submit"]').click()
+    assert "/admin/login" not in page.url, "the admin could not log in"
 
 
 def open_in_browser(page: Page, base: str, visit: Visit) -> None:
@@ -238,3 +240,26 @@ def open_in_browser(page: Page, base: str, visit: Visit) -> None:
             if answer is not None and answer.status == (visit.until or answer.status):
                 break
     assert answer is not None and answer.status == visit.status, (visit.name, answer)
+
+
+def walk(
+    browser: Browser,
+    base: str,
+    sites: dict[str, list[Visit]],
+    viewport: dict[str, int],
+    look: Callable[[Page, str, Visit], None],
+) -> None:
+    """Every visit of ``sites`` in the browser, in order, then ``look(page, language, visit)``.
+    Each language has a visitor's tab and a logged-in admin's, in browser contexts of their own
+    whose Accept-Language is that language's."""
+    tabs: dict[tuple[str, bool], Page] = {}
+    for language, locale in LANGUAGES.items():
+        for admin in (False, True):
+            context = browser.new_context(locale=locale, viewport=viewport)  # type: ignore[arg-type]
+            tabs[language, admin] = context.new_page()
+            if admin:
+                log_in(tabs[language, admin], base)
+    for language, visit in in_order(sites):
+        page = tabs[language, visit.admin]
+        open_in_browser(page, base, visit)
+        look(page, language, visit)
