@@ -137,6 +137,7 @@ def _public_pages() -> list[Visit]:
 def _error_pages() -> list[Visit]:
     return [
         Visit("error-404", "/no-such-page", 404),
+        Visit("error-404-admin", "/admin/resources/999999", 404, admin=True),
         Visit("error-400", "/confirm/not-a-token", 400),
         # The rate limit of the form that emails a preference link, met by sending it again.
         Visit(
@@ -158,6 +159,7 @@ def _admin_pages(language: str) -> list[Visit]:
     finished = _import_job()
     imports.run_job(finished)
     return [
+        Visit("admin-login", "/admin/login"),  # the visitor's tab: not logged in
         Visit("admin-dashboard", "/admin/dashboard", admin=True),
         Visit("admin-profiles", "/admin/profiles", admin=True),
         Visit("admin-profiles-search", "/admin/profiles?q=mar", admin=True),
@@ -248,15 +250,18 @@ def walk(
     sites: dict[str, list[Visit]],
     viewport: dict[str, int],
     look: Callable[[Page, str, Visit], None],
+    opened: Callable[[Page], None] = lambda _tab: None,
 ) -> None:
     """Every visit of ``sites`` in the browser, in order, then ``look(page, language, visit)``.
     Each language has a visitor's tab and a logged-in admin's, in browser contexts of their own
-    whose Accept-Language is that language's."""
+    whose Accept-Language is that language's; ``opened(tab)`` sees each tab before its first
+    page."""
     tabs: dict[tuple[str, bool], Page] = {}
     for language, locale in LANGUAGES.items():
         for admin in (False, True):
             context = browser.new_context(locale=locale, viewport=viewport)  # type: ignore[arg-type]
             tabs[language, admin] = context.new_page()
+            opened(tabs[language, admin])
             if admin:
                 log_in(tabs[language, admin], base)
     for language, visit in in_order(sites):
