@@ -1,6 +1,6 @@
 """Issue 12, item 3: every page optin serves is valid HTML, as the Nu HTML Checker (vnu.jar, the
-W3C's validator) reads it, in English and in German; and every public page describes itself
-to search engines and link previews in the visitor's language.
+W3C's validator) reads it, in English and in German, and its stylesheets are valid CSS; and every
+public page describes itself to search engines and link previews in the visitor's language.
 
 The pages are the bytes the server sends (Flask's test client), not a browser's rebuilt DOM:
 a browser quietly repairs what vnu reports. One vnu run checks every page (one JVM start).
@@ -22,6 +22,7 @@ from tests.checkers import vnu_command
 from tests.helpers import Clock
 from tests.site import LANGUAGES, build_site, fetch, in_order
 
+STYLESHEETS = Path(__file__).resolve().parent.parent / "static"
 DESCRIPTION = re.compile(r'<meta name="description" content="([^"]+)">')
 # A page of another site that pastes the embed snippet from the admin's resource page.
 HOST_PAGE = """<!doctype html>
@@ -48,10 +49,11 @@ def render_every_page(admin_client: FlaskClient, clock: Clock) -> dict[str, str]
     return pages
 
 
-def vnu_errors(files: list[Path]) -> list[str]:
+def vnu_errors(files: list[Path], *options: str) -> list[str]:
     """The errors vnu finds in ``files``, each as ``file:line:column: message``."""
     run = subprocess.run(  # nosec B603
-        [*vnu_command(), "--format", "json", "--exit-zero-always", *map(str, files)],
+        [*vnu_command(), *options, "--format", "json", "--exit-zero-always"]
+        + [str(file) for file in files],
         capture_output=True,
         text=True,
         timeout=300,
@@ -90,6 +92,16 @@ def test_every_page_passes_the_nu_html_checker(
     assert errors == [], "vnu finds errors:\n" + "\n".join(errors)
 
 
+@pytest.mark.slow
+def test_the_stylesheets_pass_the_css_checker() -> None:
+    """Apart from the pages: vnu's --also-check-css shifts the line numbers it gives for HTML."""
+    stylesheets = sorted(STYLESHEETS.glob("*.css"))
+    assert len(stylesheets) >= 2
+    errors = vnu_errors(stylesheets, "--css")
+    assert errors == [], "vnu finds errors:\n" + "\n".join(errors)
+
+
+@pytest.mark.slow
 def test_the_checker_reports_an_error_with_its_page_and_line(tmp_path: Path) -> None:
     """The test above can fail: a page with a duplicate id is reported by name and line."""
     vnu_command()
