@@ -20,8 +20,8 @@ from app.extensions import db
 from app.models import AdminUser
 from tests.browser import CHROMIUM_ARGS
 from tests.checkers import axe_source
+from tests.every_page import LANGUAGES, Visit, build_site, walk
 from tests.helpers import Clock
-from tests.site import LANGUAGES, Visit, build_site, walk
 
 pytestmark = pytest.mark.slow
 

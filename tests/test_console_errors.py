@@ -1,6 +1,6 @@
 """Issue 12, item 3: no page makes Chromium report an error on its console: no script error, no
 resource that fails to load (a missing /favicon.ico was one), no Content-Security-Policy
-violation; every public and admin page, in English and German, as tests/site.py reaches it.
+violation; every public and admin page, in English and German, as tests/every_page.py reaches it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from playwright.sync_api import Page, sync_playwright
 from app.extensions import db
 from app.models import AdminUser
 from tests.browser import CHROMIUM_ARGS, watch_console
+from tests.every_page import LANGUAGES, Visit, build_site, walk
 from tests.helpers import Clock
-from tests.site import LANGUAGES, Visit, build_site, walk
 
 pytestmark = pytest.mark.slow
 

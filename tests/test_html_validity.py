@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 
 from app.views.admin.resources import embed_snippet
 from tests.checkers import vnu_command
+from tests.every_page import LANGUAGES, build_site, fetch, in_order
 from tests.helpers import Clock
-from tests.site import LANGUAGES, build_site, fetch, in_order
 
 STYLESHEETS = Path(__file__).resolve().parent.parent / "static"
 DESCRIPTION = re.compile(r'<meta name="description" content="([^"]+)">')

@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Page
 from werkzeug.test import TestResponse
 
 from app import queries
+from app.i18n import LANGUAGES as TRANSLATED
 from app.links import confirm_url, data_url, links_for
 from app.services import imports
 from app.services.admin_actions import suppress_address
@@ -34,8 +35,8 @@ from tests import factories
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD  # the admin_user fixture's
 from tests.helpers import ALICE, Clock, confirm_target, path_of, submit
 
-# The languages every page is checked in (app/i18n.LANGUAGES), as a browser asks for them.
-LANGUAGES = {"en": "en-GB", "de": "de-DE"}
+# The languages every page is checked in: each that optin has, as a browser asks for it.
+LANGUAGES = {code: code for code in TRANSLATED}
 IMPORT_CSV = b"email,name,status\nnew@example.com,New,subscribed\nnot-an-address,X,subscribed\n"
 VISITOR = Actor(ip="192.0.2.7", user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
 # How many times a form is sent at most to meet its rate limit (SIGNUP_LIMIT_PER_ADDRESS is 5).
@@ -53,7 +54,6 @@ class Visit:
     admin: bool = False
     action: str | None = None
     fields: dict[str, str | bool] = field(default_factory=dict)
-    upload: tuple[str, str, bytes] | None = None  # (field, file name, content)
     until: int | None = None
 
 
@@ -235,7 +235,10 @@ def open_in_browser(page: Page, base: str, visit: Visit) -> None:
                 page.goto(base + visit.path)
             for name, value in visit.fields.items():
                 box = form.locator(f'[name="{name}"]')
-                box.check() if value is True else box.fill(str(value))
+                if value is True:
+                    box.check()
+                else:
+                    box.fill(str(value))
             with page.expect_navigation() as navigation:
                 form.locator('[type="submit"]').first.click()
             answer = navigation.value
