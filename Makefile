@@ -7,7 +7,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run serve test test-fast lint format bench bench-status bench-api bench-search bench-import bench-peers soak clean
+.PHONY: install checkers run serve test test-fast lint format bench bench-status bench-api bench-search bench-import bench-peers soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## checkers: the page checkers the tests run, the Nu HTML Checker (vnu.jar) and axe-core, into
+## node_modules/ at the versions and checksums of package-lock.json. Without their install scripts:
+## vnu-jar's would download a Java runtime, and the machine's own Java runs vnu.jar.
+CHECKERS_STAMP := node_modules/.installed-stamp
+$(CHECKERS_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $(CHECKERS_STAMP)
+
+checkers: $(CHECKERS_STAMP)
 
 ## run: the app on http://127.0.0.1:5000 with SQLite in instance/ and a demo resource
 run: $(STAMP)

@@ -145,6 +145,13 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@public.get("/favicon.ico")
+def favicon() -> Response:
+    """The icon at the address a browser asks by itself when a document names none, such as
+    a JSON answer of the API; the pages link it beside static/favicon.svg."""
+    return current_app.send_static_file("favicon.ico")
+
+
 def _signup(
     form: SignupForm, slugs: list[str], form_name: str, thank_you: str | None
 ) -> ResponseLike:

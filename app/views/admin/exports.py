@@ -25,7 +25,8 @@ def _forms() -> tuple[AudienceExportForm, ProfilesExportForm]:
         ProfilesExportForm(prefix="profiles"),
     )
     resources = [SelectChoice(r.slug, f"{r.name} ({r.slug})") for r in queries.all_resources()]
-    audience.resource.choices = resources
+    # A required select starts with an empty choice (HTML): no resource is exported unasked.
+    audience.resource.choices = [SelectChoice("", "choose a resource"), *resources]
     profiles.resource.choices = [SelectChoice("", "any (one line a profile)"), *resources]
     return audience, profiles
 
