@@ -119,3 +119,15 @@ def unsubscribe_by_mail(mail: InboundMail) -> MailOutcome:
             return MailOutcome.INVALID
         return MailOutcome.UNSUBSCRIBED if result.events else MailOutcome.ALREADY
     return MailOutcome.INVALID
+
+
+def unsubscribe_by_mails(mails: list[InboundMail]) -> dict[str, int]:
+    """A provider hook's messages, each applied as ``unsubscribe_by_mail`` (each its own
+    transaction: a retry of the request after a failure half-way changes nothing twice), counted
+    by outcome for the hook's answer."""
+    counts = {outcome.value: 0 for outcome in MailOutcome}
+    for mail in mails:
+        outcome = unsubscribe_by_mail(mail)
+        log.info("unsubscribe mail through a provider: %s", outcome.value)
+        counts[outcome.value] += 1
+    return counts
