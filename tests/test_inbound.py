@@ -15,6 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from app import queries
 from app.extensions import db
@@ -27,8 +29,15 @@ from app.services.statuses import Actor
 from app.services.subscriptions import confirm_signup
 from app.status import Cause
 from app.tokens import LinkSigner, Purpose
+from tests import test_outages
+from tests.conftest import TEST_DATABASE_URL, make_app
+from tests.faults import TcpProxy
 from tests.helpers import confirm_target, database_state, run_worker, submit, subscribed
 from tests.smtp import SmtpServer, free_port
+
+# A PostgreSQL server behind a proxy that a test cuts off and brings back (the outage tests').
+database_proxy = test_outages.database_proxy
+needs_postgres = test_outages.needs_postgres
 
 ALICE = "alice@example.com"
 MAILBOX = "unsubscribe@optin.test"
@@ -350,6 +359,41 @@ def test_while_the_database_is_unreachable_mail_is_deferred_with_a_451() -> None
         assert code == 451 and answer.startswith(b"4.3.0"), (code, answer)
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+@needs_postgres
+def test_a_mail_deferred_during_a_database_restart_unsubscribes_when_the_sender_retries(
+    app: Flask,
+    client: FlaskClient,
+    smtp_server: SmtpServer,
+    newsletter: Resource,
+    database_proxy: TcpProxy,
+) -> None:
+    app.config["UNSUBSCRIBE_MAILTO"] = MAILBOX
+    to, subject = subscriber(client, smtp_server, newsletter)
+    assert TEST_DATABASE_URL
+    url = make_url(TEST_DATABASE_URL).set(host="127.0.0.1", port=database_proxy.port)
+    proxied = make_app(url.render_as_string(hide_password=False), UNSUBSCRIBE_MAILTO=MAILBOX)
+    database_proxy.up()
+    with proxied.app_context():  # a pooled connection, which the restart will cut
+        db.session.execute(text("SELECT 1"))
+        db.session.remove()
+    server = InboundServer(proxied, host="127.0.0.1", port=free_port())
+    server.start()
+    try:
+        database_proxy.down()
+        with pytest.raises(smtplib.SMTPDataError) as deferred:
+            send(server, to, subject)
+        assert deferred.value.smtp_code == 451
+        assert newsletter_status() == "subscribed"
+        database_proxy.up()
+        send(server, to, subject)  # what the sending server does with a 451: it tries again
+        assert newsletter_status() == "unsubscribed"
+    finally:
+        server.stop()
+        with proxied.app_context():
+            db.engine.dispose()
 
 
 # --- Reading the subject: a rule, so property-tested -------------------------------------------
