@@ -291,7 +291,9 @@ def inbound_command(host: str | None, port: int | None, protocol: str | None) ->
     # The app itself, not the proxy: the messages are applied on other threads.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        server = InboundServer(app, host=host, port=port, protocol=protocol)
+        server = InboundServer(
+            app, host=host, port=port, protocol=protocol, echo=lambda line: print(line, flush=True)
+        )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 
@@ -50,10 +51,11 @@ def same_mailbox(address: str, mailbox: str) -> bool:
 class UnsubscribeMailbox:
     """The aiosmtpd handler: recipients at RCPT, the unsubscribe after DATA."""
 
-    def __init__(self, app: Flask, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, app: Flask, pool: ThreadPoolExecutor, echo: Callable[[str], None]) -> None:
         self.app = app
         self.mailbox: str = app.config["UNSUBSCRIBE_MAILTO"]
         self.pool = pool
+        self.echo = echo
 
     async def handle_RCPT(
         self,
@@ -83,7 +85,7 @@ class UnsubscribeMailbox:
                 log.exception("message deferred (451) after an unexpected error")
             return "451 4.3.0 Temporary failure, please try again later"
         peer = session.peer[0] if isinstance(session.peer, tuple) else session.peer
-        log.info("unsubscribe mail from %s: %s", peer, outcome.value)
+        self.echo(f"unsubscribe mail from {peer}: {outcome.value}")
         return "250 2.0.0 OK"
 
     def _apply(self, raw: bytes, envelope_sender: str | None) -> MailOutcome:
@@ -103,14 +105,17 @@ class InboundServer(Controller):
         port: int | None = None,
         protocol: str | None = None,
         max_bytes: int | None = None,
+        echo: Callable[[str], None] = log.info,
     ) -> None:
+        """``echo`` reports each message's outcome (``flask inbound`` prints it, one line a
+        message, as the outbox worker prints its rounds)."""
         config = app.config
         self.protocol = (protocol or config["INBOUND_PROTOCOL"]).lower()
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"INBOUND_PROTOCOL is smtp or lmtp, not {self.protocol!r}")
         self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="inbound")
         super().__init__(
-            UnsubscribeMailbox(app, self.pool),
+            UnsubscribeMailbox(app, self.pool, echo),
             hostname=host or config["INBOUND_HOST"],
             port=port if port is not None else config["INBOUND_PORT"],
             data_size_limit=max_bytes or config["INBOUND_MAX_BYTES"],
@@ -130,6 +135,7 @@ class InboundServer(Controller):
 
 def serve_until_stopped(server: InboundServer) -> None:
     """Run ``server`` until SIGTERM or SIGINT (honcho, systemd, Ctrl-C)."""
+    server.start()  # first: a port that is taken fails here, before any handler is changed
     stopping = threading.Event()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -137,7 +143,6 @@ def serve_until_stopped(server: InboundServer) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.start()
     log.warning(
         "inbound %s listening on %s:%s for %s",
         server.protocol.upper(),

@@ -4,8 +4,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import smtplib
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -18,7 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from app import queries
+from app import PROJECT_ROOT, queries
 from app.extensions import db
 from app.inbound_server import InboundServer
 from app.models import Resource
@@ -359,6 +364,68 @@ def test_while_the_database_is_unreachable_mail_is_deferred_with_a_451() -> None
         assert code == 451 and answer.startswith(b"4.3.0"), (code, answer)
     finally:
         server.stop()
+
+
+def test_flask_inbound_says_clearly_what_is_wrong_with_its_settings(app: Flask, runner) -> None:
+    app.config["INBOUND_PROTOCOL"] = "pop3"
+    result = runner.invoke(args=["inbound"])
+    assert result.exit_code == 2
+    assert "INBOUND_PROTOCOL is smtp or lmtp" in result.output
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = runner.invoke(args=["inbound", "--protocol", "smtp", "--port", str(port)])
+    assert result.exit_code == 1
+    assert "cannot listen" in result.output
+
+
+@pytest.mark.slow
+def test_the_flask_inbound_command_unsubscribes_and_stops_cleanly_on_sigterm(
+    app: Flask,
+    client: FlaskClient,
+    smtp_server: SmtpServer,
+    newsletter: Resource,
+    database_url: str,
+    tmp_path,
+) -> None:
+    app.config["UNSUBSCRIBE_MAILTO"] = MAILBOX
+    to, subject = subscriber(client, smtp_server, newsletter)
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "OPTIN_INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "test-secret",  # the app fixture's: the welcome's token is signed with it
+        "UNSUBSCRIBE_MAILTO": MAILBOX,
+    }
+    command = [sys.executable, "-m", "flask", "--app", "app", "inbound", "--port", str(port)]
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # a loaded machine takes seconds to start a Python process
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.2)
+        with smtplib.SMTP("127.0.0.1", port) as sender:
+            sender.sendmail(ALICE, [to], f"Subject: Re: {subject}\r\n\r\n".encode())
+        assert newsletter_status() == "unsubscribed"
+        process.terminate()
+        log, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, log
+    assert "Traceback" not in log
+    assert "unsubscribe mail from 127.0.0.1: unsubscribed" in log
 
 
 @pytest.mark.slow
