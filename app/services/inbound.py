@@ -24,6 +24,7 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import parseaddr
 from enum import StrEnum
 
 from app.services import subscriptions
@@ -86,6 +87,11 @@ def mail_of_message(raw: bytes, envelope_sender: str | None = None) -> InboundMa
         subject=str(subject) if subject is not None else "",
         sender=_address_of(_header(message, "From")) or envelope_sender or None,
     )
+
+
+def address_in(text: str) -> str | None:
+    """The address in a ``From:`` value as a provider passes it on ("Alice <alice@example.com>")."""
+    return parseaddr(text)[1] or None
 
 
 def _address_of(header: object) -> str | None:

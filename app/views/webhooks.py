@@ -5,9 +5,6 @@ attached when the blueprint is registered (``register_webhooks``), before any vi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
-
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import Forbidden, NotFound
 
@@ -17,8 +14,10 @@ from app.services.errors import InvalidInput
 from app.services.errors import NotFound as NotFoundError
 from app.services.providers import (
     BadPayload,
+    InboundProvider,
     NotAuthentic,
     NotConfigured,
+    Provider,
     Unavailable,
     WebhookRequest,
     inbound_registry,
@@ -56,18 +55,15 @@ def verify_provider() -> None:
     """Refuse anything the named provider did not sign (403), and providers that are off (404).
     An inbound hook is checked with its own check (SendGrid signs it with another key)."""
     name = (request.view_args or {}).get("provider", "")
-    check: Callable[[WebhookRequest, Mapping[str, Any]], None]
+    provider: Provider | InboundProvider | None
     if request.endpoint == "webhooks.receive_inbound":
-        receiver = inbound_registry().get(name)
-        if receiver is None:
-            raise NotFound()
-        provider: object = receiver
-        check = receiver.verify_inbound
+        provider = inbound_registry().get(name)
+        check = provider.verify_inbound if provider else None
     else:
-        sender = registry().get(name)
-        if sender is None:
-            raise NotFound()
-        provider, check = sender, sender.verify
+        provider = registry().get(name)
+        check = provider.verify if provider else None
+    if check is None:
+        raise NotFound()
     try:
         check(_incoming(), current_app.config)
     except NotConfigured:

@@ -24,7 +24,7 @@ from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
 from app.services.events import EventType, IncomingEvent
-from app.services.inbound import InboundMail, mail_of_message
+from app.services.inbound import InboundMail, address_in, mail_of_message
 from app.services.providers import (
     BadPayload,
     NotAuthentic,
@@ -144,8 +144,7 @@ def inbound(data: WebhookRequest, config: Mapping[str, Any]) -> list[InboundMail
     subject = form.get("subject")
     if subject is None:
         raise BadPayload("an Inbound Parse request without a message, headers or subject")
-    sender = mail_of_message(f"From: {form.get('from', '')}\r\n\r\n".encode()).sender
-    return [InboundMail(subject, sender)]
+    return [InboundMail(subject, address_in(form.get("from", "")))]
 
 
 def _form(data: WebhookRequest) -> dict[str, str]:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from app.services.events import EventType, IncomingEvent
-from app.services.inbound import InboundMail, mail_of_message
+from app.services.inbound import InboundMail, address_in, mail_of_message
 from app.services.providers import (
     BadPayload,
     NotAuthentic,
@@ -231,8 +231,7 @@ def inbound(data: WebhookRequest, config: Mapping[str, Any]) -> list[InboundMail
     if not isinstance(subject, str):
         raise BadPayload("a received message without a subject")
     sender = senders[0] if isinstance(senders, list) and senders else None
-    found = mail_of_message(f"From: {sender}\r\n\r\n".encode()) if isinstance(sender, str) else None
-    return [InboundMail(subject, found.sender if found else None)]
+    return [InboundMail(subject, address_in(sender) if isinstance(sender, str) else None)]
 
 
 def _raw_content(content: str) -> bytes:
