@@ -275,6 +275,33 @@ def export_command(slug: str, channel: str, output: str | None) -> None:
     click.echo(f"wrote {rows} rows to {output}", err=True)
 
 
+@click.command("inbound")
+@click.option("--host", default=None, help="Address to listen on (default INBOUND_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default INBOUND_PORT).")
+@click.option(
+    "--protocol",
+    type=click.Choice(["smtp", "lmtp"]),
+    default=None,
+    help="smtp for an MX, lmtp for a local MTA's transport (default INBOUND_PROTOCOL).",
+)
+def inbound_command(host: str | None, port: int | None, protocol: str | None) -> None:
+    """Receive mail to UNSUBSCRIBE_MAILTO and unsubscribe as the one-click link does."""
+    from app.inbound_server import InboundServer, serve_until_stopped
+
+    # The app itself, not the proxy: the messages are applied on other threads.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        server = InboundServer(
+            app, host=host, port=port, protocol=protocol, echo=lambda line: print(line, flush=True)
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        serve_until_stopped(server)
+    except OSError as error:
+        raise click.ClickException(f"cannot listen: {error}") from None
+
+
 def register_commands(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(resources_cli)
@@ -286,3 +313,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(upkeep)
     app.cli.add_command(import_command)
     app.cli.add_command(export_command)
+    app.cli.add_command(inbound_command)

@@ -48,8 +48,15 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_STRATEGY": "fixed-window",
     "RATELIMIT_HEADERS_ENABLED": True,
-    # The mailto: address in List-Unsubscribe (mail to it is for the platform's inbound handling).
+    # The mailto: address in List-Unsubscribe; `flask inbound` and the providers' inbound hooks
+    # unsubscribe whoever writes to it with the subject the header gives.
     "UNSUBSCRIBE_MAILTO": "unsubscribe@localhost",
+    # `flask inbound`: where it listens, SMTP (an MX) or LMTP (a local MTA's transport), and the
+    # largest message it takes (announced with SIZE; a reply quoting a newsletter fits easily).
+    "INBOUND_HOST": "127.0.0.1",
+    "INBOUND_PORT": 2525,
+    "INBOUND_PROTOCOL": "smtp",
+    "INBOUND_MAX_BYTES": 10 * 1024 * 1024,
     # Deliver queued emails from the web process right after the response (the embedded default).
     # Turn off where `flask outbox work` processes run.
     "OUTBOX_DELIVER_INLINE": True,
@@ -79,6 +86,8 @@ DEFAULTS: dict[str, Any] = {
     # SendGrid's signed Event Webhook: the verification key (base64 DER), and the replay window.
     "SENDGRID_WEBHOOK_PUBLIC_KEY": None,
     "SENDGRID_MAX_AGE": 600,
+    # SendGrid's Inbound Parse signs with the key of its own security policy (base64 DER).
+    "SENDGRID_INBOUND_PUBLIC_KEY": None,
     # Postmark: the basic-auth credentials put into the webhook's URL.
     "POSTMARK_WEBHOOK_USERNAME": None,
     "POSTMARK_WEBHOOK_PASSWORD": NOT_SET,

@@ -35,6 +35,8 @@ class Cause(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE_LINK = "unsubscribe_link"
     ONE_CLICK = "one_click"
+    # A mail to the mailto of List-Unsubscribe (RFC 2369), by SMTP, LMTP or a provider's hook.
+    MAILTO = "mailto"
     PREFERENCES = "preferences"
     ADMIN = "admin"
     API = "api"

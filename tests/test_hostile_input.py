@@ -15,6 +15,7 @@ import base64
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -135,9 +136,15 @@ def _api(method: str, path: str) -> Callable[..., Any]:
     return call
 
 
-def _ses(client: FlaskClient, body: bytes, context: dict[str, Any], authentic: bool) -> Any:
+def _ses(
+    client: FlaskClient,
+    body: bytes,
+    context: dict[str, Any],
+    authentic: bool,
+    path: str = "/webhooks/ses",
+) -> Any:
     if not authentic:
-        return client.post("/webhooks/ses", data=body, content_type="text/plain; charset=UTF-8")
+        return client.post(path, data=body, content_type="text/plain; charset=UTF-8")
     envelope = {
         "Type": "Notification",
         "MessageId": "hostile",
@@ -145,17 +152,29 @@ def _ses(client: FlaskClient, body: bytes, context: dict[str, Any], authentic: b
         "Message": body.decode("utf-8", "surrogateescape"),
         "Timestamp": now_iso(),
     }
-    return post_sns(client, context["sns"].sign(envelope))
+    return client.post(
+        path,
+        data=json.dumps(context["sns"].sign(envelope)),
+        content_type="text/plain; charset=UTF-8",
+        headers={"x-amz-sns-message-type": "Notification"},
+    )
 
 
-def _sendgrid(client: FlaskClient, body: bytes, context: dict[str, Any], authentic: bool) -> Any:
+def _sendgrid(
+    client: FlaskClient,
+    body: bytes,
+    context: dict[str, Any],
+    authentic: bool,
+    path: str = "/webhooks/sendgrid",
+    content_type: str = "application/json",
+) -> Any:
     stamp = str(int(time.time()))
     key = context["sendgrid_key"] if authentic else ec.generate_private_key(ec.SECP256R1())
     signature = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     return client.post(
-        "/webhooks/sendgrid",
+        path,
         data=body,
-        content_type="application/json",
+        content_type=content_type,
         headers={
             "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
             "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
@@ -163,12 +182,16 @@ def _sendgrid(client: FlaskClient, body: bytes, context: dict[str, Any], authent
     )
 
 
-def _postmark(client: FlaskClient, body: bytes, context: dict[str, Any], authentic: bool) -> Any:
+def _postmark(
+    client: FlaskClient,
+    body: bytes,
+    context: dict[str, Any],
+    authentic: bool,
+    path: str = "/webhooks/postmark",
+) -> Any:
     credentials = b"postmark:s3cret" if authentic else "pöstmark:s3cret".encode()
     headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
-    return client.post(
-        "/webhooks/postmark", data=body, content_type="application/json", headers=headers
-    )
+    return client.post(path, data=body, content_type="application/json", headers=headers)
 
 
 ROUTES: dict[str, Callable[..., Any]] = {
@@ -186,6 +209,14 @@ ROUTES: dict[str, Callable[..., Any]] = {
     "POST /webhooks/ses": _ses,
     "POST /webhooks/sendgrid": _sendgrid,
     "POST /webhooks/postmark": _postmark,
+    # The inbound mail hooks (issue 12): the same checks, SendGrid's as multipart/form-data.
+    "POST /webhooks/ses/inbound": partial(_ses, path="/webhooks/ses/inbound"),
+    "POST /webhooks/sendgrid/inbound": partial(
+        _sendgrid,
+        path="/webhooks/sendgrid/inbound",
+        content_type="multipart/form-data; boundary=hostile",
+    ),
+    "POST /webhooks/postmark/inbound": partial(_postmark, path="/webhooks/postmark/inbound"),
 }
 
 
@@ -218,6 +249,7 @@ def test_hostile_json_gets_a_4xx_and_changes_nothing(
     )
     app.config.update(
         SENDGRID_WEBHOOK_PUBLIC_KEY=base64.b64encode(public).decode(),
+        SENDGRID_INBOUND_PUBLIC_KEY=base64.b64encode(public).decode(),
         POSTMARK_WEBHOOK_USERNAME="postmark",
         POSTMARK_WEBHOOK_PASSWORD="s3cret",
         API_RATE_LIMIT="1000000 per minute",  # thousands of requests with one key, on purpose

@@ -1,13 +1,15 @@
 """`make serve`, the production topology (issue 10, item 1): honcho runs the Procfile's gunicorn,
-outbox worker and upkeep against a fresh database and a Redis of its own, with a real SMTP server;
-a signup over HTTP gets its confirmation from the worker process, and the whole thing stops
-cleanly when told to."""
+outbox worker, upkeep and inbound mail receiver against a fresh database and a Redis of its own,
+with a real SMTP server; a signup over HTTP gets its confirmation from the worker process, the
+receiver takes mail for the unsubscribe address only, and the whole thing stops cleanly when
+told to."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import smtplib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -88,6 +90,7 @@ def test_make_serve_runs_web_worker_and_upkeep_and_the_worker_delivers_the_confi
 ) -> None:
     smtp = SmtpServer().start()
     port = free_port()
+    inbound_port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -103,6 +106,8 @@ def test_make_serve_runs_web_worker_and_upkeep_and_the_worker_delivers_the_confi
         "MAIL_PORT": str(smtp.port),
         "OPTIN_INSTANCE_PATH": str(tmp_path / "instance"),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+        "INBOUND_PORT": str(inbound_port),
+        "UNSUBSCRIBE_MAILTO": "unsubscribe@served.test",
     }
     env.pop("TEST_DATABASE_URL", None)
     log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115  (read after the processes end)
@@ -161,6 +166,20 @@ def test_make_serve_runs_web_worker_and_upkeep_and_the_worker_delivers_the_confi
         assert status == 200
         assert re.search(r"^optin_mail_deliveries_total 1\.0$", metrics, re.MULTILINE), metrics
         assert 'route="/subscribe/<slug>"' in metrics
+
+        # The inbound receiver is up, taking mail for the unsubscribe address and nothing else.
+        def inbound_answers() -> tuple[int, int] | None:
+            try:
+                with smtplib.SMTP("127.0.0.1", inbound_port, timeout=10) as client:
+                    client.ehlo()
+                    client.mail("served@example.com")
+                    return client.rcpt("unsubscribe@served.test")[0], client.rcpt("x@served.test")[
+                        0
+                    ]
+            except OSError:
+                return None
+
+        assert _wait_for(inbound_answers, STARTUP, "flask inbound") == (250, 550)
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         try:
@@ -177,7 +196,7 @@ def test_make_serve_runs_web_worker_and_upkeep_and_the_worker_delivers_the_confi
     # Every process of the group has ended.
     with pytest.raises(ProcessLookupError):
         os.killpg(serve.pid, 0)
-    for process in ("web.1", "worker.1", "upkeep.1"):
+    for process in ("web.1", "worker.1", "upkeep.1", "inbound.1"):
         assert re.search(rf"^\S+ system +\| {re.escape(process)} started", output, re.M), output
         assert re.search(rf"^\S+ system +\| {re.escape(process)} stopped", output, re.M), output
     # The worker process is the one that sent it.

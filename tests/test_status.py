@@ -92,7 +92,13 @@ signup:          unconfirmed subscribed   unsubscribed complainer  hardbounced u
 signup_single:   subscribed  subscribed   unsubscribed complainer  hardbounced subscribed  suspended  invalid
 """)
 
-UNSUBSCRIBE_CAUSES = [Cause.UNSUBSCRIBE_LINK, Cause.ONE_CLICK, Cause.PREFERENCES, Cause.API]
+UNSUBSCRIBE_CAUSES = [
+    Cause.UNSUBSCRIBE_LINK,
+    Cause.ONE_CLICK,
+    Cause.MAILTO,
+    Cause.PREFERENCES,
+    Cause.API,
+]
 
 
 def actions_named(label: str) -> list[Action]:

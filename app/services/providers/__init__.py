@@ -6,6 +6,11 @@ forged, replayed or unsigned request, and ``events(request_data, config)``, whic
 generic events (and does any handshake the provider asks for). ``Provider`` says so to the type
 checker, and ``registry`` holds the modules as Providers, so a module that lacks one of the two
 or takes other arguments fails ``make lint`` instead of a provider's request.
+
+The providers that receive mail for a domain (Postmark inbound, SendGrid Inbound Parse, SES
+receiving through SNS) also offer ``verify_inbound`` and ``inbound``, which returns the messages
+of an inbound hook's request for services/inbound.py (the mailto of List-Unsubscribe);
+``InboundProvider`` and ``inbound_registry`` hold them to that in the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from werkzeug.datastructures import Authorization, Headers
 if TYPE_CHECKING:
     # Only for the annotations: events.py imports the services that import this package.
     from app.services.events import IncomingEvent
+    from app.services.inbound import InboundMail
 
 
 class NotAuthentic(Exception):
@@ -79,7 +85,23 @@ class Provider(Protocol):
         """The generic events in this verified request."""
 
 
+class InboundProvider(Protocol):
+    """What a provider module with an inbound mail hook offers as well."""
+
+    def verify_inbound(self, data: WebhookRequest, config: Mapping[str, Any]) -> None:
+        """Raise as ``verify`` does unless the provider signed this inbound hook's request."""
+
+    def inbound(self, data: WebhookRequest, config: Mapping[str, Any]) -> list[InboundMail]:
+        """The received messages in this verified request."""
+
+
 def registry() -> dict[str, Provider]:
+    from app.services.providers import postmark, sendgrid, ses
+
+    return {"ses": ses, "sendgrid": sendgrid, "postmark": postmark}
+
+
+def inbound_registry() -> dict[str, InboundProvider]:
     from app.services.providers import postmark, sendgrid, ses
 
     return {"ses": ses, "sendgrid": sendgrid, "postmark": postmark}

@@ -1,5 +1,6 @@
 """Postmark's webhooks, authenticated with HTTP basic auth set in the webhook's URL
-(POSTMARK_WEBHOOK_USERNAME and POSTMARK_WEBHOOK_PASSWORD)."""
+(POSTMARK_WEBHOOK_USERNAME and POSTMARK_WEBHOOK_PASSWORD): the delivery events, and the
+inbound webhook that hands over mail sent to UNSUBSCRIBE_MAILTO."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.services.events import EventType, IncomingEvent
+from app.services.inbound import InboundMail
 from app.services.providers import (
     BadPayload,
     NotAuthentic,
@@ -101,3 +103,25 @@ def _text(item: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise BadPayload(f"{name} is missing")
     return value
+
+
+# --- Inbound: Postmark's inbound webhook, one received message as JSON ----------------------------
+
+
+def verify_inbound(data: WebhookRequest, config: Mapping[str, Any]) -> None:
+    """The inbound webhook's URL carries the same basic-auth credentials as the others."""
+    verify(data, config)
+
+
+def inbound(data: WebhookRequest, config: Mapping[str, Any]) -> list[InboundMail]:
+    """The message of an inbound webhook request: Postmark has decoded its ``Subject`` already,
+    and gives the sender in ``FromFull`` (``From`` may carry a display name)."""
+    item = load_json(data.body)
+    if not isinstance(item, dict):
+        raise BadPayload("Postmark sends one JSON object")
+    subject = item.get("Subject")
+    if not isinstance(subject, str):
+        raise BadPayload("Subject is missing")
+    sender = item.get("FromFull")
+    address = sender.get("Email") if isinstance(sender, dict) else item.get("From")
+    return [InboundMail(subject, address if isinstance(address, str) and address else None)]

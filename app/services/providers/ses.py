@@ -9,6 +9,9 @@ before anything is fetched. Without SNS_TOPIC_ARNS the webhook is off.
 The certificate is fetched only from ``https://sns.<region>.amazonaws.com/SimpleNotificationService-
 <hex>.pem``, without following redirects, and a few are cached. A new subscription first sends a
 SubscriptionConfirmation, confirmed by visiting its ``SubscribeURL`` (same host rule).
+
+SES receiving (a receipt rule with an SNS action) comes the same way, to the inbound hook: a
+``Received`` notification with the message, for the mailto of List-Unsubscribe.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from app.services.events import EventType, IncomingEvent
+from app.services.inbound import InboundMail, address_in, mail_of_message
 from app.services.providers import (
     BadPayload,
     NotAuthentic,
@@ -181,18 +185,62 @@ def verify(data: WebhookRequest, config: Mapping[str, Any]) -> None:
         raise NotAuthentic("the signature does not match") from None
 
 
-def events(data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEvent]:
+def _notification(data: WebhookRequest, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The SES notification in a verified SNS message; None for SNS's own messages, after the
+    handshake a SubscriptionConfirmation asks for."""
     message = _message(data)
     if message["Type"] == "SubscriptionConfirmation":
         _fetch(_checked_url(message.get("SubscribeURL"), config))
-        return []
+        return None
     if message["Type"] != "Notification":
-        return []
+        return None
     body = message.get("Message")
     notification = load_json(body) if isinstance(body, str) else None
     if not isinstance(notification, dict):
         raise BadPayload("the SNS Message is not an SES notification")
-    return ses_events(notification, message.get("MessageId") or "")
+    return notification
+
+
+def events(data: WebhookRequest, config: Mapping[str, Any]) -> list[IncomingEvent]:
+    notification = _notification(data, config)
+    if notification is None:
+        return []
+    return ses_events(notification, _message(data).get("MessageId") or "")
+
+
+def verify_inbound(data: WebhookRequest, config: Mapping[str, Any]) -> None:
+    """SES receiving publishes to an SNS topic like the notifications: the same checks, and the
+    topic must be in SNS_TOPIC_ARNS too."""
+    verify(data, config)
+
+
+def inbound(data: WebhookRequest, config: Mapping[str, Any]) -> list[InboundMail]:
+    """The message of a receipt rule's SNS action (``notificationType`` ``Received``): the raw
+    message in ``content`` (UTF-8 or base64, as the action says) when there is one, else the
+    subject and sender SES read from it (``mail.commonHeaders``)."""
+    notification = _notification(data, config)
+    if notification is None or notification.get("notificationType") != "Received":
+        return []
+    content = notification.get("content")
+    if isinstance(content, str) and content:
+        mail = mail_of_message(_raw_content(content))
+        if mail.subject:
+            return [mail]
+    headers = _object(_object(notification, "mail"), "commonHeaders")
+    subject, senders = headers.get("subject"), headers.get("from")
+    if not isinstance(subject, str):
+        raise BadPayload("a received message without a subject")
+    sender = senders[0] if isinstance(senders, list) and senders else None
+    return [InboundMail(subject, address_in(sender) if isinstance(sender, str) else None)]
+
+
+def _raw_content(content: str) -> bytes:
+    """The raw message of an SNS action: base64 (one line of its alphabet) or UTF-8 text, which
+    always has a colon or a line break that base64 lacks."""
+    try:
+        return base64.b64decode(content, validate=True)
+    except ValueError:
+        return content.encode("utf-8", "surrogateescape")
 
 
 def ses_events(notification: Mapping[str, Any], message_id: str) -> list[IncomingEvent]:
