@@ -199,7 +199,9 @@ def perform(action: tuple[Any, ...]) -> None:
         record_events(events, source="api", actor=Actor(name="api:racer"))
 
 
-def in_thread(app: Flask, work: Callable[[], None], errors: list[BaseException]) -> threading.Thread:
+def in_thread(
+    app: Flask, work: Callable[[], None], errors: list[BaseException]
+) -> threading.Thread:
     def run() -> None:
         with app.app_context():
             try:
