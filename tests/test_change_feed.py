@@ -19,6 +19,7 @@ from app.services.statuses import Actor
 from tests import factories
 from tests.helpers import ALICE, BOB, count
 from tests.test_api import Api, conforms
+from tests.test_migrations import empty_database_url  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
@@ -237,3 +238,57 @@ def test_the_openapi_document_describes_the_feed_and_the_change() -> None:
     assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ChangePage"
     }
+
+
+def test_events_written_before_the_migration_come_first_in_id_order(
+    empty_database_url: str,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """Migration 0014 gives the events already there the place 0: they are final, and come
+    before every later change, in the order of their ids."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from app import create_app
+    from app.queries.changes import START
+    from app.services import changes as change_feed
+
+    app = create_app({"TESTING": True, "DATABASE_URL": empty_database_url})
+    with app.app_context():
+        upgrade(revision="0013")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO profiles (email, email_hash, global_status, created_at,"
+                    " updated_at, link_key) VALUES ('old@example.com', 'h', 'subscribed',"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'k')"
+                )
+            )
+            for status in ("subscribed", "unsubscribed"):
+                connection.execute(
+                    text(
+                        "INSERT INTO status_events (profile_id, new_status, cause, occurred_at)"
+                        " VALUES (1, :status, 'admin', CURRENT_TIMESTAMP)"
+                    ),
+                    {"status": status},
+                )
+        upgrade()
+        factories.set_status("old@example.com", "complainer")
+
+        places = db.session.execute(
+            text("SELECT feed_xid FROM status_events ORDER BY id")
+        ).scalars()
+        assert list(places)[:2] == [0, 0]
+        deadline = time.monotonic() + 20
+        while True:
+            db.session.rollback()
+            changes = change_feed.changes_after(START, 10).changes
+            if len(changes) == 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert [(c["email"], c["new_status"]) for c in changes] == [
+            ("old@example.com", "subscribed"),
+            ("old@example.com", "unsubscribed"),
+            ("old@example.com", "complainer"),
+        ]
+        db.session.remove()
+        db.engine.dispose()

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     SQLColumnExpression,
     and_,
     func,
@@ -71,13 +72,31 @@ def events_after(after: FeedKey, horizon: int | None, limit: int) -> list[FeedEv
         select(StatusEvent, Profile.email, Resource.slug)
         .outerjoin(Profile, Profile.id == StatusEvent.profile_id)
         .outerjoin(Resource, Resource.id == StatusEvent.resource_id)
-        .where(_after(StatusEvent.feed_xid, StatusEvent.id, after.feed_xid, after.position))
         .order_by(StatusEvent.feed_xid, StatusEvent.id)
-        .limit(limit)
     )
     if horizon is not None:
         query = query.where(StatusEvent.feed_xid < horizon)
-    return [FeedEvent(*row) for row in db.session.execute(query)]
+    if _on_postgres():
+        after_cursor = tuple_(StatusEvent.feed_xid, StatusEvent.id) > (
+            after.feed_xid,
+            after.position,
+        )
+        return _feed_events(query.where(after_cursor), limit)
+    # SQLite seeks an index on the first column of a row comparison only, and its feed_xid is
+    # always 0: the rest of the cursor's place first (a range of ids), then any larger place.
+    found = _feed_events(
+        query.where(StatusEvent.feed_xid == after.feed_xid, StatusEvent.id > after.position),
+        limit,
+    )
+    if len(found) < limit:
+        found += _feed_events(
+            query.where(StatusEvent.feed_xid > after.feed_xid), limit - len(found)
+        )
+    return found
+
+
+def _feed_events(query: Select[StatusEvent, str, str], limit: int) -> list[FeedEvent]:
+    return [FeedEvent(*row) for row in db.session.execute(query.limit(limit))]
 
 
 def erasures_after(after: FeedKey, horizon: int | None, limit: int) -> Sequence[Erasure]:
