@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
@@ -196,6 +198,63 @@ class StatusEvent(Model):
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(500))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Where the change feed (queries/changes.py) places the event: on PostgreSQL the writing
+    # transaction's id, set by a trigger (FEED_XID_TRIGGER) so that every writer, the import's
+    # bulk writer too, fills it without code; 0 on SQLite, whose writers are serialized, and
+    # for events written before migration 0014.
+    feed_xid: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+    __table_args__ = (Index("ix_status_events_feed", "feed_xid", "id"),)
+
+
+# PostgreSQL ids transactions in the order they first write, not the order they commit; the
+# feed serves an event once every transaction with a smaller id has ended. The event of a
+# transaction that waited on a profile's lock held by a younger one (an import chunk, a batch
+# of provider events, each locking many profiles) would then come before the event it followed,
+# so the id given is at least that of the profile's previous event: per-profile order holds,
+# and an event is still never placed below its own transaction's id.
+FEED_XID_FUNCTION = """
+CREATE OR REPLACE FUNCTION optin_status_event_feed_xid() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.feed_xid := GREATEST(
+        pg_current_xact_id()::text::bigint,
+        COALESCE((SELECT max(feed_xid) FROM status_events WHERE profile_id = NEW.profile_id), 0)
+    );
+    RETURN NEW;
+END
+$$
+"""
+FEED_XID_TRIGGER = """
+CREATE TRIGGER status_events_feed_xid BEFORE INSERT ON status_events
+FOR EACH ROW EXECUTE FUNCTION optin_status_event_feed_xid()
+"""
+for _ddl in (FEED_XID_FUNCTION, FEED_XID_TRIGGER):
+    _on_postgres = DDL(_ddl).execute_if(dialect="postgresql")  # type: ignore[no-untyped-call]  # DDL() is untyped in SQLAlchemy
+    event.listen(StatusEvent.__table__, "after_create", _on_postgres)
+
+
+class Erasure(Model):
+    """An erased profile, as the change feed shows it (issue 15): which id to forget, when and
+    by whom, never the address. Its own table, because status_events rows are status changes
+    (history pages and counts read them) and an erasure is none. ``feed_xid`` as for events;
+    ``after_event`` is the newest status event id when it was written, which places it in the
+    feed after every event its transaction could see."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # No foreign key: the profile is gone; its id never recurs (NEVER_REUSED).
+    profile_id: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    feed_xid: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    after_event: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+    __table_args__ = (
+        Index("ix_erasures_feed", "feed_xid", "after_event", "id"),
+        NEVER_REUSED,
+    )
 
 
 class Suppression(Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.changes import ChangeKind
 from app.status import ALTCRAFT_STATUS_NUMBERS, Cause, Channel, Status
 
 STATUS_WORDS = [status.value for status in Status]
@@ -243,6 +244,53 @@ SCHEMAS: dict[str, Any] = {
             }
         },
     },
+    "Change": {
+        "description": "One change, as the change feed lists it and as an outgoing webhook "
+        "carries it: a status change (`kind` status), or an erasure (`kind` erasure: no "
+        "address, no statuses; forget the profile with this id). The events of a profile "
+        "erased since have `email` and `profile` null.",
+        "type": "object",
+        "required": [
+            "kind",
+            "at",
+            "profile",
+            "email",
+            "scope",
+            "resource",
+            "channel",
+            "old_status",
+            "new_status",
+            "suspended_until",
+            "cause",
+            "actor",
+        ],
+        "properties": {
+            "kind": {"type": "string", "enum": [kind.value for kind in ChangeKind]},
+            "at": TIME,
+            "profile": _nullable({"type": "integer"}),
+            "email": _nullable(TEXT),
+            "scope": _nullable(TEXT),
+            "resource": _nullable(TEXT),
+            "channel": _nullable(TEXT),
+            "old_status": _nullable({"type": "string", "enum": STATUS_WORDS}),
+            "new_status": _nullable({"type": "string", "enum": STATUS_WORDS}),
+            "suspended_until": _nullable(TIME),
+            "cause": {"type": "string", "enum": [*(c.value for c in Cause), "erasure"]},
+            "actor": _nullable(TEXT),
+        },
+    },
+    "ChangePage": {
+        "type": "object",
+        "required": ["changes", "next"],
+        "properties": {
+            "changes": {"type": "array", "items": _ref("Change"), "maxItems": 1000},
+            "next": {
+                "type": "string",
+                "description": "The cursor to ask with next (`after`); the same one when "
+                "nothing was new. Opaque, and valid forever.",
+            },
+        },
+    },
     "EventsReport": {
         "type": "object",
         "required": ["accepted", "duplicates"],
@@ -318,6 +366,29 @@ PATHS: dict[str, Any] = {
                 "404": _error("Unknown profile or resource"),
             },
             parameters=[EMAIL_PARAM, RESOURCE_PARAM, CHANNEL_PARAM],
+        )
+    },
+    "/changes": {
+        "get": _operation(
+            "Every status change and erasure after a cursor, in the order they became final; "
+            "no change is ever skipped, and a profile's changes come in the order they "
+            "happened.",
+            {"200": {"description": "A page of changes", **_json(_ref("ChangePage"))}},
+            parameters=[
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "A `next` this feed answered; none: from the beginning.",
+                    "schema": TEXT,
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                },
+            ],
         )
     },
     "/profiles/{email}": {

@@ -82,6 +82,7 @@ CLASSIFIED: dict[str, str] = {
     "status_events.reason": ERASED,
     "status_events.ip": ERASED,
     "status_events.user_agent": ERASED,
+    "erasures.actor": ERASED,  # the change feed's entry: as status_events.actor
     "suppressions.email_hash": HASH,
     "suppressions.email": ERASED,
     "suppressions.reason": NOT_PERSONAL,  # a cause: admin, bounce, erased

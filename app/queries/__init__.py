@@ -29,6 +29,7 @@ from app.queries.audience import (
     stream_audience,
     suppressed_hashes,
 )
+from app.queries.changes import lock_profile
 from app.queries.dashboard import (
     DAILY_SERIES,
     customer_event_totals,
@@ -100,6 +101,7 @@ __all__ = [
     "import_subscriptions",
     "import_suppressed",
     "list_profiles",
+    "lock_profile",
     "outbox_backlog",
     "profile_by_email",
     "profile_by_id",

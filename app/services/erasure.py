@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, SQLColumnExpression, delete, func, or_, se
 
 from app import queries
 from app.addresses import email_hash, hash_address_in
+from app.database import utcnow
 from app.extensions import db
 from app.mailer import forget_saved_mail
 from app.models import (
@@ -31,6 +32,7 @@ from app.models import (
     Suppression,
     SuppressionEvent,
 )
+from app.services import changes
 from app.services.statuses import Actor
 
 ERASED = "erased"
@@ -46,6 +48,12 @@ def forget_in_transaction(profile: Profile, *, actor: Actor) -> str:
     which ``forget_files`` needs once the transaction is committed."""
     address = profile.email
     hashed = email_hash(address)
+
+    # The profile's lock first, so that no status change of it commits between the change
+    # feed's entry of the erasure and the scrub below; the entry goes after its last event.
+    queries.lock_profile(profile.id)
+    named = actor.name and address in actor.name.lower()
+    changes.record_erasure(profile.id, actor=None if named else actor.name, now=utcnow())
 
     # Status events stay as the history of counts (cause, statuses, time, resource); who the
     # person was, where from, and any words about them go. An actor is an admin, a key, a

@@ -34,6 +34,7 @@ from app.links import LinkMaker, links_for
 from app.models import ApiKey, Profile
 from app.openapi import openapi_document
 from app.services import api_keys, events, statuses
+from app.services import changes as change_feed
 from app.services.eligibility import MAX_BATCH, decide_many
 from app.services.errors import (
     InvalidInput,
@@ -368,6 +369,23 @@ def audience(slug: str) -> Response:
         blocks = audience_csv(resource.id, channel.value, now, safe=False)
         return Response(stream_with_context(blocks), mimetype="text/csv")
     return Response(stream_with_context(as_ndjson()), mimetype="application/x-ndjson")
+
+
+@api.get("/changes")
+def changes() -> Response:
+    """The status changes and erasures after the cursor ``after`` (none: from the beginning),
+    in the order they became final, with the cursor to continue from (issue 15)."""
+    try:
+        after = change_feed.parse_cursor(request.args.get("after"))
+    except change_feed.InvalidCursor as error:
+        raise ApiError(400, "invalid_cursor", str(error), "after") from None
+    raw = request.args.get("limit", str(change_feed.DEFAULT_LIMIT))
+    limit = int(raw) if re.fullmatch("[0-9]{1,4}", raw) else 0
+    if not 1 <= limit <= change_feed.MAX_LIMIT:
+        message = f"limit is a whole number from 1 to {change_feed.MAX_LIMIT}"
+        raise ApiError(400, "invalid_limit", message, "limit")
+    page = change_feed.changes_after(after, limit)
+    return jsonify({"changes": page.changes, "next": page.next})
 
 
 @api.get("/profiles/<path:email>")
