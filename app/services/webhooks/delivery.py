@@ -24,8 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, g
-from sqlalchemy import exists, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import func, or_, select, update
 
 from app import queries
 from app.changes import erasure_document, status_change_document
@@ -87,23 +86,12 @@ class Report:
 
 
 def _claimable(now: datetime | None) -> Any:
-    """Pending deliveries of enabled endpoints that no earlier one holds back; with ``now``,
-    only those due and claimed by no one."""
-    earlier = aliased(WebhookDelivery)
-    held_back = exists().where(
-        earlier.endpoint_id == WebhookDelivery.endpoint_id,
-        earlier.profile_id == WebhookDelivery.profile_id,
-        earlier.state == PENDING,
-        earlier.id < WebhookDelivery.id,
-    )
+    """Pending deliveries of enabled endpoints, oldest first; with ``now``, only those due and
+    claimed by no one."""
     query = (
         select(WebhookDelivery, WebhookEndpoint.url, WebhookEndpoint.secret)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(
-            WebhookDelivery.state == PENDING,
-            WebhookEndpoint.enabled.is_(True),
-            ~held_back,
-        )
+        .where(WebhookDelivery.state == PENDING, WebhookEndpoint.enabled.is_(True))
         .order_by(WebhookDelivery.id)
     )
     if now is not None:
@@ -112,6 +100,39 @@ def _claimable(now: datetime | None) -> Any:
             or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
         )
     return query
+
+
+def _in_order(rows: list[Any]) -> list[Any]:
+    """The rows (in id order) that no pending delivery outside them precedes in their
+    endpoint and profile: those are sent in this round, one after the other; the rest wait.
+    A pending delivery outside the rows is waiting for its next try, or in another worker's
+    hands, and must go first."""
+    grouped = [row for row in rows if row[0].profile_id is not None]
+    if not grouped:
+        return rows
+    first_outside = dict(
+        ((endpoint_id, profile_id), first)
+        for endpoint_id, profile_id, first in db.session.execute(
+            select(
+                WebhookDelivery.endpoint_id,
+                WebhookDelivery.profile_id,
+                func.min(WebhookDelivery.id),
+            )
+            .where(
+                WebhookDelivery.state == PENDING,
+                WebhookDelivery.endpoint_id.in_({row[0].endpoint_id for row in grouped}),
+                WebhookDelivery.profile_id.in_({row[0].profile_id for row in grouped}),
+                WebhookDelivery.id.not_in([row[0].id for row in rows]),
+            )
+            .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.profile_id)
+        )
+    )
+    return [
+        row
+        for row in rows
+        if row[0].profile_id is None
+        or row[0].id < first_outside.get((row[0].endpoint_id, row[0].profile_id), row[0].id + 1)
+    ]
 
 
 def _copy(row: WebhookDelivery, url: str, secret: str) -> Claimed:
@@ -136,7 +157,7 @@ def claim(limit: int, now: datetime) -> list[Claimed]:
     with write_transaction() as session:
         query = _claimable(now).limit(limit).with_for_update(skip_locked=True, of=WebhookDelivery)
         claimed = []
-        for row, url, secret in session.execute(query).all():
+        for row, url, secret in _in_order(list(session.execute(query).all())):
             row.claimed_until = until
             claimed.append(_copy(row, url, secret))
         return claimed

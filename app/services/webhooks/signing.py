@@ -13,17 +13,18 @@ import hashlib
 import hmac
 import secrets
 
-SECRET_PREFIX = "whsec_"
+# What every Standard Webhooks secret starts with.
+PREFIX = "whsec_"
 
 
 def new_secret() -> str:
     """A secret as the specification writes it: ``whsec_`` and 32 random bytes in base64."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    return PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """``v1,`` and the base64 HMAC-SHA256 of ``id.timestamp.body`` under the secret's key."""
-    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    key = base64.b64decode(secret.removeprefix(PREFIX))
     signed = f"{message_id}.{timestamp}.".encode() + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
