@@ -6,6 +6,7 @@ that an erasure leaves nothing personal to send."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -47,6 +48,8 @@ class Receiver:
         self.answer: Callable[[int], int] = lambda _number: 200
         self.delay = 0.0
         self.redirect_to: str | None = None
+        # Set: the first request waits (unanswered) until it is set, or 30 s.
+        self.hold_first: threading.Event | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,13 +58,16 @@ class Receiver:
                 receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                if receiver.hold_first is not None and len(receiver.received) == 1:
+                    receiver.hold_first.wait(30)
                 status = receiver.answer(len(receiver.received))
                 self.send_response(status)
                 if receiver.redirect_to:
                     self.send_header("Location", receiver.redirect_to)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
-                self.wfile.write(b"ok")
+                with contextlib.suppress(OSError):  # the sender may be gone (a killed worker)
+                    self.wfile.write(b"ok")
 
             def log_message(self, *_args: Any) -> None:
                 pass

@@ -1,0 +1,110 @@
+"""Webhook deliveries sent by the worker process and by the web process (issue 15, item 3): a
+worker killed in the middle of a delivery loses nothing (the next worker sends it again after the
+claim's lease, with the same ``webhook-id``), and the embedded default sends a request's
+deliveries right after its response."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Resource, WebhookDelivery
+from app.services import subscriptions
+from app.services.resources import create_resource
+from app.services.statuses import Actor
+from app.services.webhooks import endpoints
+from tests import test_webhooks_out
+from tests.conftest import make_app
+from tests.test_outages import outbox_worker_process, wait_for
+from tests.test_webhooks_out import Receiver
+
+receiver = test_webhooks_out.receiver
+local = test_webhooks_out.local
+PEOPLE = [f"reader{number}@example.com" for number in range(3)]
+
+
+def states() -> Counter[str]:
+    db.session.rollback()
+    return Counter(db.session.scalars(select(WebhookDelivery.state)))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_delivery_loses_nothing_and_the_next_one_sends_it_again(
+    local: Flask, receiver: Receiver, newsletter: Resource, database_url: str, tmp_path: Path
+) -> None:
+    endpoints.create_endpoint(receiver.url)
+    for person in PEOPLE:
+        subscriptions.request_signup(person, ["newsletter"], form="test", actor=Actor())
+    db.session.remove()
+    assert states() == Counter({"pending": 6})
+    receiver.hold_first = threading.Event()
+    settings = {
+        "WEBHOOKS_ALLOW_HTTP": "true",
+        "WEBHOOKS_ALLOW_PRIVATE": "true",
+        "WEBHOOKS_LEASE_SECONDS": "3",
+    }
+    first = outbox_worker_process(database_url, tmp_path, idle=0.2, **settings)
+    try:
+        assert wait_for(lambda: len(receiver.received) == 1), "the first worker sent nothing"
+        first.send_signal(signal.SIGKILL)  # in the middle of the first delivery
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        receiver.hold_first.set()
+    assert states() == Counter({"pending": 6})  # nothing recorded, nothing lost
+
+    second = outbox_worker_process(database_url, tmp_path, idle=0.2, **settings)
+    try:
+        assert wait_for(lambda: states() == Counter({"delivered": 6})), states()
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    ids = Counter(headers["webhook-id"] for headers, _body in receiver.received)
+    # The one in flight came twice, under the same id for the receiver to drop; the rest once.
+    assert len(ids) == 6 and sorted(ids.values()) == [1, 1, 1, 1, 1, 2]
+    first_id = json.loads(receiver.received[0][1])["data"]
+    assert first_id["email"] == PEOPLE[0] and first_id["scope"] == "global"
+
+
+def test_the_embedded_default_sends_a_requests_deliveries_after_its_response(
+    database_url: str, _schema: None, receiver: Receiver
+) -> None:
+    web = make_app(
+        database_url,
+        OUTBOX_DELIVER_INLINE=True,
+        MAIL_BACKEND="console",
+        WEBHOOKS_ALLOW_HTTP=True,
+        WEBHOOKS_ALLOW_PRIVATE=True,
+        RATELIMIT_ENABLED=False,
+        WTF_CSRF_ENABLED=False,
+    )
+    with web.app_context():
+        try:
+            create_resource("newsletter", "The Newsletter")
+            endpoints.create_endpoint(receiver.url)
+            db.session.remove()
+            answer = web.test_client().post(
+                "/subscribe/newsletter", data={"email": PEOPLE[0], "consent": "y"}
+            )
+            assert answer.status_code == 200
+            answer.close()  # the response is out: its deliveries go now, in order
+            assert [json.loads(body)["type"] for _h, body in receiver.received] == [
+                "profile.unconfirmed",
+                "subscription.unconfirmed",
+            ]
+            assert states() == Counter({"delivered": 2})
+        finally:
+            db.session.remove()
+            with db.engine.begin() as connection:
+                for table in reversed(db.metadata.sorted_tables):
+                    connection.execute(table.delete())
+            db.engine.dispose()
