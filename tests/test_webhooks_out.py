@@ -21,6 +21,7 @@ import pytest
 from flask import Flask
 from hypothesis import given
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from sqlalchemy import event, select
 from standardwebhooks import Webhook
 
@@ -28,6 +29,7 @@ from app.changes import EVENT_TYPES
 from app.database import write_transaction
 from app.extensions import db
 from app.models import Resource, StatusEvent, WebhookDelivery, WebhookEndpoint
+from app.openapi import openapi_document
 from app.services import imports, preferences, subscriptions
 from app.services.errors import InvalidInput
 from app.services.statuses import Actor, change_status
@@ -173,6 +175,25 @@ def test_a_confirmed_signup_reaches_the_endpoint_signed_the_standard_webhooks_wa
     assert confirmed["timestamp"] == confirmed["data"]["at"]
     # The id is the delivery's, the same on every retry, so a receiver can drop repeats.
     assert len({headers["webhook-id"] for headers, _ in receiver.received}) == 4
+
+
+def test_every_payload_conforms_to_the_openapi_documents_webhook_schema(
+    local: Flask, receiver: Receiver, newsletter: Resource
+) -> None:
+    document = openapi_document()
+    assert document["webhooks"]["change"]["post"]["requestBody"]
+    schema = {"$ref": "#/components/schemas/WebhookPayload", "components": document["components"]}
+    endpoint_id, _secret = add_endpoint(receiver.url)
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
+    endpoints.send_test(endpoint_id)
+    preferences.erase(factories.unsubscribe(ALICE, None).profile_id or 0, actor=Actor())
+    delivery.deliver_due()
+    types = set()
+    for payload in receiver.payloads():
+        Draft202012Validator(schema).validate(payload)
+        types.add(payload["type"])
+    assert {"webhook.test", "profile.erased", "subscription.subscribed"} <= types
 
 
 def test_a_tampered_body_or_a_foreign_secret_fails_the_receivers_check(
