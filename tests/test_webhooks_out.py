@@ -367,6 +367,26 @@ def test_after_a_run_of_500s_every_change_arrives_once_in_order_per_profile(
     assert max(d.attempts for d in deliveries()) > 1
 
 
+def test_a_profile_held_back_by_a_failing_delivery_does_not_hold_up_the_other_endpoints(
+    local: Flask, receiver: Receiver, newsletter: Resource
+) -> None:
+    dead = Receiver().start()
+    dead.answer = lambda _number: 500
+    try:
+        add_endpoint(dead.url)
+        factories.signup(ALICE, "newsletter")
+        factories.confirm(ALICE, "newsletter")  # four deliveries to the failing endpoint
+        add_endpoint(receiver.url)
+        factories.signup(BOB, "newsletter")
+        assert delivery.deliver_due(limit=2).failed == 1  # Alice's first, then it waits
+        # Alice's three others wait behind it; a batch of them would starve the live endpoint.
+        delivery.deliver_due(limit=2)
+        delivery.deliver_due(limit=2)
+        assert [p["data"]["email"] for p in receiver.payloads()] == [BOB, BOB]
+    finally:
+        dead.stop()
+
+
 @given(st.integers(min_value=1, max_value=40))
 def test_the_backoff_grows_to_ten_hours_never_shrinks_and_spans_more_than_a_day(
     attempts: int,

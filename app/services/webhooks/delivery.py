@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, g
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.orm import aliased
 
 from app import queries
 from app.changes import erasure_document, status_change_document
@@ -95,9 +96,20 @@ def _claimable(now: datetime | None) -> Any:
         .order_by(WebhookDelivery.id)
     )
     if now is not None:
+        # Rows behind an earlier one that waits for its next try, or is in a worker's hands,
+        # are left out here already: a batch full of them would starve every other endpoint.
+        earlier = aliased(WebhookDelivery)
+        stuck_before = exists().where(
+            earlier.endpoint_id == WebhookDelivery.endpoint_id,
+            earlier.profile_id == WebhookDelivery.profile_id,
+            earlier.state == PENDING,
+            earlier.id < WebhookDelivery.id,
+            or_(earlier.next_attempt_at > now, earlier.claimed_until >= now),
+        )
         query = query.where(
             WebhookDelivery.next_attempt_at <= now,
             or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
+            ~stuck_before,
         )
     return query
 
