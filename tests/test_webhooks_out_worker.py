@@ -15,15 +15,16 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from app.database import utcnow
 from app.extensions import db
 from app.models import Resource, WebhookDelivery
 from app.services import subscriptions
 from app.services.resources import create_resource
 from app.services.statuses import Actor
-from app.services.webhooks import endpoints
+from app.services.webhooks import delivery, endpoints
 from tests import test_webhooks_out
 from tests.conftest import make_app
-from tests.test_outages import outbox_worker_process, wait_for
+from tests.test_outages import needs_postgres, outbox_worker_process, wait_for
 from tests.test_webhooks_out import Receiver
 
 receiver = test_webhooks_out.receiver
@@ -108,3 +109,37 @@ def test_the_embedded_default_sends_a_requests_deliveries_after_its_response(
                 for table in reversed(db.metadata.sorted_tables):
                     connection.execute(table.delete())
             db.engine.dispose()
+
+
+@needs_postgres
+def test_two_workers_claiming_at_once_share_nothing_and_keep_each_profiles_order(
+    local: Flask, newsletter: Resource
+) -> None:
+    endpoints.create_endpoint("https://crm.example/hooks")
+    for number in range(10):
+        subscriptions.request_signup(
+            f"reader{number}@example.com", ["newsletter"], form="test", actor=Actor()
+        )
+    db.session.remove()
+    start = threading.Barrier(2)
+    claimed: dict[str, set[int]] = {}
+
+    def claim(name: str) -> None:
+        with local.app_context():
+            start.wait()
+            claimed[name] = {d.id for d in delivery.claim(5, utcnow())}
+            db.session.remove()
+
+    workers = [threading.Thread(target=claim, args=(name,)) for name in ("a", "b")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert not claimed["a"] & claimed["b"]
+    assert claimed["a"] and claimed["b"]
+    rows = db.session.execute(select(WebhookDelivery.id, WebhookDelivery.profile_id)).all()
+    for mine in claimed.values():
+        for delivery_id, profile_id in rows:
+            if delivery_id in mine:
+                earlier = {i for i, p in rows if p == profile_id and i < delivery_id}
+                assert earlier <= mine, "a claim overtook an earlier delivery in other hands"
