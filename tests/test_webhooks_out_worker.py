@@ -76,10 +76,9 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_the_next_one_sends_it_ag
     assert first_id["email"] == PEOPLE[0] and first_id["scope"] == "global"
 
 
-def test_the_embedded_default_sends_a_requests_deliveries_after_its_response(
-    database_url: str, _schema: None, receiver: Receiver
-) -> None:
-    web = make_app(
+def embedded_app(database_url: str) -> Flask:
+    """The embedded default (``make run``): deliveries sent by the web process."""
+    return make_app(
         database_url,
         OUTBOX_DELIVER_INLINE=True,
         MAIL_BACKEND="console",
@@ -88,6 +87,20 @@ def test_the_embedded_default_sends_a_requests_deliveries_after_its_response(
         RATELIMIT_ENABLED=False,
         WTF_CSRF_ENABLED=False,
     )
+
+
+def emptied() -> None:
+    db.session.remove()
+    with db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
+    db.engine.dispose()
+
+
+def test_the_embedded_default_sends_a_requests_deliveries_after_its_response(
+    database_url: str, _schema: None, receiver: Receiver
+) -> None:
+    web = embedded_app(database_url)
     with web.app_context():
         try:
             create_resource("newsletter", "The Newsletter")
@@ -104,11 +117,34 @@ def test_the_embedded_default_sends_a_requests_deliveries_after_its_response(
             ]
             assert states() == Counter({"delivered": 2})
         finally:
+            emptied()
+
+
+def test_the_embedded_default_never_overtakes_a_delivery_waiting_for_its_next_try(
+    database_url: str, _schema: None, receiver: Receiver
+) -> None:
+    receiver.answer = lambda _number: 500
+    web = embedded_app(database_url)
+    with web.app_context():
+        try:
+            create_resource("newsletter", "The Newsletter")
+            create_resource("offers", "Offers")
+            endpoints.create_endpoint(receiver.url)
             db.session.remove()
-            with db.engine.begin() as connection:
-                for table in reversed(db.metadata.sorted_tables):
-                    connection.execute(table.delete())
-            db.engine.dispose()
+            client = web.test_client()
+            for slug in ("newsletter", "offers"):
+                answer = client.post(
+                    f"/subscribe/{slug}", data={"email": PEOPLE[0], "consent": "y"}
+                )
+                assert answer.status_code == 200
+                answer.close()
+            # One try, refused; the rest wait behind it, unclaimed, for the worker.
+            assert len(receiver.received) == 1
+            waiting = db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+            assert [d.attempts for d in waiting] == [1, 0, 0]
+            assert all(d.state == "pending" and d.claimed_until is None for d in waiting)
+        finally:
+            emptied()
 
 
 @needs_postgres

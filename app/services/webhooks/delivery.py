@@ -322,21 +322,29 @@ def deliver_due(limit: int = 100, *, now: datetime | None = None) -> Report:
 
 def _claimed_here(claims: Collection[tuple[int, datetime]]) -> list[Claimed]:
     """The deliveries this request queued and claimed, if its transaction committed (a row is
-    ours only with our lease on it), and only those that no earlier pending delivery of the
-    same endpoint and profile holds back: those wait for the worker, in order."""
+    ours only with our lease on it), and of them those that no earlier pending delivery of the
+    same endpoint and profile holds back. The others are let go at once, for a worker to send
+    in order."""
     leases = dict(claims)
     query = _claimable(None).where(WebhookDelivery.id.in_(list(leases)))
-    rows = db.session.execute(query).all()
-    mine = [
-        _copy(row, url, secret) for row, url, secret in rows if row.claimed_until == leases[row.id]
+    ours = [
+        row for row in db.session.execute(query).all() if row[0].claimed_until == leases[row[0].id]
     ]
-    db.session.rollback()
+    mine = [_copy(row, url, secret) for row, url, secret in _in_order(ours)]
+    db.session.rollback()  # end the read, so that recording can take the write lock
+    held = {row[0].id for row in ours} - {claimed.id for claimed in mine}
+    if held:
+        with write_transaction() as session:
+            session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(held))
+                .values(claimed_until=None)
+            )
     return mine
 
 
 def deliver_claimed(claims: Collection[tuple[int, datetime]]) -> Report:
-    """Send what a request queued (OUTBOX_DELIVER_INLINE). What it cannot send now (held back
-    by an earlier delivery) keeps its claim until the lease ends, then the worker sends it."""
+    """Send what a request queued (OUTBOX_DELIVER_INLINE), after its response."""
     return send_each(_claimed_here(claims))
 
 
