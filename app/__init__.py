@@ -75,6 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import models  # noqa: F401  (the tables must be known to Alembic and create_all)
     from app.cli import register_commands
     from app.outbox import deliver_after_response
+    from app.services.webhooks import delivery as webhook_delivery
     from app.views.admin import register_admin
     from app.views.api import register_api
     from app.views.errors import register_error_pages
@@ -91,6 +92,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_ops(app)
     register_protective_headers(app)
     deliver_after_response(app)
+    webhook_delivery.deliver_after_response(app)
     register_commands(app)
     if app.config["GC_FREEZE"] and not app.testing:
         gc.freeze()

@@ -28,6 +28,7 @@ from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  #
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from app.changes import EVENT_TYPES
 from app.forms import options
 from app.queries import ProfileFilter
 from app.security import thank_you_url_problem
@@ -147,6 +148,46 @@ class ApiKeyForm(FlaskForm):
 
     name = StringField("Key name", validators=[InputRequired(), Length(max=100)])
     submit = SubmitField("Create key")
+
+
+class WebhookEndpointForm(FlaskForm):
+    """Add or edit a webhook endpoint. "All" boxes mean every type or resource, those added
+    later too; unticked, the list below them is the choice. The resources' choices are set by
+    the view (``resource_choices``)."""
+
+    url = URLField("URL (https://…)", validators=[InputRequired(), Length(max=2000)])
+    all_events = BooleanField("Every event type, those added later too", default=True)
+    event_types = SelectMultipleField(
+        "Event types",
+        choices=options([(kind, kind) for kind in EVENT_TYPES]),
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
+    all_resources = BooleanField("Every resource, those added later too", default=True)
+    resources = SelectMultipleField(
+        "Resources (for subscription changes; global changes go to every endpoint)",
+        choices=[],
+        widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
+    )
+    submit = SubmitField("Save")
+
+    def resource_choices(self, slugs: list[str]) -> WebhookEndpointForm:
+        self.resources.choices = options([(slug, slug) for slug in slugs])
+        return self
+
+    def chosen(self) -> tuple[list[str] | None, list[str] | None]:
+        """The event types and the resource slugs chosen (None: all)."""
+        types = None if self.all_events.data else list(self.event_types.data or [])
+        slugs = None if self.all_resources.data else list(self.resources.data or [])
+        return types, slugs
+
+
+class PauseForm(FlaskForm):
+    """Pause a webhook endpoint, with the reason the admin list shows."""
+
+    reason = StringField("Reason", validators=[Length(max=500)], filters=[strip])
+    submit = SubmitField("Pause")
 
 
 class ImportUploadForm(FlaskForm):

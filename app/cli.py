@@ -17,12 +17,14 @@ from app.services.maintenance import expire
 from app.services.resources import create_resource
 from app.services.statuses import parse_channel, resource_for
 from app.services.upkeep import UpkeepRun, run_forever, run_once
+from app.services.webhooks import endpoints as webhook_endpoints
 
 resources_cli = click.Group("resources", help="Create and list resources.")
 statuses_cli = click.Group("statuses", help="Status upkeep.")
 outbox_cli = click.Group("outbox", help="The queue of emails to send.")
 api_keys_cli = click.Group("api-keys", help="Keys for the JSON API.")
 users_cli = click.Group("users", help="Admin users of the admin view.")
+webhooks_cli = click.Group("webhooks", help="Endpoints that receive every change, signed.")
 
 
 @resources_cli.command("add")
@@ -302,6 +304,59 @@ def inbound_command(host: str | None, port: int | None, protocol: str | None) ->
         raise click.ClickException(f"cannot listen: {error}") from None
 
 
+def _words(values: tuple[str, ...]) -> list[str] | None:
+    """An option given several times or as a comma-separated list; not given: None (all)."""
+    words = [word.strip() for value in values for word in value.split(",") if word.strip()]
+    return words or None
+
+
+@webhooks_cli.command("add")
+@click.argument("url")
+@click.option(
+    "--events",
+    multiple=True,
+    help="Event types to send (comma-separated or repeated); default all.",
+)
+@click.option(
+    "--resources",
+    multiple=True,
+    help="Resource slugs whose subscription changes to send; default all.",
+)
+def add_webhook(url: str, events: tuple[str, ...], resources: tuple[str, ...]) -> None:
+    """Add an endpoint and print its id and its secret. The secret is shown this once: the
+    receiver checks each delivery's signature with it."""
+    choice = webhook_endpoints.Choice(_words(events), _words(resources))
+    try:
+        endpoint, secret = webhook_endpoints.create_endpoint(url, choice)
+    except (InvalidInput, NotFound) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"endpoint {endpoint.id}: {endpoint.url}")
+    click.echo(secret)
+
+
+@webhooks_cli.command("list")
+def list_webhooks() -> None:
+    """Every endpoint: id, enabled or paused (and why), URL, event types, resources."""
+    slugs = {resource.id: resource.slug for resource in queries.all_resources()}
+    for row in queries.webhook_endpoints():
+        state = "enabled" if row.enabled else f"paused ({row.paused_reason})"
+        types = ",".join(row.event_types) if row.event_types is not None else "all events"
+        chosen = row.resource_ids
+        where = ",".join(slugs.get(i, str(i)) for i in chosen) if chosen else "all resources"
+        click.echo(f"{row.id}\t{state}\t{row.url}\t{types}\t{where}")
+
+
+@webhooks_cli.command("remove")
+@click.argument("endpoint_id", type=int)
+def remove_webhook(endpoint_id: int) -> None:
+    """Remove an endpoint and its delivery log; nothing more is sent to it."""
+    try:
+        webhook_endpoints.delete_endpoint(endpoint_id)
+    except NotFound as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"removed endpoint {endpoint_id}")
+
+
 def register_commands(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(resources_cli)
@@ -309,6 +364,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(outbox_cli)
     app.cli.add_command(api_keys_cli)
     app.cli.add_command(users_cli)
+    app.cli.add_command(webhooks_cli)
     app.cli.add_command(demo)
     app.cli.add_command(upkeep)
     app.cli.add_command(import_command)

@@ -145,6 +145,17 @@ DEFAULTS: dict[str, Any] = {
     # "json": every log record one JSON object a line (time, level, logger, message, and the
     # request's id and route); "text": Python's default.
     "LOG_FORMAT": "text",
+    # Outgoing webhooks (issue 15). Plain http:// endpoint URLs are refused unless this is on
+    # (tests, a receiver on the same machine in development); https only in production.
+    "WEBHOOKS_ALLOW_HTTP": False,
+    # Endpoints whose host resolves to a private, loopback, link-local or reserved address are
+    # refused at send time (SSRF) unless this is on.
+    "WEBHOOKS_ALLOW_PRIVATE": False,
+    # Seconds to wait for an endpoint's connection, then for each read of its answer.
+    "WEBHOOKS_CONNECT_TIMEOUT": 5,
+    "WEBHOOKS_READ_TIMEOUT": 10,
+    # Seconds a claimed delivery is left to the worker that claimed it (longer than a batch).
+    "WEBHOOKS_LEASE_SECONDS": 300,
     # Slug of the demo resource that `make run` creates.
     "DEMO_RESOURCE": "newsletter",
 }

@@ -471,3 +471,70 @@ class ImportRejection(Model):
     reason: Mapped[str] = mapped_column(String(300))
 
     __table_args__ = (Index("ix_import_rejections_job_line", "job_id", "line"),)
+
+
+class WebhookEndpoint(Model):
+    """A URL of the sending platform that receives each status change as a signed POST
+    (issue 15). ``event_types`` and ``resource_ids`` are None for "all"; the secret signs every
+    delivery, so it is kept as it is (a hash could not sign) and shown once, at creation."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # A list of changes.EVENT_TYPES words, or None: every type, those added later too.
+    event_types: Mapped[list[str] | None] = mapped_column(JSON)
+    # A list of resource ids whose subscription changes are sent, or None: every resource.
+    resource_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Why it was paused (by an admin, or by the delivery after it kept failing), and when.
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last answer in 2xx: an endpoint that has had none for longer than its deliveries'
+    # whole retry schedule is the one that "keeps failing".
+    last_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (NEVER_REUSED,)
+
+
+class WebhookDelivery(Model):
+    """One change to send to one endpoint. It holds a reference, not the payload: the document
+    is built at send time from the status event (or, for an erasure, the profile id), so
+    erasure has nothing to scrub here and a delivery queued before it never sends the address.
+    Its id is the ``webhook-id`` the receiver deduplicates by, so ids are never reused."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    # changes.event_type of the document, or "webhook.test".
+    type: Mapped[str] = mapped_column(String(64))
+    status_event_id: Mapped[int | None] = mapped_column(ForeignKey("status_events.id"))
+    # The profile the change is about, kept as a bare number (no foreign key): deliveries of one
+    # profile go out in order, the erasure's last, after the profile row is gone.
+    profile_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    # An erasure's time and who asked for it (an admin, or None: the customer).
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    # pending, delivered or failed (its retries are over).
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    event: Mapped[StatusEvent | None] = relationship()
+
+    __table_args__ = (
+        # The claim: pending rows that are due.
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        # Order per profile (an earlier undelivered one holds the later back), and the log.
+        Index("ix_webhook_deliveries_order", "endpoint_id", "profile_id", "state", "id"),
+        Index("ix_webhook_deliveries_log", "endpoint_id", "id"),
+        NEVER_REUSED,
+    )

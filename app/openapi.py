@@ -442,6 +442,67 @@ PATHS: dict[str, Any] = {
 }
 
 
+# Outgoing webhooks (issue 15): what optin POSTs to an endpoint, under OpenAPI 3.1's
+# ``webhooks``. Its ``data`` is the change feed's ``Change``; the stand-in below only describes
+# it where the feed's own schema is not in SCHEMAS (the feed's wins, see openapi_document).
+CHANGE_STAND_IN: dict[str, Any] = {
+    "type": "object",
+    "required": ["kind", "at", "profile", "email", "scope", "new_status", "cause"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["status", "erasure"]},
+        "at": TIME,
+        "profile": _nullable({"type": "integer"}),
+        "email": _nullable(EMAIL),
+        "scope": _nullable(TEXT),
+        "resource": _nullable(TEXT),
+        "channel": _nullable({"type": "string", "enum": [c.value for c in Channel]}),
+        "old_status": _nullable({"type": "string", "enum": STATUS_WORDS}),
+        "new_status": _nullable({"type": "string", "enum": STATUS_WORDS}),
+        "suspended_until": _nullable(TIME),
+        "cause": TEXT,
+        "actor": _nullable(TEXT),
+    },
+}
+WEBHOOK_SCHEMAS: dict[str, Any] = {
+    "WebhookTest": {
+        "type": "object",
+        "required": ["kind", "endpoint", "at"],
+        "properties": {
+            "kind": {"const": "test"},
+            "endpoint": {"type": "integer"},
+            "at": TIME,
+        },
+    },
+    "WebhookPayload": {
+        "description": "Signed per Standard Webhooks: headers `webhook-id` (the same on every "
+        "try), `webhook-timestamp`, `webhook-signature` (`v1,` base64 HMAC-SHA256 of "
+        "`id.timestamp.body` under the endpoint's `whsec_` secret).",
+        "type": "object",
+        "required": ["type", "timestamp", "data"],
+        "properties": {
+            "type": {"type": "string"},
+            "timestamp": TIME,
+            "data": {"anyOf": [_ref("Change"), _ref("WebhookTest")]},
+        },
+    },
+}
+WEBHOOKS: dict[str, Any] = {
+    "change": {
+        "post": {
+            "summary": "A status change (`profile.<status>`, `subscription.<status>`), an "
+            "erasure (`profile.erased`, no address) or `webhook.test`, POSTed to each endpoint "
+            "that chose its type, in order per profile.",
+            "requestBody": {"required": True, **_json(_ref("WebhookPayload"))},
+            "responses": {
+                "2XX": {"description": "Delivered"},
+                "410": {"description": "The endpoint is gone: optin pauses it"},
+                "default": {"description": "Tried again with backoff for over a day"},
+            },
+        }
+    }
+}
+
+
 def openapi_document() -> dict[str, Any]:
     """The whole document, for the current server."""
     return {
@@ -455,8 +516,9 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
         "paths": PATHS,
+        "webhooks": WEBHOOKS,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {"Change": CHANGE_STAND_IN, **SCHEMAS, **WEBHOOK_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -1,5 +1,6 @@
 """The long-running outbox worker (``flask --app app outbox work``), which outlives its database
-and its mail server, and which also runs the CSV imports the admin starts.
+and its mail server, and which also runs the CSV imports the admin starts and sends the
+outgoing webhooks (each round: due mail, then due webhook deliveries, then an import).
 
 Imports are claimed here rather than by a worker of their own, so that an operator runs one kind
 of worker process, not two: after each round of mail the worker claims one queued import (or one
@@ -29,6 +30,7 @@ from app.database import unreachable
 from app.extensions import db
 from app.outages import Outage, wait_before_try
 from app.services import imports
+from app.services.webhooks import delivery as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ def _work(
         try:
             with stop.round():
                 report = outbox.deliver_due(batch)
+                hooks = webhooks.deliver_due(batch)
                 imported = _import_round(batch, echo, stop)
         except Exception as error:
             # The session's connection is dead or its transaction failed: start the next round
@@ -122,9 +125,11 @@ def _work(
             mail_server.failed(report.error)
         if report.sent or report.dropped:
             echo(f"sent {report.sent}, failed {report.failed}, dropped {report.dropped}")
+        if hooks.handled:
+            echo(f"webhooks: delivered {hooks.delivered}, failed {hooks.failed}")
         if once:
             return
-        if report.handled < batch and not imported:
+        if report.handled < batch and hooks.handled < batch and not imported:
             sleep(idle)
 
 
@@ -134,6 +139,7 @@ def _import_round(batch: int, echo: Callable[[str], None], stop: _StopBetweenRou
 
     def between_chunks() -> bool:
         outbox.deliver_due(batch)
+        webhooks.deliver_due(batch)
         return not stop.requested
 
     claim = imports.claim_next()

@@ -12,6 +12,7 @@ from app.addresses import email_hash
 from app.extensions import db
 from app.models import ImportJob, Resource
 from app.services import api_keys
+from app.services.webhooks import endpoints as webhook_endpoints
 from tests import factories
 from tests.helpers import csrf_token, database_state
 
@@ -38,6 +39,7 @@ def some_of_everything(newsletter: Resource) -> dict[str, object]:
     factories.signup("alice@example.com", "newsletter")
     factories.hard_bounce("bounced@example.com")
     row, _key = api_keys.create_key("sender")
+    endpoint, _secret = webhook_endpoints.create_endpoint("https://crm.example/hooks")
     profile = queries.profile_by_email("alice@example.com")
     assert profile is not None
     job = ImportJob(filename="old.csv", state="done")
@@ -50,6 +52,7 @@ def some_of_everything(newsletter: Resource) -> dict[str, object]:
         "resource_id": newsletter.id,
         "email_hash": email_hash("bounced@example.com"),
         "key_id": row.id,
+        "endpoint_id": endpoint.id,
     }
 
 

@@ -33,6 +33,7 @@ from app.models import DeliveryEvent, ImportRejection, OutboxMessage, Resource, 
 from app.services import admin_actions, imports, preferences, subscriptions
 from app.services.events import EventType, IncomingEvent, record_events
 from app.services.statuses import Actor
+from app.services.webhooks import endpoints as webhook_endpoints
 from app.status import Status
 from tests.conftest import ADMIN_EMAIL, make_app
 from tests.helpers import LINK, count, csrf_token, run_worker, submit
@@ -110,6 +111,17 @@ CLASSIFIED: dict[str, str] = {
     "import_rejections.email": ERASED,
     "import_rejections.email_hash": ERASED,
     "import_rejections.reason": NOT_PERSONAL,  # optin's words and the row's status or date
+    # A webhook delivery names its status event; the document, address included, is built when
+    # it is sent, so an erasure leaves a queued delivery nothing personal to send.
+    "webhook_deliveries.type": NOT_PERSONAL,
+    "webhook_deliveries.state": NOT_PERSONAL,
+    "webhook_deliveries.actor": NOT_PERSONAL,  # who erased: an admin, or none (the person)
+    "webhook_deliveries.last_error": NOT_PERSONAL,  # the network's or the endpoint's status
+    "webhook_endpoints.url": NOT_PERSONAL,
+    "webhook_endpoints.event_types": NOT_PERSONAL,
+    "webhook_endpoints.resource_ids": NOT_PERSONAL,
+    "webhook_endpoints.secret": NOT_PERSONAL,
+    "webhook_endpoints.paused_reason": NOT_PERSONAL,
 }
 NOT_TEXT = (int, bool, datetime, float)
 
@@ -211,6 +223,8 @@ def live_a_life(app: Flask, client: FlaskClient, tmp_path: Path) -> int:
     provider, a suppression added by hand with a reason, an import whose row for them was
     rejected, emails saved by the console backend and one still waiting in the outbox."""
     app.config["MAIL_BACKEND"] = "console"
+    # Every change is queued for a webhook endpoint too (and stays queued: nothing sends it).
+    webhook_endpoints.create_endpoint("https://crm.example.net/hooks")
     client.environ_base["HTTP_USER_AGENT"] = USER_AGENT
     signed_up = as_the_person(client, "/subscribe/newsletter", {"email": ADDRESS, "name": NAME})
     assert signed_up.status_code == 200

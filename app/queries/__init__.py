@@ -70,14 +70,25 @@ from app.queries.upkeep import (
     emails_with_ended_suspensions,
     stale_unconfirmed_subscriptions,
 )
+from app.queries.webhooks import (
+    EventSubject,
+    WebhookTarget,
+    enabled_webhook_targets,
+    status_event_with_subject,
+    webhook_deliveries_of,
+    webhook_endpoint,
+    webhook_endpoints,
+)
 
 __all__ = [
     "DAILY_SERIES",
     "IN_CLAUSE_CHUNK",
     "NO_FILTER",
     "SEARCH_PAGE_SIZE",
+    "EventSubject",
     "OutboxBacklog",
     "ProfileFilter",
+    "WebhookTarget",
     "abandoned_profiles",
     "all_resources",
     "api_key_by_id",
@@ -91,6 +102,7 @@ __all__ = [
     "eligibility_rows",
     "emails_sent_to_since",
     "emails_with_ended_suspensions",
+    "enabled_webhook_targets",
     "events_of_profile",
     "events_with_scope_of_profile",
     "import_job",
@@ -117,6 +129,7 @@ __all__ = [
     "search_profiles",
     "search_suppressions",
     "stale_unconfirmed_subscriptions",
+    "status_event_with_subject",
     "stream_audience",
     "stream_rows",
     "subscription_by_id",
@@ -127,4 +140,7 @@ __all__ = [
     "suppression_count",
     "suppression_events_of",
     "suppression_of",
+    "webhook_deliveries_of",
+    "webhook_endpoint",
+    "webhook_endpoints",
 ]

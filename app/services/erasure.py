@@ -34,6 +34,7 @@ from app.models import (
 )
 from app.services import changes
 from app.services.statuses import Actor
+from app.services.webhooks import queueing as webhooks
 
 ERASED = "erased"
 
@@ -104,6 +105,7 @@ def forget_in_transaction(profile: Profile, *, actor: Actor) -> str:
     )
 
     _scrub_event_ids(address, hashed)
+    webhooks.queue_erasure(profile.id, actor=actor.name)  # the id to forget, no address
     db.session.delete(profile)
     return hashed
 

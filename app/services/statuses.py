@@ -23,6 +23,7 @@ from app.models import (
     SuppressionEvent,
 )
 from app.services.errors import UnknownChannel, UnknownProfile, UnknownResource
+from app.services.webhooks import queueing as webhooks
 from app.status import (
     Action,
     Cause,
@@ -236,7 +237,7 @@ def _record(
     on_subscription = change.scope is Scope.SUBSCRIPTION
     state = after.subscription if on_subscription else after.global_state
     db.session.add(
-        StatusEvent(
+        event := StatusEvent(
             profile_id=profile.id,
             resource_id=subscription.resource_id if on_subscription and subscription else None,
             channel=subscription.channel if on_subscription and subscription else None,
@@ -251,6 +252,7 @@ def _record(
             occurred_at=now,
         )
     )
+    webhooks.queue_status_event(event)  # in this transaction, to each endpoint that wants it
 
 
 def _suppress_unknown(address: str, cause: Cause, actor: Actor, now: datetime) -> Result:

@@ -38,6 +38,7 @@ NAVIGATION = [
     ("admin.imports", "Import"),
     ("admin.exports", "Export"),
     ("admin.api_keys", "API keys"),
+    ("admin.webhooks", "Webhooks"),
 ]
 SESSION_STARTED = "admin_login_at"
 
@@ -109,6 +110,7 @@ def register_admin(app: Flask) -> None:
         profiles,
         resources,
         suppressions,
+        webhooks,
     )
 
     login_manager.init_app(app)
