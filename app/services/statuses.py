@@ -83,8 +83,9 @@ def parse_channel(value: str | Channel) -> Channel:
 
 
 def resource_for(slug: str, channel: Channel) -> Resource:
-    """The resource named by ``slug``, checked to use ``channel``."""
-    resource = queries.resource_by_slug(slug)
+    """The resource named by ``slug``, checked to use ``channel`` (the process's copy: it is
+    read for its id and flags, never changed)."""
+    resource = queries.cached_resource_by_slug(slug)
     if resource is None:
         raise UnknownResource(slug)
     if channel not in resource.channel_list:

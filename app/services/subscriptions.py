@@ -65,7 +65,7 @@ class ConfirmResult:
 
 def _consent_text(resource_id: int | None) -> ConsentText:
     """The consent text a form shows now; the all-resources form gets a general one on first use."""
-    text = queries.current_consent_text(resource_id)
+    text = queries.cached_consent_text(resource_id)
     if text is None:
         text = ConsentText(
             resource_id=resource_id,
@@ -79,7 +79,7 @@ def _consent_text(resource_id: int | None) -> ConsentText:
 
 def consent_text_for(resource: Resource | None) -> str:
     """The words to print under a signup form."""
-    text = queries.current_consent_text(resource.id if resource else None)
+    text = queries.cached_consent_text(resource.id if resource else None)
     return text.text if text else GENERAL_CONSENT_TEXT
 
 
@@ -423,7 +423,7 @@ def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> N
 def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
     """The profile and resource an unsubscribe or preference link is about."""
     profile = profile_of_link(target)
-    resource = queries.resource_by_id(target.resource_id) if target.resource_id else None
+    resource = queries.cached_resource_by_id(target.resource_id) if target.resource_id else None
     return profile, resource
 
 

@@ -70,7 +70,7 @@ def visitor() -> Actor:
 
 
 def public_resource(slug: str) -> Resource:
-    resource = queries.resource_by_slug(slug)
+    resource = queries.cached_resource_by_slug(slug)
     if resource is None or not resource.public:
         raise HTTPNotFound()
     return resource
@@ -136,7 +136,7 @@ def _gone(_error: GoneProfile) -> tuple[str, int]:
 @public.get("/")
 def index() -> str:
     """The landing page: every public resource a visitor can subscribe to."""
-    return render_template("public/index.html", resources=queries.public_resources())
+    return render_template("public/index.html", resources=queries.cached_public_resources())
 
 
 @public.get("/healthz")
@@ -212,7 +212,7 @@ def _signup_page(form: SignupForm, resource: Resource, status: int) -> tuple[str
 @limiter.limit(per_address, key_func=address_key, methods=["POST"])
 def subscribe_all() -> ResponseLike:
     """One form for every public resource, with a checkbox for each."""
-    resources = queries.public_resources()
+    resources = queries.cached_public_resources()
     form = SignupAllForm()
     form.resources.choices = options([(r.slug, r.name) for r in resources])
     if form.validate_on_submit():
