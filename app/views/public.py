@@ -40,6 +40,7 @@ from app.forms import (
     SignupAllForm,
     SignupForm,
     UnsubscribeForm,
+    input_tag,
     options,
 )
 from app.i18n import use_locale
@@ -55,6 +56,8 @@ from app.tokens import LinkTarget, Purpose, TokenExpired, TokenInvalid, make_tok
 from app.views.errors import error_page
 
 public = Blueprint("public", __name__)
+# For templates/_fields.html: the public forms' inputs without WTForms' widget machinery.
+public.add_app_template_global(input_tag, "input_tag")
 
 # werkzeug's Response: flask's redirect() answers one, and flask's Response is one too.
 ResponseLike = WerkzeugResponse | str | tuple[str, int]
