@@ -61,6 +61,21 @@ class ConfirmResult:
     confirmed: list[Resource]
     already: bool
     thank_you_url: str | None = None
+    # The profile's language, for the page that answers (the view reads nothing itself).
+    locale: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkUnsubscribe:
+    """What an unsubscribe link did, with what the page that answers needs of the profile, so
+    that the view reads nothing after the commit."""
+
+    result: Result
+    profile_id: int
+    link_key: str
+    locale: str | None
+    # The resource unsubscribed from; None when it was everything (the global status).
+    resource: Resource | None
 
 
 def _consent_text(resource_id: int | None) -> ConsentText:
@@ -347,7 +362,11 @@ def _to_confirm(profile: Profile, target: LinkTarget) -> list[tuple[Resource, St
             continue
         if not _nonce_matches(subscription.confirm_nonce, target.nonce):
             continue
-        rows.append((subscription.resource, Status(subscription.status)))
+        # The process's copy of the resource: read for its name and id only.
+        resource = queries.cached_resource_by_id(subscription.resource_id)
+        if resource is None:
+            raise NotFound("no resource for this subscription")
+        rows.append((resource, Status(subscription.status)))
     return rows
 
 
@@ -381,7 +400,7 @@ def confirm_signup(
     pending = _to_confirm(profile, target)
     if not pending:
         if _already_confirmed(profile, target, moment):
-            return ConfirmResult([], already=True)
+            return ConfirmResult([], already=True, locale=profile.locale)
         # Expired (rule 8), or undone since the link was sent: it confirms nothing.
         raise GoneProfile()
     channel = Channel(target.channel)
@@ -404,7 +423,9 @@ def confirm_signup(
             queue_welcome(profile, resource)
             confirmed.append(resource)
     thank_you = confirmed[0].thank_you_url if len(confirmed) == 1 else None
-    return ConfirmResult(confirmed, already=not confirmed, thank_you_url=thank_you)
+    return ConfirmResult(
+        confirmed, already=not confirmed, thank_you_url=thank_you, locale=profile.locale
+    )
 
 
 @transactional
@@ -430,11 +451,12 @@ def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
 @transactional
 def unsubscribe_by_link(
     target: LinkTarget, *, everything: bool, cause: Cause, actor: Actor
-) -> Result:
+) -> LinkUnsubscribe:
     """Rule 2: the link's resource only, or the global status when the link names none or the
     customer chose "everything". Repeating it changes nothing."""
     profile, resource = link_scope(target)
-    slug = None if everything or resource is None else resource.slug
-    return statuses.change_status(
-        profile.email, Unsubscribe(cause), slug, Channel(target.channel), actor=actor
+    scope = None if everything else resource
+    result = statuses.change_status(
+        profile.email, Unsubscribe(cause), scope, Channel(target.channel), actor=actor
     )
+    return LinkUnsubscribe(result, profile.id, profile.link_key, profile.locale, scope)

@@ -246,15 +246,19 @@ def confirm_page(token: str) -> ResponseLike:
 @public.post("/confirm/<token>")
 @limiter.limit(per_ip)
 def confirm(token: str) -> ResponseLike:
-    """Confirm (rule 5). Twice is the same as once."""
-    target, profile = opened(Purpose.CONFIRM, token)
-    use_locale(profile.locale)
+    """Confirm (rule 5). Twice is the same as once. The service opens the link in its own
+    transaction; the view reads the profile only to answer a refused form in its language."""
+    target = read_token(Purpose.CONFIRM, token)
     if not ButtonForm().validate_on_submit():
+        _target, profile = opened(Purpose.CONFIRM, token)
+        use_locale(profile.locale)
         return error_page(400)
     try:
         result = subscriptions.confirm_signup(target, actor=visitor())
     except TransitionRefused:
+        use_locale(subscriptions.locale_of(target.profile_id))
         raise GoneProfile() from None
+    use_locale(result.locale)
     destination = trusted_redirect(result.thank_you_url)
     if destination:
         return redirect(destination, code=303)
@@ -313,12 +317,13 @@ def unsubscribe(token: str) -> ResponseLike:
     form = UnsubscribeForm()
     if not form.validate():
         return error_page(400)
-    profile, resource = subscriptions.link_scope(target)
-    use_locale(profile.locale)
-    everything = form.scope.data == "everything" or resource is None
-    subscriptions.unsubscribe_by_link(
-        target, everything=everything, cause=Cause.UNSUBSCRIBE_LINK, actor=visitor()
+    done = subscriptions.unsubscribe_by_link(
+        target,
+        everything=form.scope.data == "everything",
+        cause=Cause.UNSUBSCRIBE_LINK,
+        actor=visitor(),
     )
+    use_locale(done.locale)
     # A link from before link keys names the profile by id alone: it may unsubscribe, and opens
     # nothing more; the person asks for a preference link by email instead.
     preferences = (
@@ -326,13 +331,11 @@ def unsubscribe(token: str) -> ResponseLike:
         if target.legacy
         else url_for(
             "public.preferences",
-            token=make_token(Purpose.PREFERENCES, LinkTarget(profile.id, profile.link_key)),
+            token=make_token(Purpose.PREFERENCES, LinkTarget(done.profile_id, done.link_key)),
         )
     )
     return render_template(
-        "public/unsubscribed.html",
-        resource=None if everything else resource,
-        preferences_url=preferences,
+        "public/unsubscribed.html", resource=done.resource, preferences_url=preferences
     )
 
 
