@@ -202,13 +202,13 @@ def render(message: OutboxMessage | Claimed) -> Message:
     )
 
 
-def _why_not(message: Claimed, now: datetime) -> str | None:
-    """Why a message may no longer be sent, checked at send time (None: it may)."""
+def _why_not(message: Claimed, profile: Profile | None, now: datetime) -> str | None:
+    """Why a message may no longer be sent, checked at send time (None: it may). ``profile``:
+    the message's profile as it is now."""
     if message.profile_id is None:
         return None
     # Asked first, for every message: erasure deletes the rows it finds, but a worker may have
     # claimed one just before, and mail to an erased person must not go out.
-    profile = db.session.get(Profile, message.profile_id)
     if profile is None:
         return "profile_erased"
     if message.template in TRANSACTIONAL:
@@ -236,7 +236,12 @@ class Attempt:
 
 
 def _attempt(message: Claimed, now: datetime) -> Attempt:
-    reason = _why_not(message, now)
+    # Held here until the message is rendered: the session keeps only weak references, so
+    # without this one render() would load the profile a second time.
+    profile = (
+        db.session.get(Profile, message.profile_id) if message.profile_id is not None else None
+    )
+    reason = _why_not(message, profile, now)
     if reason is not None:
         return Attempt(message, dropped_because=reason)
     try:
