@@ -69,6 +69,10 @@ class Result:
     outcome: Outcome
     events: tuple[Change, ...] = field(default_factory=tuple)
     resource_id: int | None = None
+    # The rows as written, for the caller's transaction to go on with (the session holds only
+    # weak references: asking it again for them would read them again).
+    profile: Profile | None = field(default=None, compare=False, repr=False)
+    subscription: Subscription | None = field(default=None, compare=False, repr=False)
 
     @property
     def changed(self) -> bool:
@@ -198,6 +202,8 @@ def change_status(
         Outcome(before, after, changes, outcome.send_confirmation),
         changes,
         resource.id if resource else None,
+        profile,
+        subscription,
     )
 
 

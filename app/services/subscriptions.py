@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
+from sqlalchemy import update
 
 from app import outbox, queries
 from app.addresses import normalize_email
@@ -26,6 +27,7 @@ from app.models import (
     ConsentText,
     Profile,
     Resource,
+    Subscription,
 )
 from app.services import statuses
 from app.services.errors import NotFound, UnknownResource
@@ -129,10 +131,15 @@ def queue_confirmation(
     # This request's link confirms these subscriptions only, and only until they change; an
     # earlier request's link stops working (the newest email is the one that counts).
     nonce = new_nonce()
-    for resource in resources:
-        subscription = queries.subscription_of(profile.id, resource.id, channel.value)
-        if subscription is not None:
-            subscription.confirm_nonce = nonce
+    db.session.execute(
+        update(Subscription)
+        .where(
+            Subscription.profile_id == profile.id,
+            Subscription.resource_id.in_([resource.id for resource in resources]),
+            Subscription.channel == channel.value,
+        )
+        .values(confirm_nonce=nonce)
+    )
     target = LinkTarget(
         profile.id,
         profile.link_key,
@@ -179,10 +186,12 @@ def record_consent(
     ip: str | None,
     user_agent: str | None,
     form: str | None,
+    subscription: Subscription | None = None,
 ) -> None:
     """Store the proof of consent with the subscription just confirmed (rule 7), in the
-    transaction of the confirmation."""
-    subscription = queries.subscription_of(profile_id, resource_id, channel.value)
+    transaction of the confirmation (``subscription``: that row, when the caller holds it)."""
+    if subscription is None:
+        subscription = queries.subscription_of(profile_id, resource_id, channel.value)
     if subscription is None:
         raise NotFound("no subscription to record the consent of")
     db.session.add(
@@ -230,7 +239,7 @@ def request_signup(
         )
         for resource in chosen
     ]
-    profile = queries.profile_by_id(results[0].profile_id or 0)
+    profile = results[0].profile
     if profile is None:
         raise NotFound("no profile for this signup")
     pairs = list(zip(chosen, results, strict=True))
@@ -419,6 +428,7 @@ def confirm_signup(
                 ip=actor.ip,
                 user_agent=actor.user_agent,
                 form=target.form,
+                subscription=result.subscription,
             )
             queue_welcome(profile, resource)
             confirmed.append(resource)
