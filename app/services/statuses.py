@@ -107,13 +107,16 @@ def change_status(
     name: str | None = None,
     locale: str | None = None,
     now: datetime | None = None,
+    locked: Profile | None = None,
 ) -> Result:
     """Apply ``action`` to the profile of ``address`` (and its subscription to the resource on
     ``channel`` when a resource is named): settle its ended suspensions, ask status.py, write
     the new states, the suppression list and one event per changed status. Needs an open write
     transaction (``@transactional``) and a normalised address; raises a domain error when the
     input or the rules refuse the change, and the caller's transaction then writes nothing. The
-    resource may be given by slug or, when the caller has it, itself."""
+    resource may be given by slug or, when the caller has it, itself; ``locked``: the profile of
+    ``address``, when the caller has read it FOR UPDATE in this transaction (a link's service
+    opens the link's profile so), which spares reading it again."""
     session = db.session()
     if isinstance(slug, Resource):
         if channel not in slug.channel_list:
@@ -121,7 +124,11 @@ def change_status(
         resource: Resource | None = slug
     else:
         resource = resource_for(slug, channel) if slug is not None else None
-    profile = queries.profile_by_email(address, for_update=True)
+    profile = (
+        locked
+        if locked is not None and locked.email == address
+        else queries.profile_by_email(address, for_update=True)
+    )
     # The clock is read once the profile is locked, so events are in the order they happened.
     now = now or utcnow()
     if profile is None and not isinstance(action, CREATING_ACTIONS):

@@ -316,11 +316,12 @@ def subscription_with_consent(
     return result
 
 
-def profile_of_link(target: LinkTarget) -> Profile:
+def profile_of_link(target: LinkTarget, *, for_update: bool = False) -> Profile:
     """The profile a link opens: the one with the link's id AND its link key. A link of an
     erased profile, or one whose key is not this profile's, opens nothing (GoneProfile), even
-    if a new profile were ever to get the old id."""
-    profile = queries.profile_by_id(target.profile_id)
+    if a new profile were ever to get the old id. ``for_update``: locked for the service that
+    changes it (``change_status(locked=...)``)."""
+    profile = queries.profile_by_id(target.profile_id, for_update=for_update)
     if profile is None:
         raise GoneProfile()
     if target.legacy:
@@ -405,7 +406,7 @@ def confirm_signup(
     """Rule 5 for every subscription the link names, with the proof of consent and a welcome
     email for each. Confirming twice changes nothing the second time (rule 9)."""
     moment = now or utcnow()
-    profile = profile_of_link(target)
+    profile = profile_of_link(target, for_update=True)
     pending = _to_confirm(profile, target)
     if not pending:
         if _already_confirmed(profile, target, moment):
@@ -416,7 +417,7 @@ def confirm_signup(
     confirmed: list[Resource] = []
     for resource, _ in pending:
         result = statuses.change_status(
-            profile.email, Confirm(), resource, channel, actor=actor, now=moment
+            profile.email, Confirm(), resource, channel, actor=actor, now=moment, locked=profile
         )
         if result.outcome.newly_subscribed:
             record_consent(
@@ -451,9 +452,9 @@ def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> N
         queue_confirmation(profile, pending, Channel(target.channel), form, moment)
 
 
-def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
+def link_scope(target: LinkTarget, *, for_update: bool = False) -> tuple[Profile, Resource | None]:
     """The profile and resource an unsubscribe or preference link is about."""
-    profile = profile_of_link(target)
+    profile = profile_of_link(target, for_update=for_update)
     resource = queries.cached_resource_by_id(target.resource_id) if target.resource_id else None
     return profile, resource
 
@@ -464,9 +465,14 @@ def unsubscribe_by_link(
 ) -> LinkUnsubscribe:
     """Rule 2: the link's resource only, or the global status when the link names none or the
     customer chose "everything". Repeating it changes nothing."""
-    profile, resource = link_scope(target)
+    profile, resource = link_scope(target, for_update=True)
     scope = None if everything else resource
     result = statuses.change_status(
-        profile.email, Unsubscribe(cause), scope, Channel(target.channel), actor=actor
+        profile.email,
+        Unsubscribe(cause),
+        scope,
+        Channel(target.channel),
+        actor=actor,
+        locked=profile,
     )
     return LinkUnsubscribe(result, profile.id, profile.link_key, profile.locale, scope)
