@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a claimed message is left to the worker (or web process) that claimed it; after
     # that its claimer is taken for dead and any worker sends it. Longer than a batch takes.
     "OUTBOX_LEASE_SECONDS": 300,
+    # Seconds a web process keeps its copy of the resources and consent texts (queries/catalogue.py)
+    # before reading them again: the longest an admin's edit made in another process takes to show.
+    "CATALOGUE_CACHE_SECONDS": 5,
     # At most this many confirmation emails to one address per day (SPEC §1 rule 4).
     "CONFIRMATIONS_PER_ADDRESS_PER_DAY": 3,
     # Flask-Limiter limits for the public forms, per client IP and per email address.

@@ -21,8 +21,9 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, render_template
 from flask_babel import force_locale
-from sqlalchemy import or_, select, update
+from sqlalchemy import event, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app import queries
 from app.database import unreachable, utcnow, write_transaction
@@ -73,11 +74,35 @@ def enqueue(
         next_attempt_at=now,
         claimed_until=now + lease() if inline else None,
     )
-    db.session.add(message)
+    session = db.session()
+    session.add(message)
     if inline:
-        db.session.flush()  # the id, so that the web process sends exactly this after the commit
-        g.setdefault("outbox_claims", []).append((message.id, message.claimed_until))
+        session.flush()  # the id, so that the web process sends exactly this after the commit
+        claim = Claimed(message.id, to, template, dict(context), profile_id, resource_id, 0, now)
+        session.info.setdefault(_PENDING, []).append(claim)
     return message
+
+
+# Claims of the transaction under way (Session.info), handed to the request once it commits.
+_PENDING = "optin_outbox_pending_claims"
+
+
+@event.listens_for(Session, "after_commit")
+def _claims_committed(session: Session) -> None:
+    """The messages this transaction queued are in the database now: this request may send them
+    after its response, from what it holds, without reading them back."""
+    claims = session.info.pop(_PENDING, None)
+    if claims:
+        g.setdefault("outbox_claims", []).extend(claims)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _claims_dropped(session: Session, transaction: SessionTransaction) -> None:
+    """A transaction that ended without its commit (a rollback, a lost race that runs the service
+    again) queued nothing: its ids may even be another request's now (SQLite reuses the highest
+    rowid after a rollback), so its claims are forgotten."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 @dataclass
@@ -211,13 +236,13 @@ def _list_headers(template: str, resource: Resource | None) -> dict[str, str]:
     }
 
 
-def _why_not(message: Claimed, now: datetime) -> str | None:
-    """Why a message may no longer be sent, checked at send time (None: it may)."""
+def _why_not(message: Claimed, profile: Profile | None, now: datetime) -> str | None:
+    """Why a message may no longer be sent, checked at send time (None: it may). ``profile``:
+    the message's profile as it is now."""
     if message.profile_id is None:
         return None
     # Asked first, for every message: erasure deletes the rows it finds, but a worker may have
     # claimed one just before, and mail to an erased person must not go out.
-    profile = db.session.get(Profile, message.profile_id)
     if profile is None:
         return "profile_erased"
     if message.template in TRANSACTIONAL:
@@ -245,7 +270,12 @@ class Attempt:
 
 
 def _attempt(message: Claimed, now: datetime) -> Attempt:
-    reason = _why_not(message, now)
+    # Held here until the message is rendered: the session keeps only weak references, so
+    # without this one render() would load the profile a second time.
+    profile = (
+        db.session.get(Profile, message.profile_id) if message.profile_id is not None else None
+    )
+    reason = _why_not(message, profile, now)
     if reason is not None:
         return Attempt(message, dropped_because=reason)
     try:
@@ -330,40 +360,12 @@ def deliver_due(
     return report
 
 
-def _claimed_here(claims: list[tuple[int, datetime]]) -> list[Claimed]:
-    """The messages this request claimed when it queued them, if its transaction committed.
-
-    A row is ours only with our lease time on it: after a rollback the id may have been reused
-    (SQLite reuses the highest rowid) by another request's message, under its own claim."""
-    leases = dict(claims)
-    rows = db.session.execute(
-        select(OutboxMessage).where(
-            OutboxMessage.id.in_(list(leases)), OutboxMessage.sent_at.is_(None)
-        )
-    ).scalars()
-    mine = [
-        Claimed(
-            row.id,
-            row.to_address,
-            row.template,
-            dict(row.context),
-            row.profile_id,
-            row.resource_id,
-            row.attempts,
-            row.created_at,
-        )
-        for row in rows
-        if row.claimed_until == leases[row.id]
-    ]
-    db.session.rollback()  # end the read, so that recording can take the write lock
-    return mine
-
-
-def deliver_claimed(claims: list[tuple[int, datetime]]) -> DeliveryReport:
-    """Send the messages a request queued and claimed (``enqueue`` with inline delivery)."""
+def deliver_claimed(claims: list[Claimed]) -> DeliveryReport:
+    """Send the messages a request queued and claimed (``enqueue`` with inline delivery), from
+    the copies its committed transaction handed over: no read of the rows, one write each."""
     now = utcnow()
     report = DeliveryReport()
-    _send_each(_claimed_here(claims), now, report)
+    _send_each(claims, now, report)
     return report
 
 

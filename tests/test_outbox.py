@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from flask import Flask
+from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import delete, select
 
@@ -99,6 +99,25 @@ def test_a_worker_leaves_the_web_processs_own_messages_alone(
         assert queued.claimed_until is not None and queued.claimed_until > utcnow()
         assert outbox.deliver_due().handled == 0
         page.close()
+        assert [m["To"] for m in smtp_server.messages] == [ALICE]
+        assert pending() == []
+        db.session.remove()
+
+
+def test_the_web_process_sends_after_the_response_only_what_its_committed_transactions_queued(
+    database_url: str, _schema: None, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    """The request hands its messages to the delivery after the response from what it queued,
+    without reading the rows back: a transaction rolled back queued nothing, even though SQLite
+    gives its message's id to the next message (here, another address's)."""
+    smtp_server.messages.clear()
+    inline = mail_app(database_url, smtp_server.port)
+    with inline.test_request_context():
+        with pytest.raises(RuntimeError), write_transaction():
+            outbox.enqueue("bob@example.com", "preferences_link", profile_id=None)
+            raise RuntimeError("the rest of the change failed")
+        subscriptions.request_signup(ALICE, ["newsletter"], form="test", actor=Actor())
+        outbox.deliver_claimed(g.pop("outbox_claims"))
         assert [m["To"] for m in smtp_server.messages] == [ALICE]
         assert pending() == []
         db.session.remove()

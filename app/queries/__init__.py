@@ -29,6 +29,12 @@ from app.queries.audience import (
     stream_audience,
     suppressed_hashes,
 )
+from app.queries.catalogue import (
+    cached_consent_text,
+    cached_public_resources,
+    cached_resource_by_id,
+    cached_resource_by_slug,
+)
 from app.queries.changes import lock_profile
 from app.queries.dashboard import (
     DAILY_SERIES,
@@ -93,6 +99,10 @@ __all__ = [
     "all_resources",
     "api_key_by_id",
     "audience_query",
+    "cached_consent_text",
+    "cached_public_resources",
+    "cached_resource_by_id",
+    "cached_resource_by_slug",
     "consent_proof_of_profile",
     "consent_records_of_profile",
     "consent_texts_of_resource",

@@ -65,7 +65,11 @@ def events_of_profile(profile_id: int) -> Sequence[StatusEvent]:
     return db.session.execute(query).scalars().all()
 
 
-def profile_by_id(profile_id: int) -> Profile | None:
+def profile_by_id(profile_id: int, *, for_update: bool = False) -> Profile | None:
+    """A profile by id; ``for_update`` locks its row until the commit and reads it afresh, as
+    ``profile_by_email`` does."""
+    if for_update:
+        return db.session.get(Profile, profile_id, with_for_update=True, populate_existing=True)
     return db.session.get(Profile, profile_id)
 
 

@@ -118,12 +118,12 @@ def unsubscribe_by_mail(mail: InboundMail) -> MailOutcome:
         except TokenInvalid:
             continue
         try:
-            result = subscriptions.unsubscribe_by_link(
+            done = subscriptions.unsubscribe_by_link(
                 target, everything=False, cause=Cause.MAILTO, actor=actor
             )
         except GoneProfile:
             return MailOutcome.INVALID
-        return MailOutcome.UNSUBSCRIBED if result.events else MailOutcome.ALREADY
+        return MailOutcome.UNSUBSCRIBED if done.result.events else MailOutcome.ALREADY
     return MailOutcome.INVALID
 
 

@@ -70,6 +70,10 @@ class Result:
     outcome: Outcome
     events: tuple[Change, ...] = field(default_factory=tuple)
     resource_id: int | None = None
+    # The rows as written, for the caller's transaction to go on with (the session holds only
+    # weak references: asking it again for them would read them again).
+    profile: Profile | None = field(default=None, compare=False, repr=False)
+    subscription: Subscription | None = field(default=None, compare=False, repr=False)
 
     @property
     def changed(self) -> bool:
@@ -84,8 +88,9 @@ def parse_channel(value: str | Channel) -> Channel:
 
 
 def resource_for(slug: str, channel: Channel) -> Resource:
-    """The resource named by ``slug``, checked to use ``channel``."""
-    resource = queries.resource_by_slug(slug)
+    """The resource named by ``slug``, checked to use ``channel`` (the process's copy: it is
+    read for its id and flags, never changed)."""
+    resource = queries.cached_resource_by_slug(slug)
     if resource is None:
         raise UnknownResource(slug)
     if channel not in resource.channel_list:
@@ -103,13 +108,16 @@ def change_status(
     name: str | None = None,
     locale: str | None = None,
     now: datetime | None = None,
+    locked: Profile | None = None,
 ) -> Result:
     """Apply ``action`` to the profile of ``address`` (and its subscription to the resource on
     ``channel`` when a resource is named): settle its ended suspensions, ask status.py, write
     the new states, the suppression list and one event per changed status. Needs an open write
     transaction (``@transactional``) and a normalised address; raises a domain error when the
     input or the rules refuse the change, and the caller's transaction then writes nothing. The
-    resource may be given by slug or, when the caller has it, itself."""
+    resource may be given by slug or, when the caller has it, itself; ``locked``: the profile of
+    ``address``, when the caller has read it FOR UPDATE in this transaction (a link's service
+    opens the link's profile so), which spares reading it again."""
     session = db.session()
     if isinstance(slug, Resource):
         if channel not in slug.channel_list:
@@ -117,7 +125,11 @@ def change_status(
         resource: Resource | None = slug
     else:
         resource = resource_for(slug, channel) if slug is not None else None
-    profile = queries.profile_by_email(address, for_update=True)
+    profile = (
+        locked
+        if locked is not None and locked.email == address
+        else queries.profile_by_email(address, for_update=True)
+    )
     # The clock is read once the profile is locked, so events are in the order they happened.
     now = now or utcnow()
     if profile is None and not isinstance(action, CREATING_ACTIONS):
@@ -198,6 +210,8 @@ def change_status(
         Outcome(before, after, changes, outcome.send_confirmation),
         changes,
         resource.id if resource else None,
+        profile,
+        subscription,
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
+from sqlalchemy import update
 
 from app import outbox, queries
 from app.addresses import normalize_email
@@ -26,6 +27,7 @@ from app.models import (
     ConsentText,
     Profile,
     Resource,
+    Subscription,
 )
 from app.services import statuses
 from app.services.errors import NotFound, UnknownResource
@@ -61,11 +63,26 @@ class ConfirmResult:
     confirmed: list[Resource]
     already: bool
     thank_you_url: str | None = None
+    # The profile's language, for the page that answers (the view reads nothing itself).
+    locale: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkUnsubscribe:
+    """What an unsubscribe link did, with what the page that answers needs of the profile, so
+    that the view reads nothing after the commit."""
+
+    result: Result
+    profile_id: int
+    link_key: str
+    locale: str | None
+    # The resource unsubscribed from; None when it was everything (the global status).
+    resource: Resource | None
 
 
 def _consent_text(resource_id: int | None) -> ConsentText:
     """The consent text a form shows now; the all-resources form gets a general one on first use."""
-    text = queries.current_consent_text(resource_id)
+    text = queries.cached_consent_text(resource_id)
     if text is None:
         text = ConsentText(
             resource_id=resource_id,
@@ -79,7 +96,7 @@ def _consent_text(resource_id: int | None) -> ConsentText:
 
 def consent_text_for(resource: Resource | None) -> str:
     """The words to print under a signup form."""
-    text = queries.current_consent_text(resource.id if resource else None)
+    text = queries.cached_consent_text(resource.id if resource else None)
     return text.text if text else GENERAL_CONSENT_TEXT
 
 
@@ -114,10 +131,15 @@ def queue_confirmation(
     # This request's link confirms these subscriptions only, and only until they change; an
     # earlier request's link stops working (the newest email is the one that counts).
     nonce = new_nonce()
-    for resource in resources:
-        subscription = queries.subscription_of(profile.id, resource.id, channel.value)
-        if subscription is not None:
-            subscription.confirm_nonce = nonce
+    db.session.execute(
+        update(Subscription)
+        .where(
+            Subscription.profile_id == profile.id,
+            Subscription.resource_id.in_([resource.id for resource in resources]),
+            Subscription.channel == channel.value,
+        )
+        .values(confirm_nonce=nonce)
+    )
     target = LinkTarget(
         profile.id,
         profile.link_key,
@@ -164,10 +186,12 @@ def record_consent(
     ip: str | None,
     user_agent: str | None,
     form: str | None,
+    subscription: Subscription | None = None,
 ) -> None:
     """Store the proof of consent with the subscription just confirmed (rule 7), in the
-    transaction of the confirmation."""
-    subscription = queries.subscription_of(profile_id, resource_id, channel.value)
+    transaction of the confirmation (``subscription``: that row, when the caller holds it)."""
+    if subscription is None:
+        subscription = queries.subscription_of(profile_id, resource_id, channel.value)
     if subscription is None:
         raise NotFound("no subscription to record the consent of")
     db.session.add(
@@ -215,7 +239,7 @@ def request_signup(
         )
         for resource in chosen
     ]
-    profile = queries.profile_by_id(results[0].profile_id or 0)
+    profile = results[0].profile
     if profile is None:
         raise NotFound("no profile for this signup")
     pairs = list(zip(chosen, results, strict=True))
@@ -292,11 +316,12 @@ def subscription_with_consent(
     return result
 
 
-def profile_of_link(target: LinkTarget) -> Profile:
+def profile_of_link(target: LinkTarget, *, for_update: bool = False) -> Profile:
     """The profile a link opens: the one with the link's id AND its link key. A link of an
     erased profile, or one whose key is not this profile's, opens nothing (GoneProfile), even
-    if a new profile were ever to get the old id."""
-    profile = queries.profile_by_id(target.profile_id)
+    if a new profile were ever to get the old id. ``for_update``: locked for the service that
+    changes it (``change_status(locked=...)``)."""
+    profile = queries.profile_by_id(target.profile_id, for_update=for_update)
     if profile is None:
         raise GoneProfile()
     if target.legacy:
@@ -347,7 +372,11 @@ def _to_confirm(profile: Profile, target: LinkTarget) -> list[tuple[Resource, St
             continue
         if not _nonce_matches(subscription.confirm_nonce, target.nonce):
             continue
-        rows.append((subscription.resource, Status(subscription.status)))
+        # The process's copy of the resource: read for its name and id only.
+        resource = queries.cached_resource_by_id(subscription.resource_id)
+        if resource is None:
+            raise NotFound("no resource for this subscription")
+        rows.append((resource, Status(subscription.status)))
     return rows
 
 
@@ -377,18 +406,18 @@ def confirm_signup(
     """Rule 5 for every subscription the link names, with the proof of consent and a welcome
     email for each. Confirming twice changes nothing the second time (rule 9)."""
     moment = now or utcnow()
-    profile = profile_of_link(target)
+    profile = profile_of_link(target, for_update=True)
     pending = _to_confirm(profile, target)
     if not pending:
         if _already_confirmed(profile, target, moment):
-            return ConfirmResult([], already=True)
+            return ConfirmResult([], already=True, locale=profile.locale)
         # Expired (rule 8), or undone since the link was sent: it confirms nothing.
         raise GoneProfile()
     channel = Channel(target.channel)
     confirmed: list[Resource] = []
     for resource, _ in pending:
         result = statuses.change_status(
-            profile.email, Confirm(), resource, channel, actor=actor, now=moment
+            profile.email, Confirm(), resource, channel, actor=actor, now=moment, locked=profile
         )
         if result.outcome.newly_subscribed:
             record_consent(
@@ -400,11 +429,14 @@ def confirm_signup(
                 ip=actor.ip,
                 user_agent=actor.user_agent,
                 form=target.form,
+                subscription=result.subscription,
             )
             queue_welcome(profile, resource)
             confirmed.append(resource)
     thank_you = confirmed[0].thank_you_url if len(confirmed) == 1 else None
-    return ConfirmResult(confirmed, already=not confirmed, thank_you_url=thank_you)
+    return ConfirmResult(
+        confirmed, already=not confirmed, thank_you_url=thank_you, locale=profile.locale
+    )
 
 
 @transactional
@@ -420,21 +452,27 @@ def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> N
         queue_confirmation(profile, pending, Channel(target.channel), form, moment)
 
 
-def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
+def link_scope(target: LinkTarget, *, for_update: bool = False) -> tuple[Profile, Resource | None]:
     """The profile and resource an unsubscribe or preference link is about."""
-    profile = profile_of_link(target)
-    resource = queries.resource_by_id(target.resource_id) if target.resource_id else None
+    profile = profile_of_link(target, for_update=for_update)
+    resource = queries.cached_resource_by_id(target.resource_id) if target.resource_id else None
     return profile, resource
 
 
 @transactional
 def unsubscribe_by_link(
     target: LinkTarget, *, everything: bool, cause: Cause, actor: Actor
-) -> Result:
+) -> LinkUnsubscribe:
     """Rule 2: the link's resource only, or the global status when the link names none or the
     customer chose "everything". Repeating it changes nothing."""
-    profile, resource = link_scope(target)
-    slug = None if everything or resource is None else resource.slug
-    return statuses.change_status(
-        profile.email, Unsubscribe(cause), slug, Channel(target.channel), actor=actor
+    profile, resource = link_scope(target, for_update=True)
+    scope = None if everything else resource
+    result = statuses.change_status(
+        profile.email,
+        Unsubscribe(cause),
+        scope,
+        Channel(target.channel),
+        actor=actor,
+        locked=profile,
     )
+    return LinkUnsubscribe(result, profile.id, profile.link_key, profile.locale, scope)

@@ -40,6 +40,7 @@ from app.forms import (
     SignupAllForm,
     SignupForm,
     UnsubscribeForm,
+    input_tag,
     options,
 )
 from app.i18n import use_locale
@@ -55,6 +56,8 @@ from app.tokens import LinkTarget, Purpose, TokenExpired, TokenInvalid, make_tok
 from app.views.errors import error_page
 
 public = Blueprint("public", __name__)
+# For templates/_fields.html: the public forms' inputs without WTForms' widget machinery.
+public.add_app_template_global(input_tag, "input_tag")
 
 # werkzeug's Response: flask's redirect() answers one, and flask's Response is one too.
 ResponseLike = WerkzeugResponse | str | tuple[str, int]
@@ -70,7 +73,7 @@ def visitor() -> Actor:
 
 
 def public_resource(slug: str) -> Resource:
-    resource = queries.resource_by_slug(slug)
+    resource = queries.cached_resource_by_slug(slug)
     if resource is None or not resource.public:
         raise HTTPNotFound()
     return resource
@@ -136,7 +139,7 @@ def _gone(_error: GoneProfile) -> tuple[str, int]:
 @public.get("/")
 def index() -> str:
     """The landing page: every public resource a visitor can subscribe to."""
-    return render_template("public/index.html", resources=queries.public_resources())
+    return render_template("public/index.html", resources=queries.cached_public_resources())
 
 
 @public.get("/healthz")
@@ -219,7 +222,7 @@ def _signup_page(form: SignupForm, resource: Resource, status: int) -> tuple[str
 @limiter.limit(per_address, key_func=address_key, methods=["POST"])
 def subscribe_all() -> ResponseLike:
     """One form for every public resource, with a checkbox for each."""
-    resources = queries.public_resources()
+    resources = queries.cached_public_resources()
     form = SignupAllForm()
     form.resources.choices = options([(r.slug, r.name) for r in resources])
     if form.validate_on_submit():
@@ -250,15 +253,19 @@ def confirm_page(token: str) -> ResponseLike:
 @public.post("/confirm/<token>")
 @limiter.limit(per_ip)
 def confirm(token: str) -> ResponseLike:
-    """Confirm (rule 5). Twice is the same as once."""
-    target, profile = opened(Purpose.CONFIRM, token)
-    use_locale(profile.locale)
+    """Confirm (rule 5). Twice is the same as once. The service opens the link in its own
+    transaction; the view reads the profile only to answer a refused form in its language."""
+    target = read_token(Purpose.CONFIRM, token)
     if not ButtonForm().validate_on_submit():
+        _target, profile = opened(Purpose.CONFIRM, token)
+        use_locale(profile.locale)
         return error_page(400)
     try:
         result = subscriptions.confirm_signup(target, actor=visitor())
     except TransitionRefused:
+        use_locale(subscriptions.locale_of(target.profile_id))
         raise GoneProfile() from None
+    use_locale(result.locale)
     destination = trusted_redirect(result.thank_you_url)
     if destination:
         return redirect(destination, code=303)
@@ -317,12 +324,13 @@ def unsubscribe(token: str) -> ResponseLike:
     form = UnsubscribeForm()
     if not form.validate():
         return error_page(400)
-    profile, resource = subscriptions.link_scope(target)
-    use_locale(profile.locale)
-    everything = form.scope.data == "everything" or resource is None
-    subscriptions.unsubscribe_by_link(
-        target, everything=everything, cause=Cause.UNSUBSCRIBE_LINK, actor=visitor()
+    done = subscriptions.unsubscribe_by_link(
+        target,
+        everything=form.scope.data == "everything",
+        cause=Cause.UNSUBSCRIBE_LINK,
+        actor=visitor(),
     )
+    use_locale(done.locale)
     # A link from before link keys names the profile by id alone: it may unsubscribe, and opens
     # nothing more; the person asks for a preference link by email instead.
     preferences = (
@@ -330,13 +338,11 @@ def unsubscribe(token: str) -> ResponseLike:
         if target.legacy
         else url_for(
             "public.preferences",
-            token=make_token(Purpose.PREFERENCES, LinkTarget(profile.id, profile.link_key)),
+            token=make_token(Purpose.PREFERENCES, LinkTarget(done.profile_id, done.link_key)),
         )
     )
     return render_template(
-        "public/unsubscribed.html",
-        resource=None if everything else resource,
-        preferences_url=preferences,
+        "public/unsubscribed.html", resource=done.resource, preferences_url=preferences
     )
 
 
