@@ -28,8 +28,8 @@ from email.utils import parseaddr
 from enum import StrEnum
 
 from app.services import subscriptions
+from app.services.errors import NotFound
 from app.services.statuses import Actor
-from app.services.subscriptions import GoneProfile
 from app.status import Cause
 from app.tokens import Purpose, TokenInvalid, read_token
 
@@ -121,7 +121,10 @@ def unsubscribe_by_mail(mail: InboundMail) -> MailOutcome:
             result = subscriptions.unsubscribe_by_link(
                 target, everything=False, cause=Cause.MAILTO, actor=actor
             )
-        except GoneProfile:
+        except (NotFound, ValueError):
+            # A profile that is gone (GoneProfile), or a genuine token that cannot be applied
+            # (a channel or a change the rules refuse: RuleError and InvalidInput are
+            # ValueErrors): a temporary failure would only have the sender retry it for days.
             return MailOutcome.INVALID
         return MailOutcome.UNSUBSCRIBED if result.events else MailOutcome.ALREADY
     return MailOutcome.INVALID
