@@ -244,6 +244,19 @@ def test_a_token_of_a_key_rotated_out_changes_nothing(
     assert database_state() == before
 
 
+def test_a_genuine_token_that_cannot_be_applied_is_accepted_not_deferred_for_days(
+    client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource, receiver: InboundServer
+) -> None:
+    to, _ = subscriber(client, smtp_server, newsletter)
+    profile = queries.profile_by_email(ALICE)
+    assert profile is not None
+    # Signed with the real key, for a channel optin does not have.
+    token = LinkSigner(Purpose.UNSUBSCRIBE).token(profile.id, profile.link_key, None, "fax")
+    before = database_state()
+    send(receiver, to, f"unsubscribe {token}")  # a 451 would raise here
+    assert database_state() == before
+
+
 def test_the_mail_of_an_erased_profile_changes_nothing(
     client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource, receiver: InboundServer
 ) -> None:

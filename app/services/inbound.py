@@ -28,8 +28,8 @@ from email.utils import parseaddr
 from enum import StrEnum
 
 from app.services import subscriptions
+from app.services.errors import NotFound
 from app.services.statuses import Actor
-from app.services.subscriptions import GoneProfile
 from app.status import Cause
 from app.tokens import Purpose, TokenInvalid, read_token
 
@@ -59,7 +59,8 @@ class MailOutcome(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     ALREADY = "already"  # a valid token whose unsubscribe was done before (rule 9)
     INVALID = "invalid"  # forged, tampered, rotated out, or its profile is gone
-    NO_TOKEN = "no_token"  # nosec B105: an outcome, not a password
+    # Bandit takes a name with "token" in it for a password.
+    NO_TOKEN = "no_token"  # nosec B105
 
 
 def tokens_in_subject(subject: str) -> list[str]:
@@ -121,7 +122,10 @@ def unsubscribe_by_mail(mail: InboundMail) -> MailOutcome:
             done = subscriptions.unsubscribe_by_link(
                 target, everything=False, cause=Cause.MAILTO, actor=actor
             )
-        except GoneProfile:
+        except (NotFound, ValueError):
+            # A profile that is gone (GoneProfile), or a genuine token that cannot be applied
+            # (a channel or a change the rules refuse: RuleError and InvalidInput are
+            # ValueErrors): a temporary failure would only have the sender retry it for days.
             return MailOutcome.INVALID
         return MailOutcome.UNSUBSCRIBED if done.result.events else MailOutcome.ALREADY
     return MailOutcome.INVALID
