@@ -84,6 +84,9 @@ def work(
     unexpected error is logged with its traceback and the loop goes on (its messages come back
     after their lease)."""
     with _stopped_by_sigterm() as stop:
+        if not once:
+            # From here a SIGTERM is a clean stop: the operator (and a test) may rely on it.
+            echo(f"outbox worker ready: up to {batch} a round, every {idle:g} s when idle")
         _work(batch, idle, once, echo, sleep, stop)
 
 

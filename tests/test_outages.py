@@ -5,6 +5,7 @@ waits out a database that is gone, and the web answers 503 meanwhile, never a 50
 from __future__ import annotations
 
 import os
+import select as io_select
 import signal
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def outbox_worker_process(
         [sys.executable, "-m", "flask", "--app", "app", "outbox", "work", "--idle", str(idle)],
         cwd=PROJECT,
         env=environment,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -284,7 +286,11 @@ def test_sigterm_ends_an_idle_worker_at_once_and_cleanly(
 ) -> None:
     worker = outbox_worker_process(database_url, tmp_path, idle=5)
     try:
-        time.sleep(3)  # started, one round done, waiting for mail
+        # Stopped only once it says it is ready: a SIGTERM while Python still starts is not
+        # the worker's to handle (a fixed sleep here failed on a loaded machine).
+        ready, _, _ = io_select.select([worker.stdout], [], [], 60)
+        assert ready and worker.stdout is not None
+        assert "outbox worker ready" in worker.stdout.readline()
         assert worker.poll() is None
         worker.terminate()
         _out, log = worker.communicate(timeout=10)
