@@ -119,7 +119,8 @@ def app(_shared_app: tuple[Flask, dict[str, Any]], smtp_server: SmtpServer) -> I
 
     One app serves every test, each of which gets it as it was made: its settings as made
     (a test may change them), no rate-limit counts, empty tables, an empty inbox and a new app
-    context (``g``); at the end its rows are deleted, so no test sees another's."""
+    context (``g``); at the end its rows are deleted, so no test sees another's. A test that
+    changes the app itself (adds a route or a hook) makes its own with ``make_app``."""
     app, settings = _shared_app
     app.config.clear()
     app.config.update(copy.deepcopy(settings))

@@ -172,11 +172,12 @@ def test_an_import_started_in_the_admin_survives_a_restart_of_the_web_process(
             content_type="multipart/form-data",
         )
     job_path = uploaded.headers["Location"]
+    job_id = int(job_path.rsplit("/", 1)[1])
     started = admin_client.post(
         f"{job_path}/start", data={"csrf_token": csrf_token(admin_client, job_path)}
     )
     assert started.status_code == 303
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith("import-")]
+    assert f"import-{job_id}" not in {thread.name for thread in threading.enumerate()}
     db.session.remove()
 
     restarted = make_app(database_url, OUTBOX_DELIVER_INLINE=False)  # the new web process
@@ -190,4 +191,4 @@ def test_an_import_started_in_the_admin_survives_a_restart_of_the_web_process(
         done = browser.get(job_path).get_data(as_text=True)
         assert "The import is done." in done
         db.session.remove()
-    assert_imported_exactly_once(int(job_path.rsplit("/", 1)[1]), 3)
+    assert_imported_exactly_once(job_id, 3)
