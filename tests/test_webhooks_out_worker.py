@@ -23,10 +23,13 @@ from app.services.resources import create_resource
 from app.services.statuses import Actor
 from app.services.webhooks import delivery, endpoints
 from tests import test_webhooks_out
-from tests.conftest import make_app
-from tests.test_outages import needs_postgres, outbox_worker_process, wait_for
+from tests.conftest import make_app, on_postgres
+from tests.test_outages import outbox_worker_process, wait_for
 from tests.test_webhooks_out import Receiver
 
+needs_postgres = pytest.mark.skipif(
+    not on_postgres(), reason="row locks to skip (SQLite lets one writer in): TEST_DATABASE_URL"
+)
 receiver = test_webhooks_out.receiver
 local = test_webhooks_out.local
 PEOPLE = [f"reader{number}@example.com" for number in range(3)]
