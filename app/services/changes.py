@@ -61,6 +61,8 @@ def format_cursor(key: FeedKey) -> str:
 
 @dataclass(frozen=True)
 class Page:
+    """One answer of the feed: the change documents and the cursor to continue from."""
+
     changes: list[dict[str, Any]]
     next: str
 
