@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.changes import ChangeKind
+from app.services.changes import CURSOR_PATTERN
 from app.status import ALTCRAFT_STATUS_NUMBERS, Cause, Channel, Status
 
 STATUS_WORDS = [status.value for status in Status]
@@ -286,6 +287,7 @@ SCHEMAS: dict[str, Any] = {
             "changes": {"type": "array", "items": _ref("Change"), "maxItems": 1000},
             "next": {
                 "type": "string",
+                "pattern": CURSOR_PATTERN,
                 "description": "The cursor to ask with next (`after`); the same one when "
                 "nothing was new. Opaque, and valid forever.",
             },
@@ -380,7 +382,7 @@ PATHS: dict[str, Any] = {
                     "in": "query",
                     "required": False,
                     "description": "A `next` this feed answered; none: from the beginning.",
-                    "schema": TEXT,
+                    "schema": {"type": "string", "pattern": CURSOR_PATTERN},
                 },
                 {
                     "name": "limit",

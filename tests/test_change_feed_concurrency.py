@@ -26,6 +26,7 @@ from app.extensions import db
 from app.models import Profile, Resource, StatusEvent
 from app.queries.changes import START, FeedKey
 from app.services import changes as change_feed
+from app.services import preferences
 from app.services.errors import NotFound
 from app.services.events import EventType, IncomingEvent, record_events
 from app.services.statuses import Actor
@@ -293,3 +294,39 @@ def test_a_reader_polling_during_concurrent_writes_sees_every_change_once_in_pro
     for _, document in stored:
         by_profile_stored[document["email"]].append(as_key(document))
     assert by_profile_read == by_profile_stored
+
+
+@postgres_only
+def test_an_erasure_waits_for_a_change_of_the_profile_in_flight_and_comes_after_it(
+    app: Flask, two_profiles: tuple[int, int]
+) -> None:
+    """The erasure locks the profile first: a change committing meanwhile is scrubbed with the
+    rest (without the lock its IP stayed, the erasure having updated the events before it), and
+    the feed's erasure entry comes after it."""
+    alice, _ = two_profiles
+    start = end_of_feed()
+    errors: list[BaseException] = []
+    with db.engine.connect() as changing:
+        changing.begin()
+        changing.execute(text("SELECT id FROM profiles WHERE id = :id FOR UPDATE"), {"id": alice})
+        changing.execute(
+            text(
+                "INSERT INTO status_events (profile_id, old_status, new_status, cause, occurred_at,"
+                " ip) VALUES (:profile, 'unconfirmed', 'unsubscribed', 'preferences', now(),"
+                " '198.51.100.7')"
+            ),
+            {"profile": alice},
+        )
+        eraser = in_thread(app, lambda: preferences.erase(alice, actor=Actor()), errors)
+        time.sleep(1)  # the erasure is waiting for the profile's lock
+        changing.commit()
+    eraser.join(timeout=30)
+    assert errors == [] and not eraser.is_alive()
+
+    db.session.rollback()
+    assert db.session.scalar(text("SELECT count(*) FROM status_events WHERE ip IS NOT NULL")) == 0
+    changes, _ = drain(start, 2)
+    assert [(c["kind"], c["new_status"], c["email"]) for c in changes] == [
+        ("status", "unsubscribed", None),
+        ("erasure", None, None),
+    ]

@@ -206,6 +206,7 @@ ROUTES: dict[str, Callable[..., Any]] = {
         "PUT", f"/api/v1/profiles/{ALICE}/subscriptions/newsletter"
     ),
     "POST /api/v1/events": _api("POST", "/api/v1/events"),
+    "GET /api/v1/changes": _api("GET", "/api/v1/changes"),
     "GET /api/v1/openapi.json": _api("GET", "/api/v1/openapi.json"),
     "POST /webhooks/ses": _ses,
     "POST /webhooks/sendgrid": _sendgrid,

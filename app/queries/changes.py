@@ -8,7 +8,9 @@ PostgreSQL ids are handed out before commit, and a transaction can commit after 
 a reader paging by id would pass the younger one's events and never return for the older's.
 So each row carries its transaction's id, and the feed serves only rows of transactions older
 than the oldest one still running (``horizon``): those have all ended, and every transaction
-yet to write gets a larger id.
+yet to write gets a larger id. A row's place may be raised above its transaction's id (to the
+place of the profile's previous change, models.FEED_XID_FUNCTION), never lowered, so the
+horizon's promise holds for it too.
 """
 
 from __future__ import annotations
