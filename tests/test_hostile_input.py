@@ -199,7 +199,6 @@ ROUTES: dict[str, Callable[..., Any]] = {
     "POST /api/v1/eligibility": _api("POST", "/api/v1/eligibility"),
     "GET /api/v1/links": _api("GET", f"/api/v1/links?email={ALICE}&resource=newsletter"),
     "GET /api/v1/resources/<slug>/audience": _api("GET", "/api/v1/resources/newsletter/audience"),
-    "GET /api/v1/changes": _api("GET", "/api/v1/changes?limit=10"),
     "GET /api/v1/profiles/<email>": _api("GET", f"/api/v1/profiles/{ALICE}"),
     "PUT /api/v1/profiles/<email>/status": _api("PUT", f"/api/v1/profiles/{ALICE}/status"),
     "PUT /api/v1/profiles/<email>/subscriptions/<slug>": _api(
