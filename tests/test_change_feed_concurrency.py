@@ -192,9 +192,6 @@ def perform(action: tuple[Any, ...]) -> None:
                 event_id=uuid.uuid4().hex,
                 occurred_at=utcnow(),
             )
-            # Each batch locks its profiles in one order (two batches that lock the same two
-            # in opposite orders deadlock on PostgreSQL: a limit of record_events, not of the
-            # feed).
             for number, address in enumerate(sorted(set(target)))
         ]
         record_events(events, source="api", actor=Actor(name="api:racer"))

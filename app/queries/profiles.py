@@ -4,7 +4,7 @@ customer's pages and the services look them up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import select
 
@@ -18,6 +18,7 @@ from app.models import (
     Subscription,
     Suppression,
 )
+from app.queries._common import IN_CLAUSE_CHUNK
 
 
 def resource_by_slug(slug: str) -> Resource | None:
@@ -41,6 +42,23 @@ def profile_by_email(email: str, *, for_update: bool = False) -> Profile | None:
     if for_update:
         query = query.with_for_update().execution_options(populate_existing=True)
     return db.session.execute(query).scalar_one_or_none()
+
+
+def lock_profiles_in_address_order(addresses: Collection[str]) -> None:
+    """Lock the profiles of these normalised addresses until the commit, one after the other in
+    the order of their addresses, so that two transactions that both lock several profiles
+    queue behind each other instead of each holding what the other waits for (a deadlock)."""
+    ordered = sorted(set(addresses))
+    for start in range(0, len(ordered), IN_CLAUSE_CHUNK):
+        chunk = ordered[start : start + IN_CLAUSE_CHUNK]
+        # PostgreSQL locks the rows in the order the sort hands them over.
+        query = (
+            select(Profile.id)
+            .where(Profile.email.in_(chunk))
+            .order_by(Profile.email)
+            .with_for_update()
+        )
+        db.session.execute(query).all()
 
 
 def subscription_of(profile_id: int, resource_id: int, channel: str) -> Subscription | None:

@@ -89,6 +89,10 @@ def record_events(
     """Apply a batch of events in one transaction; ``source`` scopes the event ids (a provider's
     name, or ``api``)."""
     checked = _checked(events)
+    # Each event locks its profile, in the batch's order; two batches naming the same people in
+    # other orders would each hold a lock the other waits for. Taken first, in one order, the
+    # second batch waits for the first instead.
+    queries.lock_profiles_in_address_order([address for _event, address in checked])
     moment = now or utcnow()
     accepted = duplicates = 0
     seen: set[str] = set()
