@@ -341,6 +341,9 @@ def apply(action: Action, snapshot: Snapshot, now: datetime) -> Outcome:
                 g = State(Status.UNCONFIRMED)
             if s is None:
                 s = State(Status.UNCONFIRMED)
+            # An address on the suppression list must prove its mailbox first (only rule 5
+            # takes it off): a single-opt-in signup of it waits for the click as well.
+            double = double or suppressed
             if not double and g.status is Status.UNCONFIRMED:
                 g = State(Status.SUBSCRIBED)
             if not double and s.status is Status.UNCONFIRMED:

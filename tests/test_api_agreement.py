@@ -150,6 +150,13 @@ def test_subscribed_under_subscribed_is_never_suppressed_and_every_answer_agrees
     @example([("event", ADDRESSES[0], "hard_bounce", None), CONSENTED])
     @example([("event", ADDRESSES[0], "complaint", "newsletter"), CONSENTED])
     @example([("import", [(ADDRESSES[0], "hardbounced", "offers", False)]), CONSENTED])
+    # A single-opt-in signup through the API of an address that bounced before optin knew it.
+    @example(
+        [
+            ("event", ADDRESSES[0], "hard_bounce", None),
+            ("subscription", ADDRESSES[0], "offers", "subscribed", False),
+        ]
+    )
     def sequence(taken: list[tuple[Any, ...]]) -> None:
         empty_all_but_the_setup()
         for step in taken:

@@ -215,6 +215,24 @@ def test_a_single_opt_in_signup_after_an_unsubscribe_asks_for_confirmation() -> 
     assert outcome.after.global_state == State(S.UNSUBSCRIBED)
 
 
+@pytest.mark.parametrize(
+    "before", [None, State(S.SUBSCRIBED)], ids=["an address optin never knew", "a subscriber"]
+)
+def test_a_single_opt_in_signup_of_a_suppressed_address_waits_for_the_click(
+    before: State | None,
+) -> None:
+    """Only a confirmed opt-in takes an address off the suppression list (rule 5): signed up
+    to a single-opt-in resource, a hard-bounced address would otherwise be `subscribed` while
+    every send to it is blocked, and the profile would say one thing and the send check
+    another."""
+    snapshot = Snapshot(before, None, suppressed=True, resource_named=True)
+    outcome = apply(Signup(double_opt_in=False), snapshot, NOW)
+    assert outcome.send_confirmation
+    assert outcome.after.subscription == State(S.UNCONFIRMED)
+    assert outcome.after.suppressed
+    assert outcome.after.global_state == (before or State(S.UNCONFIRMED))
+
+
 def test_an_unsubscribe_from_a_resource_never_touches_the_global_status() -> None:
     snapshot = Snapshot(State(S.SUBSCRIBED), State(S.SUBSCRIBED), resource_named=True)
     outcome = apply(Unsubscribe(), snapshot, NOW)
