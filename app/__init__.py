@@ -82,6 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.views.ops import register_ops
     from app.views.public import public
     from app.views.webhooks import register_webhooks
+    from app.worker import retry_in_the_web_process
 
     app.register_blueprint(public)
     register_api(app)
@@ -93,6 +94,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_protective_headers(app)
     deliver_after_response(app)
     webhook_delivery.deliver_after_response(app)
+    retry_in_the_web_process(app)
     register_commands(app)
     if app.config["GC_FREEZE"] and not app.testing:
         gc.freeze()

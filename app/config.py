@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     # Deliver queued emails from the web process right after the response (the embedded default).
     # Turn off where `flask outbox work` processes run.
     "OUTBOX_DELIVER_INLINE": True,
+    # With OUTBOX_DELIVER_INLINE no worker runs: at most this often, after a response, the web
+    # process sends what is due again (a mail or webhook whose first try failed). 0: never.
+    "OUTBOX_WEB_RETRY_SECONDS": 30,
     # Seconds a claimed message is left to the worker (or web process) that claimed it; after
     # that its claimer is taken for dead and any worker sends it. Longer than a batch takes.
     "OUTBOX_LEASE_SECONDS": 300,

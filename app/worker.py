@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from flask import Flask, Response
+
 from app import outbox
 from app.database import unreachable
 from app.extensions import db
@@ -151,3 +153,41 @@ def _import_round(batch: int, echo: Callable[[str], None], stop: _StopBetweenRou
     ended = imports.run_claimed(claim, between_chunks=between_chunks)
     echo(f"import {claim.job_id}: {ended or 'left for the next worker'}")
     return True
+
+
+# A retry round of the web process sends at most this many of each kind; the rest wait for the
+# next round, so that one response's after-work stays short.
+WEB_RETRY_BATCH = 20
+
+
+def retry_in_the_web_process(app: Flask) -> None:
+    """The embedded default (OUTBOX_DELIVER_INLINE, ``make run``) runs no worker, so nothing
+    else would try again a mail or a webhook whose first try failed: at most every
+    OUTBOX_WEB_RETRY_SECONDS, once a response is out, this process runs one small round of
+    what is due. A mail server that was down delays that mail; no process gives up on it."""
+    every = float(app.config["OUTBOX_WEB_RETRY_SECONDS"])
+    if not app.config["OUTBOX_DELIVER_INLINE"] or every <= 0:
+        return
+    next_round = [time.monotonic() + every]
+    one_at_a_time = threading.Lock()
+
+    def _round() -> None:
+        if not one_at_a_time.acquire(blocking=False):
+            return  # another thread of this process is at it
+        try:
+            with app.app_context():
+                outbox.deliver_due(WEB_RETRY_BATCH)
+                webhooks.deliver_due(WEB_RETRY_BATCH)
+        except Exception as error:
+            # The database or the mail server is still away: the next round tries again.
+            log.warning("retry round of the web process failed: %s", error)
+        finally:
+            one_at_a_time.release()
+
+    @app.after_request
+    def _schedule(response: Response) -> Response:
+        now = time.monotonic()
+        if now >= next_round[0]:
+            next_round[0] = now + every
+            response.call_on_close(_round)
+        return response

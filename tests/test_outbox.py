@@ -4,12 +4,13 @@ never loses it, and any number of workers send each message once."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from app import outbox, queries
 from app.database import utcnow, write_transaction
@@ -68,6 +69,33 @@ def test_a_mail_server_that_is_down_delays_the_mail_and_loses_nothing(
             assert outbox.deliver_due(now=later + timedelta(hours=1)).handled == 0
             (received,) = server.messages
             assert received["To"] == ALICE
+        finally:
+            server.stop()
+        assert pending() == []
+        db.session.remove()
+
+
+def test_with_no_worker_the_web_process_itself_tries_again_once_the_mail_is_due(
+    database_url: str, _schema: None, newsletter: Resource
+) -> None:
+    """The embedded default runs no worker: were the web process not to try again, a mail
+    whose first try met a mail server that was down would wait for ever."""
+    port = free_port()
+    web = mail_app(database_url, port, OUTBOX_WEB_RETRY_SECONDS=0.01)
+    with web.app_context():
+        client = web.test_client()
+        submit(client, "/subscribe/newsletter", {"email": ALICE}).close()
+        (waiting,) = pending()
+        assert waiting.attempts == 1
+
+        server = SmtpServer(port).start()
+        try:
+            # Its backoff is over (as if the minutes had passed), and so is the retry interval.
+            db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow()))
+            db.session.commit()
+            time.sleep(0.05)
+            client.get("/healthz").close()  # any request will do, once its response is out
+            assert [str(message["To"]) for message in server.messages] == [ALICE]
         finally:
             server.stop()
         assert pending() == []
