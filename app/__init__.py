@@ -74,15 +74,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app import models  # noqa: F401  (the tables must be known to Alembic and create_all)
     from app.cli import register_commands
-    from app.outbox import deliver_after_response
-    from app.services.webhooks import delivery as webhook_delivery
     from app.views.admin import register_admin
     from app.views.api import register_api
     from app.views.errors import register_error_pages
     from app.views.ops import register_ops
     from app.views.public import public
     from app.views.webhooks import register_webhooks
-    from app.worker import retry_in_the_web_process
+    from app.worker import send_after_responses
 
     app.register_blueprint(public)
     register_api(app)
@@ -92,9 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_request_ids(app)
     register_ops(app)
     register_protective_headers(app)
-    deliver_after_response(app)
-    webhook_delivery.deliver_after_response(app)
-    retry_in_the_web_process(app)
+    send_after_responses(app)
     register_commands(app)
     if app.config["GC_FREEZE"] and not app.testing:
         gc.freeze()

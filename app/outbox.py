@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from flask import Flask, Response, current_app, g, render_template
+from flask import current_app, g, render_template
 from flask_babel import force_locale
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -85,6 +85,8 @@ def enqueue(
 
 # Claims of the transaction under way (Session.info), handed to the request once it commits.
 _PENDING = "optin_outbox_pending_claims"
+# The request's committed claims (on ``g``), sent once its response is out (worker.py).
+CLAIMS = "outbox_claims"
 
 
 @event.listens_for(Session, "after_commit")
@@ -93,7 +95,7 @@ def _claims_committed(session: Session) -> None:
     after its response, from what it holds, without reading them back."""
     claims = session.info.pop(_PENDING, None)
     if claims:
-        g.setdefault("outbox_claims", []).extend(claims)
+        g.setdefault(CLAIMS, []).extend(claims)
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -367,21 +369,3 @@ def deliver_claimed(claims: list[Claimed]) -> DeliveryReport:
     report = DeliveryReport()
     _send_each(claims, now, report)
     return report
-
-
-def deliver_after_response(app: Flask) -> None:
-    """The embedded default (OUTBOX_DELIVER_INLINE): when a request queued mail, send it from the
-    web process once the response is out, so nothing waits on the mail server."""
-
-    @app.after_request
-    def _schedule(response: Response) -> Response:
-        claims = g.pop("outbox_claims", None)
-        if claims:
-            flask_app = app  # this hook runs in app's requests only: current_app is app
-
-            def _send() -> None:
-                with flask_app.app_context():
-                    deliver_claimed(claims)
-
-            response.call_on_close(_send)
-        return response

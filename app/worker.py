@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from flask import Flask, Response
+from flask import Flask, Response, g
 
 from app import outbox
 from app.database import unreachable
@@ -33,6 +33,7 @@ from app.extensions import db
 from app.outages import Outage, wait_before_try
 from app.services import imports
 from app.services.webhooks import delivery as webhooks
+from app.services.webhooks import queueing as webhook_claims
 
 log = logging.getLogger(__name__)
 
@@ -160,34 +161,45 @@ def _import_round(batch: int, echo: Callable[[str], None], stop: _StopBetweenRou
 WEB_RETRY_BATCH = 20
 
 
-def retry_in_the_web_process(app: Flask) -> None:
-    """The embedded default (OUTBOX_DELIVER_INLINE, ``make run``) runs no worker, so nothing
-    else would try again a mail or a webhook whose first try failed: at most every
-    OUTBOX_WEB_RETRY_SECONDS, once a response is out, this process runs one small round of
-    what is due. A mail server that was down delays that mail; no process gives up on it."""
+def send_after_responses(app: Flask) -> None:
+    """The embedded default (OUTBOX_DELIVER_INLINE, ``make run``): the web process is its own
+    worker. Once a response is out it sends the mail and webhooks its request queued (claimed
+    in the request's own transaction), and, at most every OUTBOX_WEB_RETRY_SECONDS, one small
+    round of what is due again: no other process would try again a first try that failed."""
     every = float(app.config["OUTBOX_WEB_RETRY_SECONDS"])
-    if not app.config["OUTBOX_DELIVER_INLINE"] or every <= 0:
-        return
+    retries = bool(app.config["OUTBOX_DELIVER_INLINE"]) and every > 0
     next_round = [time.monotonic() + every]
-    one_at_a_time = threading.Lock()
+    one_round_at_a_time = threading.Lock()
 
-    def _round() -> None:
-        if not one_at_a_time.acquire(blocking=False):
+    def _in_app(work: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            with app.app_context():
+                work()
+
+        return run
+
+    def _retry_round() -> None:
+        if not one_round_at_a_time.acquire(blocking=False):
             return  # another thread of this process is at it
         try:
-            with app.app_context():
-                outbox.deliver_due(WEB_RETRY_BATCH)
-                webhooks.deliver_due(WEB_RETRY_BATCH)
+            outbox.deliver_due(WEB_RETRY_BATCH)
+            webhooks.deliver_due(WEB_RETRY_BATCH)
         except Exception as error:
             # The database or the mail server is still away: the next round tries again.
             log.warning("retry round of the web process failed: %s", error)
         finally:
-            one_at_a_time.release()
+            one_round_at_a_time.release()
 
     @app.after_request
     def _schedule(response: Response) -> Response:
-        now = time.monotonic()
-        if now >= next_round[0]:
-            next_round[0] = now + every
-            response.call_on_close(_round)
+        # One callback each, so that a failure of one leaves the others to run.
+        mail = g.pop(outbox.CLAIMS, None)
+        if mail:
+            response.call_on_close(_in_app(lambda: outbox.deliver_claimed(mail)))
+        hooks = g.pop(webhook_claims.CLAIMS, None)
+        if hooks:
+            response.call_on_close(_in_app(lambda: webhooks.deliver_claimed(hooks)))
+        if retries and time.monotonic() >= next_round[0]:
+            next_round[0] = time.monotonic() + every
+            response.call_on_close(_in_app(_retry_round))
         return response

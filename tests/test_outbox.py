@@ -145,7 +145,7 @@ def test_the_web_process_sends_after_the_response_only_what_its_committed_transa
             outbox.enqueue("bob@example.com", "preferences_link", profile_id=None)
             raise RuntimeError("the rest of the change failed")
         subscriptions.request_signup(ALICE, ["newsletter"], form="test", actor=Actor())
-        outbox.deliver_claimed(g.pop("outbox_claims"))
+        outbox.deliver_claimed(g.pop(outbox.CLAIMS))
         assert [m["To"] for m in smtp_server.messages] == [ALICE]
         assert pending() == []
         db.session.remove()

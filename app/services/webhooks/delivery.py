@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g
+from flask import current_app
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
@@ -34,7 +34,6 @@ from app.extensions import db
 from app.models import WebhookDelivery, WebhookEndpoint
 from app.services.webhooks import signing, transport
 from app.services.webhooks.queueing import (
-    CLAIMS,
     DELIVERED,
     FAILED,
     PENDING,
@@ -346,21 +345,3 @@ def _claimed_here(claims: Collection[tuple[int, datetime]]) -> list[Claimed]:
 def deliver_claimed(claims: Collection[tuple[int, datetime]]) -> Report:
     """Send what a request queued (OUTBOX_DELIVER_INLINE), after its response."""
     return send_each(_claimed_here(claims))
-
-
-def deliver_after_response(app: Flask) -> None:
-    """The embedded default: send a request's deliveries from the web process after its
-    response, as the outbox does with mail."""
-
-    @app.after_request
-    def _schedule(response: Response) -> Response:
-        claims = g.pop(CLAIMS, None)
-        if claims:
-            flask_app = app
-
-            def _send() -> None:
-                with flask_app.app_context():
-                    deliver_claimed(claims)
-
-            response.call_on_close(_send)
-        return response

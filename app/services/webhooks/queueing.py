@@ -70,7 +70,7 @@ def lease() -> timedelta:
 
 def _queue(deliveries: list[WebhookDelivery]) -> None:
     """Add the deliveries; in the embedded default also claim them for this request, which
-    sends them once its response is out (``delivery.deliver_after_response``)."""
+    sends them once its response is out (``worker.send_after_responses``)."""
     if not deliveries:
         return
     inline = current_app.config["OUTBOX_DELIVER_INLINE"]
