@@ -46,17 +46,26 @@ class StatusColumns:
 
     @property
     def state(self) -> State:
-        return State(
-            Status(self.status),
-            self.suspended_until,
-            Status(self.resume_status) if self.resume_status else None,
-        )
+        return state_of(self.status, self.suspended_until, self.resume_status)
 
     @state.setter
     def state(self, state: State) -> None:
-        self.status = state.status.value
-        self.suspended_until = state.suspended_until
-        self.resume_status = state.resume_status.value if state.resume_status else None
+        for name, value in state_values(state).items():
+            setattr(self, name, value)
+
+
+def state_of(status: str, suspended_until: datetime | None, resume_status: str | None) -> State:
+    """The State held in a row's three status columns (an entity's or a Core row's)."""
+    return State(Status(status), suspended_until, Status(resume_status) if resume_status else None)
+
+
+def state_values(state: State) -> dict[str, Any]:
+    """The three status columns of ``state``, by their attribute names (``StatusColumns``)."""
+    return {
+        "status": state.status.value,
+        "suspended_until": state.suspended_until,
+        "resume_status": state.resume_status.value if state.resume_status else None,
+    }
 
 
 class Resource(Model):

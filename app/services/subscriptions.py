@@ -29,6 +29,7 @@ from app.models import (
     Resource,
     Subscription,
 )
+from app.queries.status_rows import ProfileRow
 from app.services import statuses
 from app.services.errors import NotFound, UnknownResource
 from app.services.statuses import Actor, Result, parse_channel
@@ -116,7 +117,7 @@ def _confirmation_allowed(address: str, now: datetime) -> bool:
 
 
 def queue_confirmation(
-    profile: Profile,
+    profile: Profile | ProfileRow,
     resources: list[Resource],
     channel: Channel,
     form: str,
@@ -161,7 +162,9 @@ def queue_confirmation(
     )
 
 
-def queue_welcome(profile: Profile, resource: Resource, *, by_name: bool = True) -> None:
+def queue_welcome(
+    profile: Profile | ProfileRow, resource: Resource, *, by_name: bool = True
+) -> None:
     """The welcome after a subscription began. ``by_name`` False when nobody proved they hold
     the mailbox (a single-opt-in signup from a form): the name was typed by whoever asked."""
     outbox.enqueue(
@@ -186,17 +189,18 @@ def record_consent(
     ip: str | None,
     user_agent: str | None,
     form: str | None,
-    subscription: Subscription | None = None,
+    subscription_id: int | None = None,
 ) -> None:
     """Store the proof of consent with the subscription just confirmed (rule 7), in the
-    transaction of the confirmation (``subscription``: that row, when the caller holds it)."""
-    if subscription is None:
+    transaction of the confirmation (``subscription_id``: that row's, when the caller has it)."""
+    if subscription_id is None:
         subscription = queries.subscription_of(profile_id, resource_id, channel.value)
-    if subscription is None:
-        raise NotFound("no subscription to record the consent of")
+        if subscription is None:
+            raise NotFound("no subscription to record the consent of")
+        subscription_id = subscription.id
     db.session.add(
         ConsentRecord(
-            subscription_id=subscription.id,
+            subscription_id=subscription_id,
             consent_text_id=consent_text_id,
             confirmed_at=confirmed_at,
             ip=ip,
@@ -429,7 +433,7 @@ def confirm_signup(
                 ip=actor.ip,
                 user_agent=actor.user_agent,
                 form=target.form,
-                subscription=result.subscription,
+                subscription_id=result.subscription.id if result.subscription else None,
             )
             queue_welcome(profile, resource)
             confirmed.append(resource)

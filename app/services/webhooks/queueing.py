@@ -22,7 +22,7 @@ from app import queries
 from app.changes import ChangeKind, event_type
 from app.database import utcnow
 from app.extensions import db
-from app.models import StatusEvent, WebhookDelivery
+from app.models import WebhookDelivery
 from app.queries import WebhookTarget
 
 PENDING = "pending"
@@ -88,19 +88,32 @@ def _queue(deliveries: list[WebhookDelivery]) -> None:
         claims.extend((d.id, d.claimed_until) for d in deliveries)
 
 
-def queue_status_event(event: StatusEvent) -> None:
-    """Queue the event's delivery to every enabled endpoint that wants it."""
+def any_endpoint() -> bool:
+    """Whether any endpoint is enabled: when none is, a status change queues nothing and needs
+    no id of the events it writes."""
+    return bool(_targets())
+
+
+def queue_status_event(
+    event_id: int,
+    profile_id: int | None,
+    resource_id: int | None,
+    channel: str | None,
+    new_status: str,
+) -> None:
+    """Queue the delivery of a status event (written in this transaction) to every enabled
+    endpoint that wants it."""
     targets = _targets()
     if not targets:
         return
-    kind = type_of(event.channel, event.new_status)
+    kind = type_of(channel, new_status)
     _queue(
         [
             WebhookDelivery(
-                endpoint_id=target.id, type=kind, event=event, profile_id=event.profile_id
+                endpoint_id=target.id, type=kind, status_event_id=event_id, profile_id=profile_id
             )
             for target in targets
-            if wants(target, kind, event.resource_id)
+            if wants(target, kind, resource_id)
         ]
     )
 

@@ -1,0 +1,95 @@
+"""The reads of a status change (``services/statuses.change_status``): the profile under its lock,
+the subscription and the suppression, as plain rows rather than ORM entities.
+
+A status change reads these on every signup, confirmation and unsubscribe, and writes what
+changed with Core statements of its own: an entity's load, identity map and unit of work cost
+several times the statement they run. The statements are built once, here, so each call only
+binds its values and finds the compiled form in SQLAlchemy's cache.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from sqlalchemy import bindparam, select
+
+from app.extensions import db
+from app.models import Profile, Subscription, Suppression, state_of
+from app.status import State
+
+_profiles = Profile.__table__.c
+_subscriptions = Subscription.__table__.c
+_suppressions = Suppression.__table__.c
+
+
+class ProfileRow(NamedTuple):
+    """What a status change and the emails it queues need of a profile."""
+
+    id: int
+    email: str
+    name: str | None
+    locale: str | None
+    link_key: str
+    state: State
+
+    @classmethod
+    def of(cls, profile: Profile) -> ProfileRow:
+        """The row of a profile entity the caller has loaded (and locked) already."""
+        return cls(
+            profile.id, profile.email, profile.name, profile.locale, profile.link_key, profile.state
+        )
+
+
+class SubscriptionRow(NamedTuple):
+    id: int
+    state: State
+
+
+_PROFILE_BY_EMAIL = (
+    select(
+        _profiles.id,
+        _profiles.email,
+        _profiles.name,
+        _profiles.locale,
+        _profiles.link_key,
+        _profiles.global_status,
+        _profiles.suspended_until,
+        _profiles.resume_status,
+    )
+    .where(_profiles.email == bindparam("email"))
+    .with_for_update()
+)
+_SUBSCRIPTION = select(
+    _subscriptions.id,
+    _subscriptions.status,
+    _subscriptions.suspended_until,
+    _subscriptions.resume_status,
+).where(
+    _subscriptions.profile_id == bindparam("profile_id"),
+    _subscriptions.resource_id == bindparam("resource_id"),
+    _subscriptions.channel == bindparam("channel"),
+)
+_SUPPRESSED = select(_suppressions.email_hash).where(
+    _suppressions.email_hash == bindparam("email_hash")
+)
+
+
+def locked_profile_row(email: str) -> ProfileRow | None:
+    """The profile of a normalised address, its row locked until the commit (FOR UPDATE on
+    PostgreSQL; SQLite's write transaction holds the whole database already)."""
+    row = db.session.execute(_PROFILE_BY_EMAIL, {"email": email}).first()
+    if row is None:
+        return None
+    return ProfileRow(row[0], row[1], row[2], row[3], row[4], state_of(row[5], row[6], row[7]))
+
+
+def subscription_row(profile_id: int, resource_id: int, channel: str) -> SubscriptionRow | None:
+    """A profile's subscription to a resource on a channel (read under the profile's lock)."""
+    params = {"profile_id": profile_id, "resource_id": resource_id, "channel": channel}
+    row = db.session.execute(_SUBSCRIPTION, params).first()
+    return SubscriptionRow(row[0], state_of(row[1], row[2], row[3])) if row is not None else None
+
+
+def is_suppressed(email_hash: str) -> bool:
+    """Whether the address of this hash is on the suppression list (rule 6)."""
+    return db.session.execute(_SUPPRESSED, {"email_hash": email_hash}).first() is not None
