@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 
 from app import outbox, queries
 from app.addresses import normalize_email
@@ -133,13 +133,14 @@ def queue_confirmation(
     # earlier request's link stops working (the newest email is the one that counts).
     nonce = new_nonce()
     db.session.execute(
-        update(Subscription)
-        .where(
-            Subscription.profile_id == profile.id,
-            Subscription.resource_id.in_([resource.id for resource in resources]),
-            Subscription.channel == channel.value,
-        )
-        .values(confirm_nonce=nonce)
+        _SET_CONFIRM_NONCE,
+        {
+            "row_profile_id": profile.id,
+            "row_resource_ids": [resource.id for resource in resources],
+            "row_channel": channel.value,
+            "confirm_nonce": nonce,
+            "updated_at": utcnow(),
+        },
     )
     target = LinkTarget(
         profile.id,
@@ -198,16 +199,30 @@ def record_consent(
         if subscription is None:
             raise NotFound("no subscription to record the consent of")
         subscription_id = subscription.id
-    db.session.add(
-        ConsentRecord(
-            subscription_id=subscription_id,
-            consent_text_id=consent_text_id,
-            confirmed_at=confirmed_at,
-            ip=ip,
-            user_agent=user_agent,
-            form=form,
-        )
+    db.session.execute(
+        _INSERT_CONSENT,
+        {
+            "subscription_id": subscription_id,
+            "consent_text_id": consent_text_id,
+            "confirmed_at": confirmed_at,
+            "ip": ip,
+            "user_agent": user_agent,
+            "form": form,
+        },
     )
+
+
+# Built once: the statements of a signup and a confirmation (see queries/status_rows.py). The
+# nonce is set on the table's rows, not through entities (the ORM's UPDATE searches the session
+# for them): an entity of these rows that the session holds (the preference page loads them)
+# keeps its old nonce, which nothing reads before the commit expires it.
+_subscriptions = Subscription.__table__
+_SET_CONFIRM_NONCE = update(_subscriptions).where(
+    _subscriptions.c.profile_id == bindparam("row_profile_id"),
+    _subscriptions.c.resource_id.in_(bindparam("row_resource_ids", expanding=True)),
+    _subscriptions.c.channel == bindparam("row_channel"),
+)
+_INSERT_CONSENT = insert(ConsentRecord.__table__)
 
 
 @transactional
