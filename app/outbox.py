@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from flask import current_app, g, render_template
+from flask import current_app, g
 from flask_babel import force_locale
-from sqlalchemy import event, insert, or_, select, update
+from sqlalchemy import bindparam, event, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -31,7 +31,8 @@ from app.extensions import db
 from app.i18n import DEFAULT, supported
 from app.links import links_for
 from app.mailer import MailerError, compose, deliver, list_id, message_id, sender_domain
-from app.models import OutboxMessage, Profile, Resource
+from app.models import OutboxMessage, Resource
+from app.queries.outbox import Recipient, recipient_of
 from app.status import OUTBOX_CHANNEL, can_send
 
 # Transactional messages go to whoever asked for them; every other message needs can_send.
@@ -185,30 +186,37 @@ def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> li
         return claimed
 
 
-def render(message: OutboxMessage | Claimed) -> EmailMessage:
-    """The email of an outbox row: subject, a text and an HTML part, and its headers."""
+def render(message: OutboxMessage | Claimed, recipient: Recipient | None = None) -> EmailMessage:
+    """The email of an outbox row: subject, a text and an HTML part, and its headers.
+    ``recipient``: its profile as the send-time check read it (else read here, if its links
+    need it)."""
     context: dict[str, Any] = dict(message.context)
-    profile = (
-        db.session.get(Profile, message.profile_id)
-        if message.template not in WITHOUT_UNSUBSCRIBE and message.profile_id is not None
+    if (
+        recipient is None
+        and message.template not in WITHOUT_UNSUBSCRIBE
+        and message.profile_id is not None
+    ):
+        recipient = recipient_of(message.profile_id, message.resource_id, OUTBOX_CHANNEL.value)
+    # The process's copy of the resource, as the pages use it (an edit of its name reaches the
+    # List-Id within CATALOGUE_CACHE_SECONDS); a resource newer than the copy is read.
+    resource = (
+        queries.cached_resource_by_id(message.resource_id)
+        or queries.resource_by_id(message.resource_id)
+        if message.resource_id is not None
         else None
     )
-    resource = (
-        queries.resource_by_id(message.resource_id) if message.resource_id is not None else None
-    )
     headers = _list_headers(message.template, resource)
-    if profile is not None:  # links carry the profile's key, so it is read at send time
-        links = links_for(profile.id, profile.link_key, message.resource_id)
+    if (
+        recipient is not None
+        and message.profile_id is not None
+        and message.template not in WITHOUT_UNSUBSCRIBE
+    ):  # links carry the profile's key, so it is read at send time
+        links = links_for(message.profile_id, recipient.link_key, message.resource_id)
         context.setdefault("unsubscribe_url", links.unsubscribe_url)
         context.setdefault("preferences_url", links.preferences_url)
         headers["List-Unsubscribe"] = links.list_unsubscribe
         headers["List-Unsubscribe-Post"] = links.list_unsubscribe_post
-    folder = f"email/{message.template}"
-    # In the customer's language, where optin has a translation (SPEC §2).
-    with force_locale(supported(context.get("locale")) or DEFAULT):
-        subject = render_template(f"{folder}/subject.txt", **context)
-        body = render_template(f"{folder}/body.txt", **context)
-        html = render_template(f"{folder}/body.html", **context)
+    subject, body, html = _rendered(message.template, context)
     return compose(
         to=message.to_address,
         # A subject is one line, whatever a resource's name contains.
@@ -220,6 +228,22 @@ def render(message: OutboxMessage | Claimed) -> EmailMessage:
         message_id=message_id(f"outbox:{message.id}:{message.created_at.isoformat()}"),
         headers=headers,
     )
+
+
+def _rendered(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """The subject, text and HTML of an email, in the customer's language where optin has a
+    translation (SPEC §2). Rendered by the app's Jinja environment (its globals: ``config``,
+    ``_``) without Flask's ``render_template``, whose context processors and signals serve the
+    pages: an email template sees its context and ``current_locale``, nothing of a request."""
+    folder = f"email/{template}"
+    environment = current_app.jinja_env
+    locale = supported(context.get("locale")) or DEFAULT
+    with force_locale(locale):
+        subject, body, html = (
+            environment.get_template(f"{folder}/{name}").render(context, current_locale=locale)
+            for name in ("subject.txt", "body.txt", "body.html")
+        )
+    return subject, body, html
 
 
 def _list_headers(template: str, resource: Resource | None) -> dict[str, str]:
@@ -244,26 +268,21 @@ def _list_headers(template: str, resource: Resource | None) -> dict[str, str]:
     }
 
 
-def _why_not(message: Claimed, profile: Profile | None, now: datetime) -> str | None:
-    """Why a message may no longer be sent, checked at send time (None: it may). ``profile``:
+def _why_not(message: Claimed, recipient: Recipient | None, now: datetime) -> str | None:
+    """Why a message may no longer be sent, checked at send time (None: it may). ``recipient``:
     the message's profile as it is now."""
     if message.profile_id is None:
         return None
     # Asked first, for every message: erasure deletes the rows it finds, but a worker may have
     # claimed one just before, and mail to an erased person must not go out.
-    if profile is None:
+    if recipient is None:
         return "profile_erased"
     if message.template in TRANSACTIONAL:
         return None
-    subscription = None
-    if message.resource_id is not None:
-        row = queries.subscription_of(profile.id, message.resource_id, OUTBOX_CHANNEL.value)
-        subscription = row.state if row else None
-    suppressed = queries.suppression_of(profile.email_hash) is not None
     decision = can_send(
-        profile.state,
-        subscription,
-        suppressed=suppressed,
+        recipient.state,
+        recipient.subscription,
+        suppressed=recipient.suppressed,
         resource_named=message.resource_id is not None,
         now=now,
     )
@@ -278,16 +297,21 @@ class Attempt:
 
 
 def _attempt(message: Claimed, now: datetime) -> Attempt:
-    # Held here until the message is rendered: the session keeps only weak references, so
-    # without this one render() would load the profile a second time.
-    profile = (
-        db.session.get(Profile, message.profile_id) if message.profile_id is not None else None
+    # One statement reads all that the check and the message's links need.
+    recipient = (
+        recipient_of(message.profile_id, message.resource_id, OUTBOX_CHANNEL.value)
+        if message.profile_id is not None
+        else None
     )
-    reason = _why_not(message, profile, now)
+    reason = _why_not(message, recipient, now)
     if reason is not None:
         return Attempt(message, dropped_because=reason)
+    email = render(message, recipient)
+    # The check's read transaction ends before the mail server is called, not after it answers:
+    # no snapshot (PostgreSQL: no connection idle in a transaction) is held while it talks.
+    db.session.commit()
     try:
-        deliver(render(message))
+        deliver(email)
     except MailerError as failure:
         return Attempt(message, error=str(failure))
     return Attempt(message)
@@ -318,6 +342,12 @@ def _record(attempt: Attempt, now: datetime, report: DeliveryReport) -> None:
         report.error = attempt.error
 
 
+# Core on the table, built once: the SET clause is the keys of the values it is run with.
+_MARK = update(OutboxMessage.__table__).where(
+    OutboxMessage.__table__.c.id == bindparam("outbox_id")
+)
+
+
 def _write_outcome(message_id: int, values: dict[str, Any], *, patient: bool) -> None:
     """Write one message's outcome. ``patient``: the mail server has accepted the message, so the
     write waits out a database that went away (a restart takes a second or two), for up to half
@@ -328,9 +358,7 @@ def _write_outcome(message_id: int, values: dict[str, Any], *, patient: bool) ->
     while True:
         try:
             with write_transaction() as session:
-                session.execute(
-                    update(OutboxMessage).where(OutboxMessage.id == message_id).values(values)
-                )
+                session.execute(_MARK, {**values, "outbox_id": message_id})
             return
         except (OperationalError, InterfaceError, DBAPIError) as error:
             if not unreachable(error) or time.monotonic() + wait > deadline:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from flask import Flask
 
-from app.mailer import MailerError, compose, deliver
+from app.mailer import MailerError, compose, deliver, list_id
 from tests.conftest import mail_app
 from tests.smtp import SmtpServer, free_port
 
@@ -95,6 +97,53 @@ def test_a_subject_that_is_not_ascii_is_encoded_and_comes_back_whole(app: Flask)
     assert raw.isascii() and all(len(line) <= 78 for line in raw.split(b"\r\n"))
     assert b"\n" not in raw.replace(b"\r\n", b"")  # SMTP's line ends only
     assert email.message_from_bytes(raw, policy=email.policy.default)["Subject"] == subject
+
+
+def generated(message: EmailMessage) -> bytes:
+    """What the standard library's generator writes for a message."""
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False, policy=message.policy).flatten(message)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("to", "subject", "text", "html"),
+    [
+        ("alice@example.com", "Please confirm", "Hello", "<p>Hello</p>"),
+        (
+            "jörg@example.com",  # SMTPUTF8: its headers go as UTF-8
+            "Grüße aus Köln " * 8,
+            "Zeile eins\r\nZeile zwei\rdrei\nFrom here\n" + "ü" * 200,
+            "<p>" + "é" * 300 + "</p>\n",
+        ),
+        ("anna@bücher.de", "Hi", "", "<p>\tx =3D y</p>"),
+    ],
+)
+def test_a_composed_message_writes_the_bytes_the_standard_librarys_generator_writes(
+    app: Flask, to: str, subject: str, text: str, html: str
+) -> None:
+    app.config["MAIL_DEFAULT_SENDER"] = ("Jürgen von Bücher", "news@example.org")
+    https = "<https://optin.test/unsubscribe/" + "a" * 150 + ">"
+    message = compose(
+        to=to,
+        subject=subject,
+        text=text,
+        html=html,
+        message_id="<abc@example.org>",
+        headers={
+            "List-Id": list_id("news", 'Grüße "Spezial"'),
+            "List-Unsubscribe": f"{https}, <mailto:u@optin.test>",
+        },
+    )
+    assert message.as_bytes() == generated(message)
+    assert bytes(message) == generated(message)
+
+
+def test_a_header_added_after_composing_is_written_by_the_generator(app: Flask) -> None:
+    message = a_message()
+    message["X-Campaign"] = "spring"  # stored as a header object, which the join does not write
+    assert message.as_bytes() == generated(message)
+    assert b"X-Campaign: spring\r\n" in message.as_bytes()
 
 
 def test_a_line_break_in_a_header_is_refused(app: Flask) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from app import outbox, queries
 from app.database import utcnow, write_transaction
 from app.extensions import db
 from app.models import OutboxMessage, Profile, Resource
-from app.services import subscriptions
+from app.services import admin_actions, subscriptions
 from app.services.statuses import Actor
 from tests import factories
 from tests.conftest import mail_app
@@ -208,6 +209,55 @@ def test_a_message_that_may_no_longer_be_sent_is_dropped_not_sent(
     assert smtp_server.messages == []
     dropped = db.session.scalars(select(OutboxMessage)).one()
     assert dropped.dropped_reason == "global_unsubscribed"
+
+
+def welcome_queued(newsletter: Resource) -> None:
+    """Alice confirmed the newsletter: her welcome waits in the outbox, nothing else does."""
+    subscriptions.request_signup(ALICE, ["newsletter"], form="test", actor=Actor())
+    db.session.execute(delete(OutboxMessage))  # the confirmation email itself
+    db.session.commit()
+    subscriptions.confirm_signup(confirm_target(ALICE, newsletter), actor=Actor())
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda: factories.unsubscribe(ALICE, "newsletter"), "subscription_unsubscribed"),
+        (
+            lambda: admin_actions.suppress_address(ALICE, actor=Actor(reason="asked by phone")),
+            "suppressed",
+        ),
+        (lambda: factories.pause(ALICE, None, utcnow() + timedelta(days=1)), "global_suspended"),
+        (
+            lambda: factories.pause(ALICE, "newsletter", utcnow() + timedelta(days=1)),
+            "subscription_suspended",
+        ),
+    ],
+)
+def test_the_send_time_check_reads_the_subscription_the_suppression_list_and_a_pause(
+    app: Flask,
+    smtp_server: SmtpServer,
+    newsletter: Resource,
+    change: Callable[[], object],
+    reason: str,
+) -> None:
+    welcome_queued(newsletter)
+    change()  # between the queueing and the sending
+    report = outbox.deliver_due()
+    assert (report.sent, report.dropped) == (0, 1)
+    assert smtp_server.messages == []
+    assert db.session.scalars(select(OutboxMessage.dropped_reason)).one() == reason
+
+
+def test_a_pause_that_has_ended_by_the_time_of_sending_lets_the_mail_go(
+    app: Flask, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    welcome_queued(newsletter)
+    factories.pause(ALICE, "newsletter", utcnow() + timedelta(hours=1))
+    report = outbox.deliver_due(now=utcnow() + timedelta(hours=2))
+    assert (report.sent, report.dropped) == (1, 0)
+    (welcome,) = smtp_server.messages
+    assert welcome["To"] == ALICE and welcome["List-Unsubscribe"] is not None
 
 
 def test_mail_about_a_resource_goes_only_to_someone_subscribed_to_it_by_email_not_by_sms(

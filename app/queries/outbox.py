@@ -1,14 +1,16 @@
-"""Reads about the mail waiting in the outbox: the rate caps and the backlog ``/metrics`` shows."""
+"""Reads about the mail waiting in the outbox: the rate caps, the backlog ``/metrics`` shows, and
+what the send-time check reads of a message's profile."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, exists, func, select
 
 from app.extensions import db
-from app.models import OutboxMessage
+from app.models import OutboxMessage, Profile, Subscription, Suppression
+from app.status import State, stored_state
 
 _outbox = OutboxMessage.__table__.c
 # Built once: every signup asks (rule 4's cap), so it only binds its values.
@@ -46,3 +48,61 @@ def outbox_backlog(now: datetime) -> OutboxBacklog:
     unsent, due_count, retrying, oldest = db.session.execute(query).one()
     age = (now - oldest).total_seconds() if oldest is not None else 0.0
     return OutboxBacklog(unsent, due_count, retrying, max(age, 0.0))
+
+
+class Recipient(NamedTuple):
+    """What delivery reads of a message's profile at send time: the states ``can_send`` judges
+    and the link key its unsubscribe links are minted with."""
+
+    link_key: str
+    state: State | None  # as stored_state reads it (a profile's status column is never empty)
+    # The profile's subscription to the message's resource on email (None: none, or no resource).
+    subscription: State | None
+    suppressed: bool
+
+
+_profiles, _subscriptions = Profile.__table__, Subscription.__table__
+# One statement, built once: Core on the table columns, so the ORM compiles nothing per message.
+# A message about no resource binds resource_id to NULL, which joins no subscription.
+_RECIPIENT = (
+    select(
+        _profiles.c.link_key,
+        _profiles.c.global_status,
+        _profiles.c.suspended_until,
+        _profiles.c.resume_status,
+        exists()
+        .where(Suppression.__table__.c.email_hash == _profiles.c.email_hash)
+        .label("suppressed"),
+        _subscriptions.c.status,
+        _subscriptions.c.suspended_until,
+        _subscriptions.c.resume_status,
+    )
+    .select_from(
+        _profiles.outerjoin(
+            _subscriptions,
+            and_(
+                _subscriptions.c.profile_id == _profiles.c.id,
+                _subscriptions.c.resource_id == bindparam("resource_id"),
+                _subscriptions.c.channel == bindparam("channel"),
+            ),
+        )
+    )
+    .where(_profiles.c.id == bindparam("profile_id"))
+)
+
+
+def recipient_of(profile_id: int, resource_id: int | None, channel: str) -> Recipient | None:
+    """A message's profile as it is now, with its subscription to the message's resource on
+    ``channel`` and whether its address is suppressed; None once the profile is erased."""
+    row = db.session.execute(
+        _RECIPIENT, {"profile_id": profile_id, "resource_id": resource_id, "channel": channel}
+    ).one_or_none()
+    if row is None:
+        return None
+    link_key, status, until, resume, suppressed, sub_status, sub_until, sub_resume = row
+    return Recipient(
+        link_key,
+        stored_state(status, until, resume),
+        stored_state(sub_status, sub_until, sub_resume),
+        bool(suppressed),
+    )
