@@ -11,6 +11,7 @@ from flask import Flask, g, request
 from flask_babel import format_date, get_locale, get_translations, lazy_gettext, refresh
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from markupsafe import Markup
 
 # The languages with a translation under translations/ (English is the source).
 LANGUAGES = {"en": "English", "de": "Deutsch"}
@@ -70,24 +71,47 @@ def _translations_of(context: Context) -> NullTranslations:
     return translations if translations is not None else get_translations()
 
 
-@pass_context
-def _gettext(context: Context, string: str) -> str:
-    return _translations_of(context).ugettext(string)
+def _filled(context: Context, translated: str, variables: dict[str, Any]) -> str:
+    """Jinja's newstyle gettext: the translation autoescaped, then filled in with the
+    variables, always (so that "%" is written "%%" in every message alike)."""
+    if context.eval_ctx.autoescape:
+        # The message is the templates' own text and its translation; the variables are
+        # escaped by Markup's "%" below, as Jinja's own newstyle gettext does.
+        translated = Markup(translated)  # nosec B704
+    return translated % variables
+
+
+# The templates' gettext functions, newstyle as Jinja's i18n extension makes them, in one call
+# each: Jinja's ``_`` takes three (its alias, its newstyle wrapper, the installed callable), each
+# through ``Context.call``'s inspection of the callee, and a page says ``_()`` a dozen times.
 
 
 @pass_context
-def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
-    return _translations_of(context).ungettext(singular, plural, n)
+def _gettext(context: Context, string: str, **variables: Any) -> str:
+    return _filled(context, _translations_of(context).ugettext(string), variables)
 
 
 @pass_context
-def _pgettext(context: Context, msgctxt: str, string: str) -> str:
-    return _translations_of(context).upgettext(msgctxt, string)
+def _ngettext(context: Context, singular: str, plural: str, num: int, **variables: Any) -> str:
+    variables.setdefault("num", num)
+    translated = _translations_of(context).ungettext(singular, plural, num)
+    return _filled(context, translated, variables)
 
 
 @pass_context
-def _npgettext(context: Context, msgctxt: str, singular: str, plural: str, n: int) -> str:
-    return _translations_of(context).unpgettext(msgctxt, singular, plural, n)
+def _pgettext(context: Context, msgctxt: str, string: str, **variables: Any) -> str:
+    variables.setdefault("context", msgctxt)
+    return _filled(context, _translations_of(context).upgettext(msgctxt, string), variables)
+
+
+@pass_context
+def _npgettext(
+    context: Context, msgctxt: str, singular: str, plural: str, num: int, **variables: Any
+) -> str:
+    variables.setdefault("context", msgctxt)
+    variables.setdefault("num", num)
+    translated = _translations_of(context).unpgettext(msgctxt, singular, plural, num)
+    return _filled(context, translated, variables)
 
 
 def register_template_helpers(app: Flask) -> None:
@@ -95,14 +119,17 @@ def register_template_helpers(app: Flask) -> None:
     templates' ``_()`` bound to the page's translations; and a fresh choice of language for
     every request (Flask-Babel remembers it on ``g``, which outlives a request wherever an app
     context is shared, as in tests and CLI commands)."""
-    # In place of the callables Flask-Babel installed (after babel.init_app), with the same
-    # newstyle behaviour: autoescaped, and "%(name)s" filled in by Jinja's i18n extension.
-    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]  # added by jinja2.ext.i18n
-        gettext=_gettext,
-        ngettext=_ngettext,
-        newstyle=True,
-        pgettext=_pgettext,
-        npgettext=_npgettext,
+    # In place of the callables Flask-Babel installed (after babel.init_app); ``{% trans %}``
+    # blocks call them too, compiled for newstyle gettext.
+    app.jinja_env.newstyle_gettext = True  # type: ignore[attr-defined]  # jinja2.ext.i18n's
+    app.jinja_env.globals.update(
+        {
+            "_": _gettext,
+            "gettext": _gettext,
+            "ngettext": _ngettext,
+            "pgettext": _pgettext,
+            "npgettext": _npgettext,
+        }
     )
 
     @app.before_request
