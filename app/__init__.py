@@ -13,7 +13,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.config import DEFAULTS, database_uri, from_environment
 from app.extensions import babel, csrf, db, limiter, mail, migrate
 from app.logs import configure_logging, register_request_ids
-from app.security import instance_secret_key, register_protective_headers
+from app.security import (
+    SignedCookieSessions,
+    instance_secret_key,
+    register_protective_headers,
+)
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
+    app.session_interface = SignedCookieSessions()
     # JSON keys in the order the code writes them (SPEC §3's order), not sorted: sorting a
     # 10,000-answer batch costs time and reads worse.
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's, typed as its base

@@ -89,8 +89,12 @@ class DeclaredLimits(Limiter):
     def _check_request_limit(
         self, callable_name: str | None = None, in_middleware: bool = True
     ) -> None:
-        # What a decorated view calls before it runs (Flask-Limiter's own decorator).
-        self.of_current_app()._check_request_limit(callable_name, in_middleware)
+        # What a decorated view calls before it runs (Flask-Limiter's own decorator). With
+        # RATELIMIT_ENABLED off, Flask-Limiter would still find and filter the view's limits
+        # before deciding that none applies.
+        own = self.of_current_app()
+        if own.enabled:
+            own._check_request_limit(callable_name, in_middleware)
 
     def identify_request(self) -> str:
         return self.of_current_app().identify_request()

@@ -31,24 +31,26 @@ def options(pairs: list[tuple[str, Any]]) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
-# The attributes WTForms' text inputs take from their validators' flags.
-_FLAG_ATTRIBUTES = ("disabled", "maxlength", "minlength", "pattern", "readonly", "required")
-
-
 def input_tag(field: Any, attributes: dict[str, Any] | None = None) -> Markup:
-    """A text-like field's ``<input>``, the same HTML that WTForms' widget writes (its
-    render_kw, the flags of its validators, attributes sorted by name and escaped) without the
-    generic machinery (``html_params`` formats each attribute through ``Markup.format``): the
-    public forms render on every signup and every link, and that machinery was a fifth of a
-    signup page's CPU. For the templates' ``_fields.html``."""
+    """A field's ``<input>`` (text-like, or one checkbox or radio button of a choice), the same
+    HTML that WTForms' widget writes (its render_kw, ``checked``, the flags of its validators
+    that the widget shows, attributes sorted by name and escaped) without the generic machinery
+    (``html_params`` formats each attribute through ``Markup.format``): the public forms render
+    on every signup and every link, and that machinery was a fifth of a signup page's CPU. For
+    the templates' ``_fields.html``."""
     values: dict[str, Any] = dict(field.render_kw or {})
     values.update(attributes or {})
+    widget = field.widget
+    if (isinstance(widget, widgets.RadioInput) and field.checked) or (
+        isinstance(widget, widgets.CheckboxInput) and getattr(field, "checked", field.data)
+    ):
+        values.setdefault("checked", True)
     values.setdefault("id", field.id)
-    values.setdefault("type", field.widget.input_type)
+    values.setdefault("type", widget.input_type)
     values.setdefault("value", field._value())
     values["name"] = field.name
     flags = field.flags
-    for flag in _FLAG_ATTRIBUTES:
+    for flag in widget.validation_attrs:
         value = getattr(flags, flag, None)  # an unset flag reads None
         if value is not None and flag not in values:
             values[flag] = value() if callable(value) else value

@@ -4,8 +4,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from babel.support import NullTranslations
 from flask import Flask, g, request
-from flask_babel import format_date, get_locale, lazy_gettext, refresh
+from flask_babel import format_date, get_locale, get_translations, lazy_gettext, refresh
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup
 
 # The languages with a translation under translations/ (English is the source).
 LANGUAGES = {"en": "English", "de": "Deutsch"}
@@ -53,10 +59,78 @@ def status_label(status: str | None) -> str:
     return str(STATUS_LABELS.get(status or "", status or ""))
 
 
+# The render context's name for the translations of the language the page is rendered in.
+TRANSLATIONS = "_translations"
+
+
+def _translations_of(context: Context) -> NullTranslations:
+    """The page's translations, looked up once per render by the context processor below;
+    Flask-Babel's own lookup (three trips through ``g`` and the locale's name per string) is
+    the fallback where a template has no page context, as in a macro imported without it."""
+    translations: NullTranslations | None = context.get(TRANSLATIONS)
+    return translations if translations is not None else get_translations()
+
+
+def _filled(context: Context, translated: str, variables: dict[str, Any]) -> str:
+    """Jinja's newstyle gettext: the translation autoescaped, then filled in with the
+    variables, always (so that "%" is written "%%" in every message alike)."""
+    if context.eval_ctx.autoescape:
+        # The message is the templates' own text and its translation; the variables are
+        # escaped by Markup's "%" below, as Jinja's own newstyle gettext does.
+        translated = Markup(translated)  # nosec B704
+    return translated % variables
+
+
+# The templates' gettext functions, newstyle as Jinja's i18n extension makes them, in one call
+# each: Jinja's ``_`` takes three (its alias, its newstyle wrapper, the installed callable), each
+# through ``Context.call``'s inspection of the callee, and a page says ``_()`` a dozen times.
+
+
+@pass_context
+def _gettext(context: Context, string: str, **variables: Any) -> str:
+    return _filled(context, _translations_of(context).ugettext(string), variables)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, num: int, **variables: Any) -> str:
+    variables.setdefault("num", num)
+    translated = _translations_of(context).ungettext(singular, plural, num)
+    return _filled(context, translated, variables)
+
+
+@pass_context
+def _pgettext(context: Context, msgctxt: str, string: str, **variables: Any) -> str:
+    variables.setdefault("context", msgctxt)
+    return _filled(context, _translations_of(context).upgettext(msgctxt, string), variables)
+
+
+@pass_context
+def _npgettext(
+    context: Context, msgctxt: str, singular: str, plural: str, num: int, **variables: Any
+) -> str:
+    variables.setdefault("context", msgctxt)
+    variables.setdefault("num", num)
+    translated = _translations_of(context).unpgettext(msgctxt, singular, plural, num)
+    return _filled(context, translated, variables)
+
+
 def register_template_helpers(app: Flask) -> None:
-    """``current_locale``, ``status_label`` and ``format_date`` in every template; and a fresh
-    choice of language for every request (Flask-Babel remembers it on ``g``, which outlives a
-    request wherever an app context is shared, as in tests and CLI commands)."""
+    """``current_locale``, ``status_label`` and ``format_date`` in every template; the
+    templates' ``_()`` bound to the page's translations; and a fresh choice of language for
+    every request (Flask-Babel remembers it on ``g``, which outlives a request wherever an app
+    context is shared, as in tests and CLI commands)."""
+    # In place of the callables Flask-Babel installed (after babel.init_app); ``{% trans %}``
+    # blocks call them too, compiled for newstyle gettext.
+    app.jinja_env.newstyle_gettext = True  # type: ignore[attr-defined]  # jinja2.ext.i18n's
+    app.jinja_env.globals.update(
+        {
+            "_": _gettext,
+            "gettext": _gettext,
+            "ngettext": _ngettext,
+            "pgettext": _pgettext,
+            "npgettext": _npgettext,
+        }
+    )
 
     @app.before_request
     def _choose_again() -> None:
@@ -64,8 +138,9 @@ def register_template_helpers(app: Flask) -> None:
         refresh()
 
     @app.context_processor
-    def _helpers() -> dict[str, object]:
+    def _helpers() -> dict[str, Any]:
         return {
+            TRANSLATIONS: get_translations(),
             "current_locale": str(get_locale() or DEFAULT),
             "status_label": status_label,
             "format_date": format_date,

@@ -1,5 +1,6 @@
 """What protects optin where a person or a browser meets it: the secret key that signs sessions
-and links when none is set, and the protective headers on every response.
+and links when none is set, the signed session cookie, and the protective headers on every
+response.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,27 @@ def instance_secret_key(instance_path: str) -> str:
         path,
     )
     return key
+
+
+class SignedCookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, the same cookie, with its serializer made once per set of
+    keys: Flask builds a new one twice in every request (to open the session and to save it),
+    and every request opens one, even the one-click POST that has no cookie."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple[str | bytes, ...], URLSafeTimedSerializer] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        if not app.secret_key:
+            return None
+        # Keyed by the keys themselves, so a changed SECRET_KEY or fallback list takes effect.
+        keys = (*(app.config["SECRET_KEY_FALLBACKS"] or ()), app.secret_key)
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            serializer = super().get_signing_serializer(app)
+            if serializer is not None:
+                self._serializers[keys] = serializer
+        return serializer
 
 
 def _read_key(path: str) -> str:
@@ -125,16 +149,16 @@ def register_protective_headers(app: Flask) -> None:
         app.config["SESSION_COOKIE_SECURE"] = https
     policy = _content_security_policy(app.config["TRUSTED_REDIRECT_HOSTS"])
     ancestors = _sources(app.config["FRAME_ANCESTORS"])
+    # Both policies written once: the settings they come from do not change while the app runs.
+    unframed_policy = f"{policy}; frame-ancestors 'none'"
+    framed_policy = f"{policy}; frame-ancestors {' '.join(ancestors)}"
     static_prefix = (app.static_url_path or "/static") + "/"
 
     @app.after_request
     def protect(response: Response) -> Response:
         headers = response.headers
         framed = bool(ancestors) and request.endpoint in FRAMEABLE_ENDPOINTS
-        frame_ancestors = " ".join(ancestors) if framed else "'none'"
-        headers.setdefault(
-            "Content-Security-Policy", f"{policy}; frame-ancestors {frame_ancestors}"
-        )
+        headers.setdefault("Content-Security-Policy", framed_policy if framed else unframed_policy)
         if not framed:
             headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -1,5 +1,5 @@
-"""The public forms' inputs written by ``forms.input_tag`` (templates/_fields.html) are the HTML
-that WTForms' widgets write, whatever was typed into them."""
+"""The public forms' inputs and choices written by ``forms.input_tag`` (templates/_fields.html)
+are the HTML that WTForms' widgets write, whatever was typed or ticked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from app.forms import PreferencesRequestForm, SignupAllForm, SignupForm, input_tag
+from app.forms import (
+    PauseForm,
+    PreferencesRequestForm,
+    SignupAllForm,
+    SignupForm,
+    UnsubscribeForm,
+    input_tag,
+    options,
+)
 
 ATTRIBUTES = [
     None,
@@ -44,3 +52,33 @@ def test_the_csrf_input_is_the_one_flask_wtf_writes(app: Flask) -> None:
             '{% from "_fields.html" import csrf %}{{ csrf(form) }}'
         ).render(form=form)
         assert rendered == str(form.csrf_token())
+
+
+CHOICES = '{% from "_forms.html" import choices %}{{ choices(form[name]) }}'
+OWN_CHOICES = '{% from "_fields.html" import choices %}{{ choices(form[name]) }}'
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.sampled_from(["scope", "days", "resources"]),
+    ticked=st.lists(st.sampled_from(["resource", "everything", "30", "90", "a&b", "<b>", "x"])),
+    posted=st.booleans(),
+)
+def test_choices_are_written_as_wtforms_writes_them(
+    app: Flask, which: str, ticked: list[str], posted: bool
+) -> None:
+    with app.test_request_context(method="POST" if posted else "GET"):
+        data = MultiDict([(which, value) for value in ticked]) if posted else None
+        form: UnsubscribeForm | PauseForm | SignupAllForm
+        if which == "scope":
+            form = UnsubscribeForm(formdata=data, meta={"csrf": False})
+            form.scope.choices = options([("resource", "<i>News</i> only"), ("everything", "All")])
+        elif which == "days":
+            form = PauseForm(formdata=data, meta={"csrf": False})
+        else:
+            form = SignupAllForm(formdata=data, meta={"csrf": False})
+            form.resources.choices = options([("a&b", "A & B"), ("<b>", "Bold"), ("x", "X")])
+        if posted:
+            form.validate()  # errors shown, as after a refused POST
+        expected = app.jinja_env.from_string(CHOICES).render(form=form, name=which)
+        assert app.jinja_env.from_string(OWN_CHOICES).render(form=form, name=which) == expected

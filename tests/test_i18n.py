@@ -8,6 +8,7 @@ from pathlib import Path
 
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from flask import Flask, render_template_string
 from flask.testing import FlaskClient
 
 from app import queries
@@ -51,6 +52,27 @@ def test_a_german_signup_gets_german_emails_and_german_link_pages(
     # The link opens in German whatever the browser says: the profile chose.
     confirm = client.get(link_to(message, "/confirm/")).get_data(as_text=True)
     assert "Anmeldung bestätigen" in confirm
+
+
+def test_templates_translate_escape_and_fill_in_as_jinjas_newstyle_gettext(app: Flask) -> None:
+    page = (
+        '{{ _("Subscribe to %(name)s", name=name) }}|{{ gettext("Subscribe to %(name)s", name=1) }}'
+        '|{{ ngettext("%(num)s day", "%(num)s days", 2) }}|{{ _("100%%") }}'
+    )
+    with app.test_request_context(headers=GERMAN):
+        app.preprocess_request()  # the language is chosen afresh for every request
+        assert render_template_string(page, name="<b>") == (
+            "&lt;b&gt; abonnieren|1 abonnieren|2 days|100%"
+        )
+        # Without the page's context (a template rendered on its own, a macro imported without
+        # context), the translations are looked up as Flask-Babel does.
+        bare = app.jinja_env.from_string('{{ _("Subscribe to %(name)s", name="<i>") }}')
+        assert bare.render() == "&lt;i&gt; abonnieren"
+    with app.test_request_context():
+        app.preprocess_request()
+        assert render_template_string(page, name="<b>") == (
+            "Subscribe to &lt;b&gt;|Subscribe to 1|2 days|100%"
+        )
 
 
 def test_the_preference_page_speaks_the_chosen_language(
