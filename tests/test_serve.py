@@ -125,7 +125,9 @@ def test_make_serve_runs_web_worker_and_upkeep_and_the_worker_delivers_the_confi
         try:
             with browser.open(base + path, timeout=10) as answer:
                 return answer.status, answer.read().decode()
-        except URLError:
+        except (URLError, TimeoutError):
+            # Refused before gunicorn listens; a timeout while its workers still boot (a loaded
+            # machine takes over 10 s to import the app in six processes at once): not up yet.
             return 0, ""
 
     try:
