@@ -9,7 +9,8 @@ binds its values and finds the compiled form in SQLAlchemy's cache.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
 
@@ -30,45 +31,62 @@ class ProfileRow(NamedTuple):
     name: str | None
     locale: str | None
     link_key: str
+    legacy_links: bool
     state: State
 
     @classmethod
     def of(cls, profile: Profile) -> ProfileRow:
         """The row of a profile entity the caller has loaded (and locked) already."""
         return cls(
-            profile.id, profile.email, profile.name, profile.locale, profile.link_key, profile.state
+            profile.id,
+            profile.email,
+            profile.name,
+            profile.locale,
+            profile.link_key,
+            profile.legacy_links,
+            profile.state,
         )
 
 
 class SubscriptionRow(NamedTuple):
     id: int
+    resource_id: int
+    channel: str
+    # The nonce of the signup request whose confirmation link is out (models.Subscription).
+    confirm_nonce: str | None
     state: State
 
 
-_PROFILE_BY_EMAIL = (
-    select(
-        _profiles.id,
-        _profiles.email,
-        _profiles.name,
-        _profiles.locale,
-        _profiles.link_key,
-        _profiles.global_status,
-        _profiles.suspended_until,
-        _profiles.resume_status,
-    )
-    .where(_profiles.email == bindparam("email"))
-    .with_for_update()
-)
-_SUBSCRIPTION = select(
+_PROFILE = select(
+    _profiles.id,
+    _profiles.email,
+    _profiles.name,
+    _profiles.locale,
+    _profiles.link_key,
+    _profiles.legacy_links,
+    _profiles.global_status,
+    _profiles.suspended_until,
+    _profiles.resume_status,
+).with_for_update()
+_PROFILE_BY_EMAIL = _PROFILE.where(_profiles.email == bindparam("email"))
+_PROFILE_BY_ID = _PROFILE.where(_profiles.id == bindparam("profile_id"))
+_SUBSCRIPTIONS = select(
     _subscriptions.id,
+    _subscriptions.resource_id,
+    _subscriptions.channel,
+    _subscriptions.confirm_nonce,
     _subscriptions.status,
     _subscriptions.suspended_until,
     _subscriptions.resume_status,
-).where(
+)
+_SUBSCRIPTION = _SUBSCRIPTIONS.where(
     _subscriptions.profile_id == bindparam("profile_id"),
     _subscriptions.resource_id == bindparam("resource_id"),
     _subscriptions.channel == bindparam("channel"),
 )
+_SUBSCRIPTIONS_OF_PROFILE = _SUBSCRIPTIONS.where(
+    _subscriptions.profile_id == bindparam("profile_id")
+).order_by(_subscriptions.resource_id, _subscriptions.channel)
 _SUPPRESSED = select(_suppressions.email_hash).where(
     _suppressions.email_hash == bindparam("email_hash")
 )
@@ -77,17 +95,37 @@ _SUPPRESSED = select(_suppressions.email_hash).where(
 def locked_profile_row(email: str) -> ProfileRow | None:
     """The profile of a normalised address, its row locked until the commit (FOR UPDATE on
     PostgreSQL; SQLite's write transaction holds the whole database already)."""
-    row = db.session.execute(_PROFILE_BY_EMAIL, {"email": email}).first()
-    if row is None:
-        return None
-    return ProfileRow(row[0], row[1], row[2], row[3], row[4], state_of(row[5], row[6], row[7]))
+    return _profile_row(db.session.execute(_PROFILE_BY_EMAIL, {"email": email}).first())
+
+
+def locked_profile_row_by_id(profile_id: int) -> ProfileRow | None:
+    """The profile with this id (a link's), its row locked until the commit."""
+    return _profile_row(db.session.execute(_PROFILE_BY_ID, {"profile_id": profile_id}).first())
 
 
 def subscription_row(profile_id: int, resource_id: int, channel: str) -> SubscriptionRow | None:
     """A profile's subscription to a resource on a channel (read under the profile's lock)."""
     params = {"profile_id": profile_id, "resource_id": resource_id, "channel": channel}
     row = db.session.execute(_SUBSCRIPTION, params).first()
-    return SubscriptionRow(row[0], state_of(row[1], row[2], row[3])) if row is not None else None
+    return _subscription_row(row) if row is not None else None
+
+
+def subscription_rows_of(profile_id: int) -> list[SubscriptionRow]:
+    """Every subscription of a profile, by resource and channel (what a confirmation link may
+    confirm, and whether its signup is in force)."""
+    rows = db.session.execute(_SUBSCRIPTIONS_OF_PROFILE, {"profile_id": profile_id})
+    return [_subscription_row(row) for row in rows]
+
+
+def _profile_row(row: Sequence[Any] | None) -> ProfileRow | None:
+    if row is None:
+        return None
+    state = state_of(row[6], row[7], row[8])
+    return ProfileRow(row[0], row[1], row[2], row[3], row[4], row[5], state)
+
+
+def _subscription_row(row: Sequence[Any]) -> SubscriptionRow:
+    return SubscriptionRow(row[0], row[1], row[2], row[3], state_of(row[4], row[5], row[6]))
 
 
 def is_suppressed(email_hash: str) -> bool:

@@ -118,7 +118,7 @@ def change_status(
     name: str | None = None,
     locale: str | None = None,
     now: datetime | None = None,
-    locked: Profile | None = None,
+    locked: Profile | ProfileRow | None = None,
 ) -> Result:
     """Apply ``action`` to the profile of ``address`` (and its subscription to the resource on
     ``channel`` when a resource is named): settle its ended suspensions, ask status.py, write
@@ -126,8 +126,8 @@ def change_status(
     transaction (``@transactional``) and a normalised address; raises a domain error when the
     input or the rules refuse the change, and the caller's transaction then writes nothing. The
     resource may be given by slug or, when the caller has it, itself; ``locked``: the profile of
-    ``address``, when the caller has read it FOR UPDATE in this transaction (a link's service
-    opens the link's profile so), which spares reading it again.
+    ``address`` (its entity or its row), when the caller has read it FOR UPDATE in this
+    transaction (a link's service opens the link's profile so), which spares reading it again.
 
     The rows are read and written with Core statements (``queries/status_rows.py``,
     ``_insert``, ``_update``): the ORM's unit of work cost more than the statements it ran. An
@@ -138,8 +138,10 @@ def change_status(
         resource: Resource | None = slug
     else:
         resource = resource_for(slug, channel) if slug is not None else None
+    if isinstance(locked, Profile):
+        locked = ProfileRow.of(locked)
     profile = (
-        ProfileRow.of(locked)
+        locked
         if locked is not None and locked.email == address
         else status_rows.locked_profile_row(address)
     )
@@ -183,6 +185,9 @@ def change_status(
                 _insert_subscription(
                     profile.id, resource.id, channel, after.subscription, confirmed_at, now
                 ),
+                resource.id,
+                channel.value,
+                None,
                 after.subscription,
             )
         else:
@@ -196,7 +201,10 @@ def change_status(
                 values["confirmed_at"] = confirmed_at
             if values:
                 _update(Subscription, subscription.id, values)
-                subscription = subscription._replace(state=after.subscription)
+                subscription = subscription._replace(
+                    state=after.subscription,
+                    confirm_nonce=values.get("confirm_nonce", subscription.confirm_nonce),
+                )
 
     if any(c.scope is Scope.GLOBAL for c in outcome.changes) and not isinstance(
         action, Signup | Confirm
@@ -269,7 +277,7 @@ def _insert_profile(
         **_columns(Profile, state_values(state)),
     }
     profile_id: int = db.session.execute(_INSERT_PROFILE, row).scalar_one()
-    return ProfileRow(profile_id, address, name, locale, link_key, state)
+    return ProfileRow(profile_id, address, name, locale, link_key, False, state)
 
 
 def _insert_subscription(
