@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, select
 
 from app.extensions import db
-from app.models import Profile, Subscription, Suppression, state_of
+from app.models import Profile, Subscription, Suppression, WebhookEndpoint, state_of
 from app.status import State
 
 _profiles = Profile.__table__.c
@@ -87,8 +87,9 @@ _SUBSCRIPTION = _SUBSCRIPTIONS.where(
 _SUBSCRIPTIONS_OF_PROFILE = _SUBSCRIPTIONS.where(
     _subscriptions.profile_id == bindparam("profile_id")
 ).order_by(_subscriptions.resource_id, _subscriptions.channel)
-_SUPPRESSED = select(_suppressions.email_hash).where(
-    _suppressions.email_hash == bindparam("email_hash")
+_SUPPRESSION_AND_ANY_ENDPOINT = select(
+    exists().where(_suppressions.email_hash == bindparam("email_hash")),
+    exists().where(WebhookEndpoint.__table__.c.enabled.is_(True)),
 )
 
 
@@ -128,6 +129,10 @@ def _subscription_row(row: Sequence[Any]) -> SubscriptionRow:
     return SubscriptionRow(row[0], row[1], row[2], row[3], state_of(row[4], row[5], row[6]))
 
 
-def is_suppressed(email_hash: str) -> bool:
-    """Whether the address of this hash is on the suppression list (rule 6)."""
-    return db.session.execute(_SUPPRESSED, {"email_hash": email_hash}).first() is not None
+def suppression_and_any_endpoint(email_hash: str) -> tuple[bool, bool]:
+    """Whether the address of this hash is on the suppression list (rule 6), and whether any
+    webhook endpoint is enabled: the two questions a status change asks of tables other than
+    its profile's, in one statement (with no endpoint, its events then queue nothing and no
+    second statement asks which endpoints want them)."""
+    row = db.session.execute(_SUPPRESSION_AND_ANY_ENDPOINT, {"email_hash": email_hash}).one()
+    return bool(row[0]), bool(row[1])

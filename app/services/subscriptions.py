@@ -378,7 +378,7 @@ def pending_confirmation(target: LinkTarget) -> list[Resource]:
     was confirmed already). A link that can confirm nothing any more is gone."""
     profile = profile_of_link(target)
     held = status_rows.subscription_rows_of(profile.id)
-    pending = _to_confirm(held, target)
+    pending = [resource for resource, _ in _to_confirm(held, target)]
     if not pending and not _already_confirmed(profile.state, held, target, utcnow()):
         raise GoneProfile()
     return pending
@@ -392,7 +392,9 @@ def _nonce_matches(stored: str | None, given: str | None) -> bool:
     )
 
 
-def _to_confirm(held: list[SubscriptionRow], target: LinkTarget) -> list[Resource]:
+def _to_confirm(
+    held: list[SubscriptionRow], target: LinkTarget
+) -> list[tuple[Resource, SubscriptionRow]]:
     """The subscriptions (of those the profile ``held``) that the link's signup request is
     still waiting on: those that carry its nonce. Any change to a subscription since (an
     unsubscribe, a newer request, its deletion and a new signup) took the nonce away, so an old
@@ -409,7 +411,7 @@ def _to_confirm(held: list[SubscriptionRow], target: LinkTarget) -> list[Resourc
         resource = queries.cached_resource_by_id(subscription.resource_id)
         if resource is None:
             raise NotFound("no resource for this subscription")
-        pending.append(resource)
+        pending.append((resource, subscription))
     return pending
 
 
@@ -451,9 +453,16 @@ def confirm_signup(
         raise GoneProfile()
     channel = Channel(target.channel)
     confirmed: list[Resource] = []
-    for resource in pending:
+    for resource, subscription in pending:
         result = statuses.change_status(
-            profile.email, Confirm(), resource, channel, actor=actor, now=moment, locked=profile
+            profile.email,
+            Confirm(),
+            resource,
+            channel,
+            actor=actor,
+            now=moment,
+            locked=profile,
+            locked_subscription=subscription,
         )
         # The profile as this confirmation left it, for the next one (its global status).
         profile = result.profile or profile
@@ -484,7 +493,10 @@ def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> N
     profile = queries.profile_by_id(target.profile_id)
     if profile is None or not opens(target, profile.link_key):
         return
-    pending = _to_confirm(status_rows.subscription_rows_of(profile.id), target)
+    pending = [
+        resource
+        for resource, _ in _to_confirm(status_rows.subscription_rows_of(profile.id), target)
+    ]
     if pending:
         form = target.form or "resend"
         queue_confirmation(profile, pending, Channel(target.channel), form, moment)
