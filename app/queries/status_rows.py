@@ -1,5 +1,6 @@
-"""The reads of a status change (``services/statuses.change_status``): the profile under its lock,
-the subscription and the suppression, as plain rows rather than ORM entities.
+"""The reads of a status change (``services/statuses.change_status``) and of the link services
+around it: the profile under its lock, its subscriptions and the suppression, as plain rows
+rather than ORM entities.
 
 A status change reads these on every signup, confirmation and unsubscribe, and writes what
 changed with Core statements of its own: an entity's load, identity map and unit of work cost
@@ -67,9 +68,10 @@ _PROFILE = select(
     _profiles.global_status,
     _profiles.suspended_until,
     _profiles.resume_status,
-).with_for_update()
+)
 _PROFILE_BY_EMAIL = _PROFILE.where(_profiles.email == bindparam("email"))
-_PROFILE_BY_ID = _PROFILE.where(_profiles.id == bindparam("profile_id"))
+_LOCKED_PROFILE_BY_EMAIL = _PROFILE_BY_EMAIL.with_for_update()
+_LOCKED_PROFILE_BY_ID = _PROFILE.where(_profiles.id == bindparam("profile_id")).with_for_update()
 _SUBSCRIPTIONS = select(
     _subscriptions.id,
     _subscriptions.resource_id,
@@ -96,12 +98,18 @@ _SUPPRESSION_AND_ANY_ENDPOINT = select(
 def locked_profile_row(email: str) -> ProfileRow | None:
     """The profile of a normalised address, its row locked until the commit (FOR UPDATE on
     PostgreSQL; SQLite's write transaction holds the whole database already)."""
+    return _profile_row(db.session.execute(_LOCKED_PROFILE_BY_EMAIL, {"email": email}).first())
+
+
+def profile_row(email: str) -> ProfileRow | None:
+    """The profile of a normalised address, read for what an email to it needs (not locked)."""
     return _profile_row(db.session.execute(_PROFILE_BY_EMAIL, {"email": email}).first())
 
 
 def locked_profile_row_by_id(profile_id: int) -> ProfileRow | None:
     """The profile with this id (a link's), its row locked until the commit."""
-    return _profile_row(db.session.execute(_PROFILE_BY_ID, {"profile_id": profile_id}).first())
+    params = {"profile_id": profile_id}
+    return _profile_row(db.session.execute(_LOCKED_PROFILE_BY_ID, params).first())
 
 
 def subscription_row(profile_id: int, resource_id: int, channel: str) -> SubscriptionRow | None:
