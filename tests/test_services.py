@@ -479,3 +479,35 @@ def test_events_match_status_changes_for_any_sequence(
         # Rule 9: the same action again changes nothing and records nothing.
         assert perform(verb, email, slug, status, now).events == ()
         assert event_count() == before + len(result.events)
+
+
+def test_an_entity_the_transaction_holds_reads_what_a_status_change_wrote(
+    app: Flask, newsletter: Resource
+) -> None:
+    """change_status writes with Core statements: a profile or subscription entity that the
+    session already holds must show the new status for the rest of the transaction, and the
+    commit must not write its old one back."""
+    from app.services import statuses
+    from app.status import Channel, Unsubscribe
+
+    factories.signup(ALICE, "newsletter")
+    factories.confirm(ALICE, "newsletter")
+    address = ALICE.lower()
+    with write_transaction():
+        profile = queries.profile_by_email(address)
+        assert profile is not None
+        subscription = queries.subscription_of(profile.id, newsletter.id, "email")
+        assert subscription is not None
+        statuses.change_status(address, Unsubscribe(Cause.ADMIN), "newsletter", Channel.EMAIL)
+        assert subscription.status == Status.UNSUBSCRIBED.value
+        statuses.change_status(address, Unsubscribe(Cause.ADMIN), None, Channel.EMAIL)
+        assert profile.status == Status.UNSUBSCRIBED.value
+        profile.name = "Alice"  # an entity's own change is still written with the commit
+    db.session.expire_all()
+    assert decide(address, "newsletter").reason == "global_unsubscribed"
+    reread = queries.profile_by_email(address)
+    assert reread is not None and reread.name == "Alice"
+    assert [row[:3] for row in history(address)][-2:] == [
+        ("newsletter", "subscribed", "unsubscribed"),
+        ("global", "subscribed", "unsubscribed"),
+    ]

@@ -169,6 +169,30 @@ def test_one_confirmation_link_confirms_every_resource_chosen_together(
     ]
 
 
+def test_one_link_for_two_resources_records_the_global_confirmation_once(
+    client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    """Each resource's confirmation reads the profile as the one before it left it: the global
+    status moves from unconfirmed to subscribed once, with one event (rule 7, rule 9)."""
+    from app.services.resources import create_resource
+
+    create_resource("weekly", "Weekly")
+    submit(client, "/subscribe", {"email": ALICE, "resources": ["newsletter", "weekly"]})
+    confirm_through_page(client, confirmation_link(smtp_server))
+    profile = queries.profile_by_email(ALICE)
+    assert profile is not None
+    confirmations = sorted(
+        (event.resource_id is None, event.old_status, event.new_status)
+        for event in queries.events_of_profile(profile.id)
+        if event.cause == "confirm"
+    )
+    assert confirmations == [
+        (False, "unconfirmed", "subscribed"),
+        (False, "unconfirmed", "subscribed"),
+        (True, "unconfirmed", "subscribed"),
+    ]
+
+
 def test_the_embedded_form_works_without_a_csrf_cookie(
     app: Flask, smtp_server: SmtpServer, newsletter: Resource
 ) -> None:

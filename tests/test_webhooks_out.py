@@ -246,6 +246,19 @@ def test_a_change_rolled_back_queues_nothing_and_a_committed_one_queues_with_it(
     )
 
 
+def test_each_delivery_of_a_change_names_the_event_of_its_own_type(
+    local: Flask, receiver: Receiver, newsletter: Resource
+) -> None:
+    """The events of one change are written in one statement: each delivery must still point
+    at its own event (the global one's type at the global event, the subscription's at the
+    subscription's)."""
+    add_endpoint(receiver.url)
+    factories.signup(ALICE, "newsletter")
+    events = {e.id: e for e in db.session.scalars(select(StatusEvent))}
+    pairs = {(d.type, events[d.status_event_id].channel) for d in deliveries() if d.status_event_id}
+    assert pairs == {("profile.unconfirmed", None), ("subscription.unconfirmed", "email")}
+
+
 def test_with_no_endpoint_a_signup_pays_one_small_read_and_writes_nothing_more(
     app: Flask, newsletter: Resource
 ) -> None:

@@ -18,6 +18,7 @@ from app.addresses import normalize_email
 from app.database import transactional, utcnow
 from app.links import data_url, preferences_url
 from app.models import Profile, Resource
+from app.queries import status_rows
 from app.services import erasure, statuses
 from app.services.errors import UnknownResource
 from app.services.profiles import profile_record
@@ -193,7 +194,7 @@ def request_preferences_link(email: str, *, now: datetime | None = None) -> None
     the same either way."""
     address = normalize_email(email)
     moment = now or utcnow()
-    profile = queries.profile_by_email(address)
+    profile = status_rows.profile_row(address)
     if profile is None:
         return
     recent = queries.emails_sent_to_since(address, "preferences_link", moment - timedelta(days=1))

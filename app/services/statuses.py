@@ -118,7 +118,8 @@ def change_status(
     name: str | None = None,
     locale: str | None = None,
     now: datetime | None = None,
-    locked: Profile | None = None,
+    locked: Profile | ProfileRow | None = None,
+    locked_subscription: SubscriptionRow | None = None,
 ) -> Result:
     """Apply ``action`` to the profile of ``address`` (and its subscription to the resource on
     ``channel`` when a resource is named): settle its ended suspensions, ask status.py, write
@@ -126,8 +127,9 @@ def change_status(
     transaction (``@transactional``) and a normalised address; raises a domain error when the
     input or the rules refuse the change, and the caller's transaction then writes nothing. The
     resource may be given by slug or, when the caller has it, itself; ``locked``: the profile of
-    ``address``, when the caller has read it FOR UPDATE in this transaction (a link's service
-    opens the link's profile so), which spares reading it again.
+    ``address`` (its entity or its row), when the caller has read it FOR UPDATE in this
+    transaction (a link's service opens the link's profile so), which spares reading it again;
+    ``locked_subscription``: likewise its subscription to the resource on ``channel``.
 
     The rows are read and written with Core statements (``queries/status_rows.py``,
     ``_insert``, ``_update``): the ORM's unit of work cost more than the statements it ran. An
@@ -138,11 +140,10 @@ def change_status(
         resource: Resource | None = slug
     else:
         resource = resource_for(slug, channel) if slug is not None else None
-    profile = (
-        ProfileRow.of(locked)
-        if locked is not None and locked.email == address
-        else status_rows.locked_profile_row(address)
-    )
+    if isinstance(locked, Profile):
+        locked = ProfileRow.of(locked)
+    given = locked is not None and locked.email == address
+    profile = locked if given else status_rows.locked_profile_row(address)
     # The clock is read once the profile is locked, so events are in the order they happened.
     now = now or utcnow()
     if profile is None and not isinstance(action, CREATING_ACTIONS):
@@ -151,13 +152,18 @@ def change_status(
             # is an address whose owner complained before optin knew it.
             return _suppress_unknown(address, action.cause, actor, now)
         raise UnknownProfile(address)
-    subscription = (
-        status_rows.subscription_row(profile.id, resource.id, channel.value)
-        if profile is not None and resource is not None
-        else None
-    )
+    subscription: SubscriptionRow | None = None
+    if profile is not None and resource is not None:
+        held = locked_subscription
+        subscription = (
+            held
+            if given and held and (held.resource_id, held.channel) == (resource.id, channel.value)
+            else status_rows.subscription_row(profile.id, resource.id, channel.value)
+        )
     hashed = email_hash(address)
-    suppressed = status_rows.is_suppressed(hashed)
+    suppressed, any_endpoint = status_rows.suppression_and_any_endpoint(hashed)
+    if not any_endpoint:
+        webhooks.note_no_endpoint()
     before = Snapshot(
         profile.state if profile else None,
         subscription.state if subscription else None,
@@ -183,6 +189,9 @@ def change_status(
                 _insert_subscription(
                     profile.id, resource.id, channel, after.subscription, confirmed_at, now
                 ),
+                resource.id,
+                channel.value,
+                None,
                 after.subscription,
             )
         else:
@@ -196,7 +205,10 @@ def change_status(
                 values["confirmed_at"] = confirmed_at
             if values:
                 _update(Subscription, subscription.id, values)
-                subscription = subscription._replace(state=after.subscription)
+                subscription = subscription._replace(
+                    state=after.subscription,
+                    confirm_nonce=values.get("confirm_nonce", subscription.confirm_nonce),
+                )
 
     if any(c.scope is Scope.GLOBAL for c in outcome.changes) and not isinstance(
         action, Signup | Confirm
@@ -210,9 +222,9 @@ def change_status(
         db.session.add(suppression_history(hashed, address, "added", action.cause, actor, now))
     elif outcome.suppression_lifted and suppressed:
         db.session.execute(_DELETE_SUPPRESSION, {"email_hash": hashed})
-        held = db.session.identity_map.get(identity_key(Suppression, hashed))
-        if held is not None:
-            db.session.expunge(held)  # the row is gone: the session must not hand it out again
+        lifted = db.session.identity_map.get(identity_key(Suppression, hashed))
+        if lifted is not None:
+            db.session.expunge(lifted)  # the row is gone: the session must not hand it out again
         db.session.add(suppression_history(hashed, address, "lifted", action.cause, actor, now))
 
     subject = (resource.id, channel.value) if resource is not None else None
@@ -269,7 +281,7 @@ def _insert_profile(
         **_columns(Profile, state_values(state)),
     }
     profile_id: int = db.session.execute(_INSERT_PROFILE, row).scalar_one()
-    return ProfileRow(profile_id, address, name, locale, link_key, state)
+    return ProfileRow(profile_id, address, name, locale, link_key, False, state)
 
 
 def _insert_subscription(
@@ -398,7 +410,7 @@ def _write_events(rows: list[dict[str, Any]]) -> None:
 
 def _suppress_unknown(address: str, cause: Cause, actor: Actor, now: datetime) -> Result:
     hashed = email_hash(address)
-    before = Snapshot(None, suppressed=status_rows.is_suppressed(hashed))
+    before = Snapshot(None, suppressed=status_rows.suppression_and_any_endpoint(hashed)[0])
     if not before.suppressed:
         db.session.add(_suppression(hashed, address, cause, actor, now))
         db.session.add(suppression_history(hashed, address, "added", cause, actor, now))

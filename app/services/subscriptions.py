@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, update
@@ -29,7 +30,8 @@ from app.models import (
     Resource,
     Subscription,
 )
-from app.queries.status_rows import ProfileRow
+from app.queries import status_rows
+from app.queries.status_rows import ProfileRow, SubscriptionRow
 from app.services import statuses
 from app.services.errors import NotFound, UnknownResource
 from app.services.statuses import Actor, Result, parse_channel
@@ -45,6 +47,9 @@ from app.status import (
     effective,
 )
 from app.tokens import LinkTarget, new_nonce, opens
+
+# A link's profile: an entity for the pages, a locked row for the services that change it.
+OpenedProfile = TypeVar("OpenedProfile", Profile, ProfileRow)
 
 GENERAL_CONSENT_TEXT = (
     "Yes, send me the newsletters I ticked. I can unsubscribe at any time with the link in every "
@@ -335,12 +340,20 @@ def subscription_with_consent(
     return result
 
 
-def profile_of_link(target: LinkTarget, *, for_update: bool = False) -> Profile:
+def profile_of_link(target: LinkTarget) -> Profile:
     """The profile a link opens: the one with the link's id AND its link key. A link of an
     erased profile, or one whose key is not this profile's, opens nothing (GoneProfile), even
-    if a new profile were ever to get the old id. ``for_update``: locked for the service that
-    changes it (``change_status(locked=...)``)."""
-    profile = queries.profile_by_id(target.profile_id, for_update=for_update)
+    if a new profile were ever to get the old id."""
+    return _opened_by(target, queries.profile_by_id(target.profile_id))
+
+
+def locked_profile_of_link(target: LinkTarget) -> ProfileRow:
+    """The profile a link opens (as ``profile_of_link``), its row locked until the commit, for
+    the service that changes it (``change_status(locked=...)``)."""
+    return _opened_by(target, status_rows.locked_profile_row_by_id(target.profile_id))
+
+
+def _opened_by(target: LinkTarget, profile: OpenedProfile | None) -> OpenedProfile:
     if profile is None:
         raise GoneProfile()
     if target.legacy:
@@ -364,8 +377,9 @@ def pending_confirmation(target: LinkTarget) -> list[Resource]:
     """What a confirmation link would confirm, for the page that asks for the click (empty: it
     was confirmed already). A link that can confirm nothing any more is gone."""
     profile = profile_of_link(target)
-    pending = [resource for resource, _ in _to_confirm(profile, target)]
-    if not pending and not _already_confirmed(profile, target, utcnow()):
+    held = status_rows.subscription_rows_of(profile.id)
+    pending = [resource for resource, _ in _to_confirm(held, target)]
+    if not pending and not _already_confirmed(profile.state, held, target, utcnow()):
         raise GoneProfile()
     return pending
 
@@ -378,13 +392,15 @@ def _nonce_matches(stored: str | None, given: str | None) -> bool:
     )
 
 
-def _to_confirm(profile: Profile, target: LinkTarget) -> list[tuple[Resource, Status]]:
-    """The subscriptions the link's signup request is still waiting on: those that carry its
-    nonce. Any change to a subscription since (an unsubscribe, a newer request, its deletion
-    and a new signup) took the nonce away, so an old link confirms nothing (rule 5 needs the
-    consent of this request, not of some earlier one)."""
-    rows = []
-    for subscription in queries.subscriptions_of_profile(profile.id):
+def _to_confirm(
+    held: list[SubscriptionRow], target: LinkTarget
+) -> list[tuple[Resource, SubscriptionRow]]:
+    """The subscriptions (of those the profile ``held``) that the link's signup request is
+    still waiting on: those that carry its nonce. Any change to a subscription since (an
+    unsubscribe, a newer request, its deletion and a new signup) took the nonce away, so an old
+    link confirms nothing (rule 5 needs the consent of this request, not of some earlier one)."""
+    pending = []
+    for subscription in held:
         if subscription.channel != target.channel:
             continue
         if target.resource_id is not None and subscription.resource_id != target.resource_id:
@@ -395,21 +411,23 @@ def _to_confirm(profile: Profile, target: LinkTarget) -> list[tuple[Resource, St
         resource = queries.cached_resource_by_id(subscription.resource_id)
         if resource is None:
             raise NotFound("no resource for this subscription")
-        rows.append((resource, Status(subscription.status)))
-    return rows
+        pending.append((resource, subscription))
+    return pending
 
 
-def _already_confirmed(profile: Profile, target: LinkTarget, now: datetime) -> bool:
+def _already_confirmed(
+    global_state: State, held: list[SubscriptionRow], target: LinkTarget, now: datetime
+) -> bool:
     """Whether a link with nothing left to confirm belongs to a signup that is in force (the
     second click of a double-click: "already confirmed", rule 9), rather than to one that was
     undone since (then the link is gone)."""
-    if not _subscribed_at(profile.state, now):
+    if not _subscribed_at(global_state, now):
         return False
     return any(
         subscription.channel == target.channel
         and target.resource_id in (None, subscription.resource_id)
         and _subscribed_at(subscription.state, now)
-        for subscription in queries.subscriptions_of_profile(profile.id)
+        for subscription in held
     )
 
 
@@ -425,19 +443,29 @@ def confirm_signup(
     """Rule 5 for every subscription the link names, with the proof of consent and a welcome
     email for each. Confirming twice changes nothing the second time (rule 9)."""
     moment = now or utcnow()
-    profile = profile_of_link(target, for_update=True)
-    pending = _to_confirm(profile, target)
+    profile = locked_profile_of_link(target)
+    held = status_rows.subscription_rows_of(profile.id)
+    pending = _to_confirm(held, target)
     if not pending:
-        if _already_confirmed(profile, target, moment):
+        if _already_confirmed(profile.state, held, target, moment):
             return ConfirmResult([], already=True, locale=profile.locale)
         # Expired (rule 8), or undone since the link was sent: it confirms nothing.
         raise GoneProfile()
     channel = Channel(target.channel)
     confirmed: list[Resource] = []
-    for resource, _ in pending:
+    for resource, subscription in pending:
         result = statuses.change_status(
-            profile.email, Confirm(), resource, channel, actor=actor, now=moment, locked=profile
+            profile.email,
+            Confirm(),
+            resource,
+            channel,
+            actor=actor,
+            now=moment,
+            locked=profile,
+            locked_subscription=subscription,
         )
+        # The profile as this confirmation left it, for the next one (its global status).
+        profile = result.profile or profile
         if result.outcome.newly_subscribed:
             record_consent(
                 profile.id,
@@ -465,17 +493,22 @@ def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> N
     profile = queries.profile_by_id(target.profile_id)
     if profile is None or not opens(target, profile.link_key):
         return
-    pending = [resource for resource, _ in _to_confirm(profile, target)]
+    pending = [
+        resource
+        for resource, _ in _to_confirm(status_rows.subscription_rows_of(profile.id), target)
+    ]
     if pending:
         form = target.form or "resend"
         queue_confirmation(profile, pending, Channel(target.channel), form, moment)
 
 
-def link_scope(target: LinkTarget, *, for_update: bool = False) -> tuple[Profile, Resource | None]:
+def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
     """The profile and resource an unsubscribe or preference link is about."""
-    profile = profile_of_link(target, for_update=for_update)
-    resource = queries.cached_resource_by_id(target.resource_id) if target.resource_id else None
-    return profile, resource
+    return profile_of_link(target), _link_resource(target)
+
+
+def _link_resource(target: LinkTarget) -> Resource | None:
+    return queries.cached_resource_by_id(target.resource_id) if target.resource_id else None
 
 
 @transactional
@@ -484,8 +517,8 @@ def unsubscribe_by_link(
 ) -> LinkUnsubscribe:
     """Rule 2: the link's resource only, or the global status when the link names none or the
     customer chose "everything". Repeating it changes nothing."""
-    profile, resource = link_scope(target, for_update=True)
-    scope = None if everything else resource
+    profile = locked_profile_of_link(target)
+    scope = None if everything else _link_resource(target)
     result = statuses.change_status(
         profile.email,
         Unsubscribe(cause),

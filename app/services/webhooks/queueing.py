@@ -6,7 +6,9 @@
 about, never the document, so the document is built when it is sent (``delivery.py``).
 
 Cheap when no endpoint exists: the enabled endpoints are read once per transaction (a signup
-records two events and pays one small query), and nothing else happens.
+records two events and pays one small query), and nothing else happens; a status change asks
+whether any is enabled in a statement it runs anyway (``note_no_endpoint``), and then not even
+that query runs.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ def _targets() -> list[WebhookTarget]:
     targets = queries.enabled_webhook_targets()
     session.info[_CACHE] = (transaction, targets)
     return targets
+
+
+def note_no_endpoint() -> None:
+    """What the caller read in this transaction: no endpoint is enabled (a status change asks
+    with its suppression read), so the transaction's events queue nothing and read nothing."""
+    session = db.session()
+    session.info[_CACHE] = (session.get_transaction(), [])
 
 
 def lease() -> timedelta:
