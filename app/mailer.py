@@ -160,8 +160,8 @@ class ComposedMessage(EmailMessage):
     its parts are text in quoted-printable, so its bytes are its lines joined by CRLF: the
     standard library's generator writes the same bytes (a test compares the two, byte for
     byte), but it reads each part's Content-Type through the header registry's parser to learn
-    what it already holds, which was four fifths of the CPU of a message's bytes. Anything the
-    join does not know (a header set as an object, a part attached by someone else) goes to the
+    what it already holds, which cost more than all the rest of the message. Anything the join
+    does not know (a header set as an object, parts set by someone else) goes to the
     generator."""
 
     boundary = ""
