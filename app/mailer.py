@@ -120,7 +120,7 @@ def _phrase(words: str) -> str:
     words = " ".join(words.split())
     if words.isascii():
         return '"' + words.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return Header(words, "utf-8").encode(maxlinelen=LINE)
+    return _encoded_words(None, words)
 
 
 def compose(
@@ -259,7 +259,17 @@ def _set(message: EmailMessage, name: str, value: str) -> None:
     if value.isascii() or message.policy is POLICY_UTF8:
         message.set_raw(name, _folded(name, value))
     else:
-        message.set_raw(name, Header(value, "utf-8", header_name=name).encode(maxlinelen=LINE))
+        message.set_raw(name, _encoded_words(name, value))
+
+
+# The values encoded here are a sender's name, subjects and list names: the same few, message
+# after message (a resource's name in a template), and none holds anything a customer typed.
+# The standard library's encoder tries both encodings, a character at a time, for each.
+@functools.lru_cache(maxsize=256)
+def _encoded_words(name: str | None, value: str) -> str:
+    """``value`` as RFC 2047 encoded-words in UTF-8, folded to lines of at most 78 characters
+    (the first one after ``name``, the header's name, when there is one)."""
+    return Header(value, "utf-8", header_name=name).encode(maxlinelen=LINE)
 
 
 def _folded(name: str, value: str) -> str:
