@@ -13,14 +13,18 @@ it.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from gettext import NullTranslations
 from typing import Any
 
 from flask import current_app, g
-from flask_babel import force_locale
+from flask_babel import force_locale, get_translations
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup
 from sqlalchemy import bindparam, event, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction
@@ -147,43 +151,42 @@ class Claimed:
     created_at: datetime  # with the id, the key of the message's stable Message-ID
 
 
+_outbox = OutboxMessage.__table__
+
+
 def lease() -> timedelta:
     """How long a claim holds, from OUTBOX_LEASE_SECONDS."""
     return timedelta(seconds=current_app.config["OUTBOX_LEASE_SECONDS"])
 
 
 def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> list[Claimed]:
-    until = lease()
-    with write_transaction() as session:
-        query = (
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.sent_at.is_(None),
-                OutboxMessage.next_attempt_at <= now,
-                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-            )
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+    """Claim up to ``limit`` due messages for this worker, oldest first, and return them: one
+    ``UPDATE ... RETURNING`` in Core, whose subquery locks the rows it picks and skips those
+    another worker holds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in)."""
+    due = (
+        select(_outbox.c.id)
+        .where(
+            _outbox.c.sent_at.is_(None),
+            _outbox.c.next_attempt_at <= now,
+            or_(_outbox.c.claimed_until.is_(None), _outbox.c.claimed_until < now),
         )
-        if only is not None:
-            query = query.where(OutboxMessage.id.in_(list(only)))
-        claimed = []
-        for message in session.scalars(query):
-            message.claimed_until = now + until
-            claimed.append(
-                Claimed(
-                    message.id,
-                    message.to_address,
-                    message.template,
-                    dict(message.context),
-                    message.profile_id,
-                    message.resource_id,
-                    message.attempts,
-                    message.created_at,
-                )
-            )
-        return claimed
+        .order_by(_outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if only is not None:
+        due = due.where(_outbox.c.id.in_(list(only)))
+    claim = (
+        update(_outbox)
+        .where(_outbox.c.id.in_(due.scalar_subquery()))
+        .values(claimed_until=now + lease())
+        # Claimed's fields are named as the columns they copy.
+        .returning(*(_outbox.c[field.name] for field in fields(Claimed)))
+    )
+    with write_transaction() as session:
+        rows = session.execute(claim).all()
+    # RETURNING names no order: the batch goes out oldest first, as it was picked.
+    return sorted((Claimed(*row) for row in rows), key=lambda message: message.id)
 
 
 def render(message: OutboxMessage | Claimed, recipient: Recipient | None = None) -> EmailMessage:
@@ -239,11 +242,32 @@ def _rendered(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
     environment = current_app.jinja_env
     locale = supported(context.get("locale")) or DEFAULT
     with force_locale(locale):
+        gettext = _gettext_of(get_translations())
         subject, body, html = (
-            environment.get_template(f"{folder}/{name}").render(context, current_locale=locale)
+            environment.get_template(f"{folder}/{name}").render(
+                context, current_locale=locale, gettext=gettext
+            )
             for name in ("subject.txt", "body.txt", "body.html")
         )
     return subject, body, html
+
+
+def _gettext_of(translations: NullTranslations) -> Callable[..., str]:
+    """``_`` of an email's templates (Jinja's i18n calls the ``gettext`` of the context): the
+    "newstyle" gettext Flask-Babel installs, but bound to the email's catalogue once, where
+    Flask-Babel's looks the locale and the catalogue up again for every string. A translation
+    is markup in an autoescaped template and always a format string; autoescape escapes the
+    variables that ``%`` puts in it."""
+
+    @pass_context
+    def gettext(context: Context, string: str, **variables: Any) -> str:
+        translated = translations.gettext(string)
+        if context.eval_ctx.autoescape:
+            # optin's own catalogue, as Jinja marks it: the variables are escaped by ``%``.
+            translated = Markup(translated)  # nosec B704
+        return translated % variables
+
+    return gettext
 
 
 def _list_headers(template: str, resource: Resource | None) -> dict[str, str]:
@@ -343,9 +367,7 @@ def _record(attempt: Attempt, now: datetime, report: DeliveryReport) -> None:
 
 
 # Core on the table, built once: the SET clause is the keys of the values it is run with.
-_MARK = update(OutboxMessage.__table__).where(
-    OutboxMessage.__table__.c.id == bindparam("outbox_id")
-)
+_MARK = update(_outbox).where(_outbox.c.id == bindparam("outbox_id"))
 
 
 def _write_outcome(message_id: int, values: dict[str, Any], *, patient: bool) -> None:

@@ -21,7 +21,7 @@ from app.services import admin_actions, subscriptions
 from app.services.statuses import Actor
 from tests import factories
 from tests.conftest import mail_app
-from tests.helpers import confirm_target, count, submit
+from tests.helpers import confirm_target, count, html_of, submit, text_of
 from tests.smtp import SmtpServer, free_port
 
 ALICE = "alice@example.com"
@@ -258,6 +258,36 @@ def test_a_pause_that_has_ended_by_the_time_of_sending_lets_the_mail_go(
     assert (report.sent, report.dropped) == (1, 0)
     (welcome,) = smtp_server.messages
     assert welcome["To"] == ALICE and welcome["List-Unsubscribe"] is not None
+
+
+@pytest.mark.parametrize(
+    ("locale", "hello"), [("en", "Hello {},"), ("de", "Hallo {},"), ("fr", "Hello {},")]
+)
+def test_a_welcome_speaks_the_customers_language_and_escapes_their_name_in_html(
+    app: Flask, smtp_server: SmtpServer, offers: Resource, locale: str, hello: str
+) -> None:
+    name = '<b>Ann & "Co"</b>'
+    subscriptions.request_signup(ALICE, ["offers"], form="test", actor=Actor())
+    profile = queries.profile_by_email(ALICE)
+    assert profile is not None
+    with write_transaction() as session:
+        session.execute(delete(OutboxMessage))  # the welcome without a name
+        outbox.enqueue(
+            ALICE,
+            "welcome",
+            profile_id=profile.id,
+            resource_id=offers.id,
+            resource_name=offers.name,
+            resource_description=offers.description,
+            name=name,
+            locale=locale,
+        )
+    outbox.deliver_due()
+    (welcome,) = smtp_server.messages
+    assert hello.format(name) in text_of(welcome)
+    assert hello.format("&lt;b&gt;Ann &amp; &#34;Co&#34;&lt;/b&gt;") in html_of(welcome)
+    assert name not in html_of(welcome)
+    assert f'<html lang="{locale if locale != "fr" else "en"}">' in html_of(welcome)
 
 
 def test_mail_about_a_resource_goes_only_to_someone_subscribed_to_it_by_email_not_by_sms(
