@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import os
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask
@@ -22,10 +24,33 @@ from app.security import (
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class Optin(Flask):
+    """Flask, remembering for each view and hook whether it must be run as a coroutine: Flask
+    asks ``inspect.iscoroutinefunction`` of every before-request, after-request and teardown
+    hook and of the view, at every request (fifteen times for a page here), about functions
+    that never change. Held weakly: a request's own ``after_this_request`` function goes with
+    it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The answer, not the runnable: a value that refers to its key would keep it alive.
+        self._coroutines: weakref.WeakKeyDictionary[Callable[..., Any], bool]
+        self._coroutines = weakref.WeakKeyDictionary()
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            coroutine = self._coroutines.get(func)
+            if coroutine is None:
+                coroutine = self._coroutines[func] = inspect.iscoroutinefunction(func)
+        except TypeError:  # a callable that takes no weak reference: asked every time
+            return super().ensure_sync(func)
+        return super().ensure_sync(func) if coroutine else func
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The application, configured from the defaults, ``instance/config.py``, the environment and
     finally ``config`` (which tests use), in that order of precedence (last wins)."""
-    app = Flask(
+    app = Optin(
         __name__,
         instance_path=os.environ.get("OPTIN_INSTANCE_PATH")
         or os.path.join(PROJECT_ROOT, "instance"),

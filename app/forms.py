@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import _FlaskFormCSRF
 from markupsafe import Markup, escape
 from wtforms import (  # type: ignore[attr-defined]  # SelectChoice: WTForms 3.3's; types-WTForms 3.2 lacks it
     BooleanField,
@@ -80,6 +83,34 @@ def one_line(_form: Any, field: Any) -> None:
         raise ValidationError(_l("Use a single line."))
 
 
+class _SignedWhenShown:
+    """A form's CSRF token that is signed when a page shows it. Flask-WTF signs it as the form
+    is made, but most POSTs are answered with a page that has no form (check your inbox, you
+    are subscribed), so that signature was thrown away at every signup and every link's
+    button. Shown twice, it is signed once: Flask-WTF keeps the request's token on ``g``."""
+
+    def __init__(self, sign: Callable[[], str]) -> None:
+        self._sign = sign
+
+    def __str__(self) -> str:
+        return self._sign()
+
+    def __html__(self) -> Markup:
+        return escape(self._sign())
+
+
+class _CsrfSignedWhenShown(_FlaskFormCSRF):
+    def generate_csrf_token(self, csrf_token_field: Any) -> _SignedWhenShown:
+        return _SignedWhenShown(partial(super().generate_csrf_token, csrf_token_field))
+
+
+class PublicForm(FlaskForm):
+    """The public forms' base: Flask-WTF's, with the CSRF token signed only when shown."""
+
+    class Meta:
+        csrf_class = _CsrfSignedWhenShown
+
+
 class CheckboxesField(SelectMultipleField):
     """Several choices shown as checkboxes."""
 
@@ -87,7 +118,7 @@ class CheckboxesField(SelectMultipleField):
     option_widget = widgets.CheckboxInput()
 
 
-class SignupForm(FlaskForm):
+class SignupForm(PublicForm):
     email = EmailField(
         _l("Email address"),
         validators=[InputRequired(_l("Enter your email address.")), Length(max=254), valid_address],
@@ -113,13 +144,13 @@ class SignupAllForm(SignupForm):
     )
 
 
-class ButtonForm(FlaskForm):
+class ButtonForm(PublicForm):
     """A form that is only a button (and its CSRF token): confirm, resend."""
 
     submit = SubmitField(_l("Continue"))
 
 
-class UnsubscribeForm(FlaskForm):
+class UnsubscribeForm(PublicForm):
     scope = RadioField(
         _l("Unsubscribe from"),
         choices=options(
@@ -130,14 +161,14 @@ class UnsubscribeForm(FlaskForm):
     submit = SubmitField(_l("Unsubscribe"))
 
 
-class PreferencesForm(FlaskForm):
+class PreferencesForm(PublicForm):
     name = StringField(_l("Name"), validators=[Optional(), Length(max=200), one_line])
     locale = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, default="")
     resources = CheckboxesField(_l("What you receive"), choices=[], validate_choice=True)
     submit = SubmitField(_l("Save my preferences"))
 
 
-class PauseForm(FlaskForm):
+class PauseForm(PublicForm):
     days = RadioField(
         _l("Pause everything for"),
         choices=options([(str(days), _l("%(days)s days", days=days)) for days in PAUSE_DAYS]),
@@ -147,7 +178,7 @@ class PauseForm(FlaskForm):
     submit = SubmitField(_l("Pause"))
 
 
-class EraseForm(FlaskForm):
+class EraseForm(PublicForm):
     understood = BooleanField(
         _l("I understand: my data is deleted and nothing will be sent to this address again."),
         validators=[InputRequired(_l("Tick the box to confirm."))],
@@ -155,7 +186,7 @@ class EraseForm(FlaskForm):
     submit = SubmitField(_l("Erase my data"))
 
 
-class PreferencesRequestForm(FlaskForm):
+class PreferencesRequestForm(PublicForm):
     email = EmailField(
         _l("Email address"),
         validators=[InputRequired(_l("Enter your email address.")), Length(max=254), valid_address],

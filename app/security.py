@@ -149,26 +149,33 @@ def register_protective_headers(app: Flask) -> None:
         app.config["SESSION_COOKIE_SECURE"] = https
     policy = _content_security_policy(app.config["TRUSTED_REDIRECT_HOSTS"])
     ancestors = _sources(app.config["FRAME_ANCESTORS"])
-    # Both policies written once: the settings they come from do not change while the app runs.
-    unframed_policy = f"{policy}; frame-ancestors 'none'"
-    framed_policy = f"{policy}; frame-ancestors {' '.join(ancestors)}"
+    # "same-origin": the full URL (a token's path too) goes to optin itself, and nothing at all
+    # to any other site. Not "no-referrer": under https Flask-WTF refuses a form whose POST
+    # carries no same-origin Referer (WTF_CSRF_SSL_STRICT), which would break every button on
+    # the token pages.
+    shared = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin")]
+    if https:
+        shared.append(("Strict-Transport-Security", HSTS))
+    # Both sets written once: the settings they come from do not change while the app runs.
+    unframed = [
+        ("Content-Security-Policy", f"{policy}; frame-ancestors 'none'"),
+        ("X-Frame-Options", "DENY"),
+        *shared,
+    ]
+    framed = [("Content-Security-Policy", f"{policy}; frame-ancestors {' '.join(ancestors)}")]
+    framed += shared
     static_prefix = (app.static_url_path or "/static") + "/"
 
     @app.after_request
     def protect(response: Response) -> Response:
         headers = response.headers
-        framed = bool(ancestors) and request.endpoint in FRAMEABLE_ENDPOINTS
-        headers.setdefault("Content-Security-Policy", framed_policy if framed else unframed_policy)
-        if not framed:
-            headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        # "same-origin": the full URL (a token's path too) goes to optin itself, and nothing at
-        # all to any other site. Not "no-referrer": under https Flask-WTF refuses a form whose
-        # POST carries no same-origin Referer (WTF_CSRF_SSL_STRICT), which would break every
-        # button on the token pages.
-        headers.setdefault("Referrer-Policy", "same-origin")
-        if https:
-            headers.setdefault("Strict-Transport-Security", HSTS)
+        chosen = framed if ancestors and request.endpoint in FRAMEABLE_ENDPOINTS else unframed
+        # A header the view set itself stays (a page may frame or cache differently); looked up
+        # once for all, where setdefault() scans the headers and raises KeyError for each.
+        present = {name.lower() for name, _value in headers}
+        for name, value in chosen:
+            if name.lower() not in present:
+                headers.add(name, value)
         # Every answer but the static files may carry personal data or a CSRF token bound to one
         # browser's session: no cache, shared or private, keeps a copy.
         if not request.path.startswith(static_prefix):

@@ -3,7 +3,8 @@ are the HTML that WTForms' widgets write, whatever was typed or ticked."""
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, g
+from flask_wtf.csrf import validate_csrf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
@@ -82,3 +83,15 @@ def test_choices_are_written_as_wtforms_writes_them(
             form.validate()  # errors shown, as after a refused POST
         expected = app.jinja_env.from_string(CHOICES).render(form=form, name=which)
         assert app.jinja_env.from_string(OWN_CHOICES).render(form=form, name=which) == expected
+
+
+def test_the_csrf_token_is_signed_when_a_page_shows_it_and_not_before(app: Flask) -> None:
+    with app.test_request_context():
+        form = SignupForm()
+        assert "csrf_token" not in g  # a POST answered with a page without a form signs nothing
+        shown = app.jinja_env.from_string(
+            '{% from "_fields.html" import csrf %}{{ csrf(form) }}'
+        ).render(form=form)
+        token = g.csrf_token
+        assert f'value="{token}"' in shown and str(form.csrf_token.current_token) == token
+        validate_csrf(token)  # the token Flask-WTF checks when the form comes back
