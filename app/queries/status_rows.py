@@ -71,7 +71,8 @@ _PROFILE = select(
 )
 _PROFILE_BY_EMAIL = _PROFILE.where(_profiles.email == bindparam("email"))
 _LOCKED_PROFILE_BY_EMAIL = _PROFILE_BY_EMAIL.with_for_update()
-_LOCKED_PROFILE_BY_ID = _PROFILE.where(_profiles.id == bindparam("profile_id")).with_for_update()
+_PROFILE_BY_ID = _PROFILE.where(_profiles.id == bindparam("profile_id"))
+_LOCKED_PROFILE_BY_ID = _PROFILE_BY_ID.with_for_update()
 _SUBSCRIPTIONS = select(
     _subscriptions.id,
     _subscriptions.resource_id,
@@ -104,6 +105,11 @@ def locked_profile_row(email: str) -> ProfileRow | None:
 def profile_row(email: str) -> ProfileRow | None:
     """The profile of a normalised address, read for what an email to it needs (not locked)."""
     return _profile_row(db.session.execute(_PROFILE_BY_EMAIL, {"email": email}).first())
+
+
+def profile_row_by_id(profile_id: int) -> ProfileRow | None:
+    """The profile with this id (a link's), read for the page the link opens (not locked)."""
+    return _profile_row(db.session.execute(_PROFILE_BY_ID, {"profile_id": profile_id}).first())
 
 
 def locked_profile_row_by_id(profile_id: int) -> ProfileRow | None:

@@ -347,6 +347,12 @@ def profile_of_link(target: LinkTarget) -> Profile:
     return _opened_by(target, queries.profile_by_id(target.profile_id))
 
 
+def profile_row_of_link(target: LinkTarget) -> ProfileRow:
+    """The profile a link opens (as ``profile_of_link``), as a row: what the pages of the
+    emailed links show and check, without an entity's load and identity map."""
+    return _opened_by(target, status_rows.profile_row_by_id(target.profile_id))
+
+
 def locked_profile_of_link(target: LinkTarget) -> ProfileRow:
     """The profile a link opens (as ``profile_of_link``), its row locked until the commit, for
     the service that changes it (``change_status(locked=...)``)."""
@@ -373,10 +379,10 @@ def locale_of(profile_id: int) -> str | None:
     return profile.locale if profile else None
 
 
-def pending_confirmation(target: LinkTarget) -> list[Resource]:
+def pending_confirmation(target: LinkTarget, profile: ProfileRow) -> list[Resource]:
     """What a confirmation link would confirm, for the page that asks for the click (empty: it
-    was confirmed already). A link that can confirm nothing any more is gone."""
-    profile = profile_of_link(target)
+    was confirmed already). A link that can confirm nothing any more is gone. ``profile`` is
+    the one the link opened (``profile_row_of_link``)."""
     held = status_rows.subscription_rows_of(profile.id)
     pending = [resource for resource, _ in _to_confirm(held, target)]
     if not pending and not _already_confirmed(profile.state, held, target, utcnow()):
@@ -502,9 +508,9 @@ def resend_confirmation(target: LinkTarget, *, now: datetime | None = None) -> N
         queue_confirmation(profile, pending, Channel(target.channel), form, moment)
 
 
-def link_scope(target: LinkTarget) -> tuple[Profile, Resource | None]:
+def link_scope(target: LinkTarget) -> tuple[ProfileRow, Resource | None]:
     """The profile and resource an unsubscribe or preference link is about."""
-    return profile_of_link(target), _link_resource(target)
+    return profile_row_of_link(target), _link_resource(target)
 
 
 def _link_resource(target: LinkTarget) -> Resource | None:

@@ -281,9 +281,10 @@ def subscribe_all() -> ResponseLike:
 def confirm_page(token: str) -> ResponseLike:
     """The page behind a confirmation link: what will be confirmed, and the button. Mail
     scanners open links, so this GET changes nothing."""
-    target, profile = opened(Purpose.CONFIRM, token)
+    target = read_token(Purpose.CONFIRM, token)
+    profile = subscriptions.profile_row_of_link(target)
     use_locale(profile.locale)
-    pending = subscriptions.pending_confirmation(target)
+    pending = subscriptions.pending_confirmation(target, profile)
     return render_template("public/confirm.html", form=ButtonForm(), resources=pending)
 
 
