@@ -3,6 +3,8 @@ markup, CSRF, oversized bodies, rate limits, and the error pages."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import redis
 from flask import Flask
@@ -228,6 +230,11 @@ def test_an_unexpected_error_gets_the_500_page_and_no_half_made_change(
         ("get", "/?ref=a%00b", None),
         ("post", "/subscribe/newsletter/embed", {"email": "a@example.com", "name": "A\x00B"}),
         ("post", "/preferences", {"email": "a\x00@example.com"}),
+        ("get", "/?a%00=b", None),
+        ("get", "/?ref=a&ref=%00", None),
+        # multipart/form-data: a NUL in a field or in an upload's file name
+        ("post", "/preferences", {"email": "a\x00@example.com", "f": (io.BytesIO(b"x"), "a.txt")}),
+        ("post", "/preferences", {"email": "a@example.com", "f": (io.BytesIO(b"x"), "a\x00.txt")}),
     ],
 )
 def test_a_nul_character_anywhere_is_a_clear_400(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from flask import Flask
+from flask import Flask, template_rendered
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
@@ -166,6 +166,23 @@ def test_logout_ends_the_session(admin_client: FlaskClient) -> None:
     token = csrf_token(admin_client, "/admin/dashboard")
     assert admin_client.post("/admin/logout", data={"csrf_token": token}).status_code == 303
     assert admin_client.get("/admin/dashboard").status_code == 302
+
+
+def test_admin_pages_name_the_logged_in_user_and_public_pages_never_load_them(
+    app: Flask, client: FlaskClient, admin_client: FlaskClient
+) -> None:
+    # The admin bar shows who is logged in (the admin blueprint's context processor); a
+    # public page's render is not given the user at all.
+    page = admin_client.get("/admin/dashboard").text
+    assert ADMIN_EMAIL in page and 'action="/admin/logout"' in page
+    contexts: list[dict[str, object]] = []
+
+    def _remember(_sender: Flask, template: object, context: dict[str, object]) -> None:
+        contexts.append(context)
+
+    with template_rendered.connected_to(_remember, app):
+        assert client.get("/preferences").status_code == 200
+    assert contexts and all("current_user" not in context for context in contexts)
 
 
 def test_logout_needs_the_csrf_token(admin_client: FlaskClient) -> None:

@@ -84,13 +84,15 @@ def admin_actor(reason: str | None = None) -> Actor:
 
 @admin.context_processor
 def _navigation() -> dict[str, object]:
-    """The sections every admin page links to, for the ones this app has."""
+    """The sections every admin page links to, for the ones this app has, and the logged-in
+    user its bar names. Only the admin's pages get ``current_user``: Flask-Login's own context
+    processor would load it for every public page as well (``register_admin``)."""
     built = [
         (endpoint, label)
         for endpoint, label in NAVIGATION
         if endpoint in current_app.view_functions
     ]
-    return {"admin_navigation": built}
+    return {"admin_navigation": built, "current_user": current_user}
 
 
 def search_term(name: str) -> str:
@@ -113,7 +115,9 @@ def register_admin(app: Flask) -> None:
         webhooks,
     )
 
-    login_manager.init_app(app)
+    # No app-wide context processor: a public page never shows the user, and the processor
+    # would look them up for every render; ``_navigation`` gives the admin's pages theirs.
+    login_manager.init_app(app, add_context_processor=False)
     login_manager.user_loader(user_by_id)
     app.permanent_session_lifetime = app.config["ADMIN_SESSION_LIFETIME"]
     app.register_blueprint(admin)
