@@ -163,10 +163,16 @@ def test_make_serve_runs_web_worker_and_upkeep_and_the_worker_delivers_the_confi
         assert f"{base}/confirm/" in message.get_body(("plain",)).get_content()
 
         # The web process never sends (OUTBOX_DELIVER_INLINE=false): the worker did, and its
-        # counter shows on the web's /metrics, added up across processes.
-        status, metrics = get("/metrics")
-        assert status == 200
-        assert re.search(r"^optin_mail_deliveries_total 1\.0$", metrics, re.MULTILINE), metrics
+        # counter shows on the web's /metrics, added up across processes. The worker counts a
+        # message once the mail server has answered its QUIT, a moment after the server has the
+        # message: the scrape waits for it rather than racing it.
+        def counted() -> str | None:
+            status, metrics = get("/metrics")
+            assert status == 200
+            delivered = re.search(r"^optin_mail_deliveries_total 1\.0$", metrics, re.MULTILINE)
+            return metrics if delivered else None
+
+        metrics = _wait_for(counted, 10, "optin_mail_deliveries_total 1.0 on /metrics")
         assert 'route="/subscribe/<slug>"' in metrics
 
         # The inbound receiver is up, taking mail for the unsubscribe address and nothing else.
