@@ -353,6 +353,13 @@ def profile_row_of_link(target: LinkTarget) -> ProfileRow:
     return _opened_by(target, status_rows.profile_row_by_id(target.profile_id))
 
 
+def confirmation_of_link(target: LinkTarget) -> tuple[ProfileRow, list[SubscriptionRow]]:
+    """The profile a confirmation link opens (as ``profile_of_link``), as a row, and its
+    subscriptions, read together for the page that asks for the click (not locked)."""
+    profile, held = status_rows.profile_and_subscription_rows(target.profile_id)
+    return _opened_by(target, profile), held
+
+
 def locked_profile_of_link(target: LinkTarget) -> ProfileRow:
     """The profile a link opens (as ``profile_of_link``), its row locked until the commit, for
     the service that changes it (``change_status(locked=...)``)."""
@@ -379,11 +386,12 @@ def locale_of(profile_id: int) -> str | None:
     return profile.locale if profile else None
 
 
-def pending_confirmation(target: LinkTarget, profile: ProfileRow) -> list[Resource]:
+def pending_confirmation(
+    target: LinkTarget, profile: ProfileRow, held: list[SubscriptionRow]
+) -> list[Resource]:
     """What a confirmation link would confirm, for the page that asks for the click (empty: it
     was confirmed already). A link that can confirm nothing any more is gone. ``profile`` is
-    the one the link opened (``profile_row_of_link``)."""
-    held = status_rows.subscription_rows_of(profile.id)
+    the one the link opened and ``held`` its subscriptions (``confirmation_of_link``)."""
     pending = [resource for resource, _ in _to_confirm(held, target)]
     if not pending and not _already_confirmed(profile.state, held, target, utcnow()):
         raise GoneProfile()
