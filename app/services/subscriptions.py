@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, update
@@ -137,16 +137,17 @@ def queue_confirmation(
     # This request's link confirms these subscriptions only, and only until they change; an
     # earlier request's link stops working (the newest email is the one that counts).
     nonce = new_nonce()
-    db.session.execute(
-        _SET_CONFIRM_NONCE,
-        {
-            "row_profile_id": profile.id,
-            "row_resource_ids": [resource.id for resource in resources],
-            "row_channel": channel.value,
-            "confirm_nonce": nonce,
-            "updated_at": utcnow(),
-        },
-    )
+    rows: dict[str, Any] = {
+        "row_profile_id": profile.id,
+        "row_channel": channel.value,
+        "confirm_nonce": nonce,
+        "updated_at": utcnow(),
+    }
+    if single:
+        db.session.execute(_SET_CONFIRM_NONCE_OF_ONE, rows | {"row_resource_id": single.id})
+    else:
+        rows["row_resource_ids"] = [resource.id for resource in resources]
+        db.session.execute(_SET_CONFIRM_NONCE, rows)
     target = LinkTarget(
         profile.id,
         profile.link_key,
@@ -225,6 +226,13 @@ _subscriptions = Subscription.__table__
 _SET_CONFIRM_NONCE = update(_subscriptions).where(
     _subscriptions.c.profile_id == bindparam("row_profile_id"),
     _subscriptions.c.resource_id.in_(bindparam("row_resource_ids", expanding=True)),
+    _subscriptions.c.channel == bindparam("row_channel"),
+)
+# The usual signup names one resource: an equality binds its value, where an expanding IN is
+# rendered anew on every execution.
+_SET_CONFIRM_NONCE_OF_ONE = update(_subscriptions).where(
+    _subscriptions.c.profile_id == bindparam("row_profile_id"),
+    _subscriptions.c.resource_id == bindparam("row_resource_id"),
     _subscriptions.c.channel == bindparam("row_channel"),
 )
 _INSERT_CONSENT = insert(ConsentRecord.__table__)
