@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import delete, text
+from sqlalchemy import delete, event, text
 
 from app import queries
 from app.extensions import db
@@ -206,6 +206,30 @@ def test_a_confirmation_link_of_a_deleted_signup_does_not_confirm_the_new_one(
     assert submit(client, old, {}, form_path="/subscribe").status_code == 410
     assert database_state() == before
     assert decide(ALICE, "newsletter").subscription_status == "unconfirmed"
+
+
+def test_the_page_of_a_confirmation_link_reads_its_profile_and_subscriptions_at_once(
+    client: FlaskClient, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    sign_up(client, ALICE)
+    link = path_of(confirm_link(smtp_server, ALICE))
+    seen: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        page = client.get(link)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    assert page.status_code == 200 and "The Newsletter" in page.text
+    assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) == 1
+    # A profile left with no subscription at all (its only signup deleted by retention) comes
+    # back as one row without a subscription: its link confirms nothing and is gone.
+    db.session.execute(delete(Subscription))
+    db.session.commit()
+    assert client.get(link).status_code == 410
 
 
 def test_only_the_newest_confirmation_email_of_an_address_confirms(

@@ -90,6 +90,21 @@ _SUBSCRIPTION = _SUBSCRIPTIONS.where(
 _SUBSCRIPTIONS_OF_PROFILE = _SUBSCRIPTIONS.where(
     _subscriptions.profile_id == bindparam("profile_id")
 ).order_by(_subscriptions.resource_id, _subscriptions.channel)
+# A profile and its subscriptions in one statement (one row per subscription; one row with
+# NULLs on the subscription's side when it has none). Only for reads without a lock: a FOR UPDATE
+# waiting on the profile would re-read the profile's row alone, not the subscriptions a
+# concurrent change made, so a status change locks the profile first and reads them after.
+_PROFILE_AND_SUBSCRIPTIONS_BY_ID = (
+    select(*_PROFILE.selected_columns, *_SUBSCRIPTIONS.selected_columns)
+    .select_from(
+        Profile.__table__.outerjoin(
+            Subscription.__table__, _subscriptions.profile_id == _profiles.id
+        )
+    )
+    .where(_profiles.id == bindparam("profile_id"))
+    .order_by(_subscriptions.resource_id, _subscriptions.channel)
+)
+_SUBSCRIPTION_COLUMNS_FROM = len(_PROFILE.selected_columns)
 _SUPPRESSION_AND_ANY_ENDPOINT = select(
     exists().where(_suppressions.email_hash == bindparam("email_hash")),
     exists().where(WebhookEndpoint.__table__.c.enabled.is_(True)),
@@ -130,6 +145,19 @@ def subscription_rows_of(profile_id: int) -> list[SubscriptionRow]:
     confirm, and whether its signup is in force)."""
     rows = db.session.execute(_SUBSCRIPTIONS_OF_PROFILE, {"profile_id": profile_id})
     return [_subscription_row(row) for row in rows]
+
+
+def profile_and_subscription_rows(
+    profile_id: int,
+) -> tuple[ProfileRow | None, list[SubscriptionRow]]:
+    """The profile with this id (a link's) and every one of its subscriptions, by resource and
+    channel, in one statement (not locked): what the page of a confirmation link shows."""
+    rows = db.session.execute(_PROFILE_AND_SUBSCRIPTIONS_BY_ID, {"profile_id": profile_id}).all()
+    if not rows:
+        return None, []
+    first = _SUBSCRIPTION_COLUMNS_FROM
+    held = [_subscription_row(row[first:]) for row in rows if row[first] is not None]
+    return _profile_row(rows[0]), held
 
 
 def _profile_row(row: Sequence[Any] | None) -> ProfileRow | None:

@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import bindparam, insert, update
@@ -137,16 +137,17 @@ def queue_confirmation(
     # This request's link confirms these subscriptions only, and only until they change; an
     # earlier request's link stops working (the newest email is the one that counts).
     nonce = new_nonce()
-    db.session.execute(
-        _SET_CONFIRM_NONCE,
-        {
-            "row_profile_id": profile.id,
-            "row_resource_ids": [resource.id for resource in resources],
-            "row_channel": channel.value,
-            "confirm_nonce": nonce,
-            "updated_at": utcnow(),
-        },
-    )
+    rows: dict[str, Any] = {
+        "row_profile_id": profile.id,
+        "row_channel": channel.value,
+        "confirm_nonce": nonce,
+        "updated_at": utcnow(),
+    }
+    if single:
+        db.session.execute(_SET_CONFIRM_NONCE_OF_ONE, rows | {"row_resource_id": single.id})
+    else:
+        rows["row_resource_ids"] = [resource.id for resource in resources]
+        db.session.execute(_SET_CONFIRM_NONCE, rows)
     target = LinkTarget(
         profile.id,
         profile.link_key,
@@ -225,6 +226,13 @@ _subscriptions = Subscription.__table__
 _SET_CONFIRM_NONCE = update(_subscriptions).where(
     _subscriptions.c.profile_id == bindparam("row_profile_id"),
     _subscriptions.c.resource_id.in_(bindparam("row_resource_ids", expanding=True)),
+    _subscriptions.c.channel == bindparam("row_channel"),
+)
+# The usual signup names one resource: an equality binds its value, where an expanding IN is
+# rendered anew on every execution.
+_SET_CONFIRM_NONCE_OF_ONE = update(_subscriptions).where(
+    _subscriptions.c.profile_id == bindparam("row_profile_id"),
+    _subscriptions.c.resource_id == bindparam("row_resource_id"),
     _subscriptions.c.channel == bindparam("row_channel"),
 )
 _INSERT_CONSENT = insert(ConsentRecord.__table__)
@@ -353,6 +361,13 @@ def profile_row_of_link(target: LinkTarget) -> ProfileRow:
     return _opened_by(target, status_rows.profile_row_by_id(target.profile_id))
 
 
+def confirmation_of_link(target: LinkTarget) -> tuple[ProfileRow, list[SubscriptionRow]]:
+    """The profile a confirmation link opens (as ``profile_of_link``), as a row, and its
+    subscriptions, read together for the page that asks for the click (not locked)."""
+    profile, held = status_rows.profile_and_subscription_rows(target.profile_id)
+    return _opened_by(target, profile), held
+
+
 def locked_profile_of_link(target: LinkTarget) -> ProfileRow:
     """The profile a link opens (as ``profile_of_link``), its row locked until the commit, for
     the service that changes it (``change_status(locked=...)``)."""
@@ -379,11 +394,12 @@ def locale_of(profile_id: int) -> str | None:
     return profile.locale if profile else None
 
 
-def pending_confirmation(target: LinkTarget, profile: ProfileRow) -> list[Resource]:
+def pending_confirmation(
+    target: LinkTarget, profile: ProfileRow, held: list[SubscriptionRow]
+) -> list[Resource]:
     """What a confirmation link would confirm, for the page that asks for the click (empty: it
     was confirmed already). A link that can confirm nothing any more is gone. ``profile`` is
-    the one the link opened (``profile_row_of_link``)."""
-    held = status_rows.subscription_rows_of(profile.id)
+    the one the link opened and ``held`` its subscriptions (``confirmation_of_link``)."""
     pending = [resource for resource, _ in _to_confirm(held, target)]
     if not pending and not _already_confirmed(profile.state, held, target, utcnow()):
         raise GoneProfile()

@@ -282,9 +282,9 @@ def confirm_page(token: str) -> ResponseLike:
     """The page behind a confirmation link: what will be confirmed, and the button. Mail
     scanners open links, so this GET changes nothing."""
     target = read_token(Purpose.CONFIRM, token)
-    profile = subscriptions.profile_row_of_link(target)
+    profile, held = subscriptions.confirmation_of_link(target)
     use_locale(profile.locale)
-    pending = subscriptions.pending_confirmation(target, profile)
+    pending = subscriptions.pending_confirmation(target, profile, held)
     return render_template("public/confirm.html", form=ButtonForm(), resources=pending)
 
 
