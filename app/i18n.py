@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from babel.support import NullTranslations
-from flask import Flask, g, request
+from flask import Flask, g, has_app_context, request
 from flask_babel import format_date, get_locale, get_translations, lazy_gettext, refresh
 from jinja2 import pass_context
 from jinja2.runtime import Context
@@ -61,14 +61,28 @@ def status_label(status: str | None) -> str:
 
 # The render context's name for the translations of the language the page is rendered in.
 TRANSLATIONS = "_translations"
+# Where Flask-Babel keeps a request's locale (and, in its older releases, translations) on g.
+_BABEL_STATE = "_flask_babel"
 
 
 def _translations_of(context: Context) -> NullTranslations:
-    """The page's translations, looked up once per render by the context processor below;
-    Flask-Babel's own lookup (three trips through ``g`` and the locale's name per string) is
-    the fallback where a template has no page context, as in a macro imported without it."""
+    """The page's translations, looked up once per render by the context processor below.
+    Elsewhere (an email, whose templates say ``_()`` under ``force_locale``; a macro imported
+    without the page's context) the first string looks them up with Flask-Babel and leaves them
+    in Flask-Babel's request state, as ``babel_translations``: ``refresh()`` (a new request,
+    ``use_locale``) deletes that, and ``force_locale`` sets it to None for its duration and puts
+    it back after, so it is always the current language's. Flask-Babel's lookup costs three
+    trips through ``g`` and the locale's name, for each of an email's ten strings."""
     translations: NullTranslations | None = context.get(TRANSLATIONS)
-    return translations if translations is not None else get_translations()
+    if translations is not None:
+        return translations
+    state = g.get(_BABEL_STATE) if has_app_context() else None
+    translations = getattr(state, "babel_translations", None)
+    if translations is None:
+        translations = get_translations()
+        if state is not None:
+            state.babel_translations = translations
+    return translations
 
 
 def _filled(context: Context, translated: str, variables: dict[str, Any]) -> str:
