@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from flask import Flask, current_app
-from flask_babel import Babel
+from flask_babel import Babel, Domain
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -17,6 +18,8 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import DeclarativeBase
+
+from app.i18n import RememberingDomain
 
 if TYPE_CHECKING:
     from limits.storage import Storage
@@ -124,6 +127,14 @@ def limit_from(setting: str) -> Callable[[], str]:
     return limit
 
 
-babel = Babel()
+class _OptinBabel(Babel):  # type: ignore[misc]  # Flask-Babel has no type hints
+    """Flask-Babel, whose domain remembers a request's translations (``app.i18n``)."""
+
+    @cached_property
+    def domain_instance(self) -> Domain:
+        return RememberingDomain(domain=self.domain)
+
+
+babel = _OptinBabel()
 # Admin sessions; the admin blueprint's guard decides what an anonymous request gets.
 login_manager = LoginManager()

@@ -7,8 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from babel.support import NullTranslations
-from flask import Flask, g, request
-from flask_babel import format_date, get_locale, get_translations, lazy_gettext, refresh
+from flask import Flask, g, has_app_context, request
+from flask_babel import (
+    Domain,
+    format_date,
+    get_locale,
+    get_translations,
+    lazy_gettext,
+    refresh,
+)
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup
@@ -61,13 +68,40 @@ def status_label(status: str | None) -> str:
 
 # The render context's name for the translations of the language the page is rendered in.
 TRANSLATIONS = "_translations"
+# Where Flask-Babel keeps a request's locale (and, in its older releases, translations) on g.
+_BABEL_STATE = "_flask_babel"
+
+
+class RememberingDomain(Domain):  # type: ignore[misc]  # Flask-Babel has no type hints
+    """Flask-Babel's message domain (``gettext``, ``lazy_gettext``, ``get_translations``: a
+    form's labels, a view's messages, an email's strings), which keeps the translations it
+    looked up in Flask-Babel's request state as ``babel_translations``: ``refresh()`` (a new
+    request, ``use_locale``) deletes that, and ``force_locale`` (an email) sets it to None for
+    its duration and puts it back after, so it is always the current language's. Flask-Babel's
+    own lookup costs three trips through ``g`` and the locale's name for every string."""
+
+    def get_translations(self) -> NullTranslations:
+        translations = _remembered()
+        if translations is None:
+            translations = super().get_translations()  # which makes the request state
+            if has_app_context():
+                g.get(_BABEL_STATE).babel_translations = translations
+        return translations
+
+
+def _remembered() -> NullTranslations | None:
+    """The translations the domain above remembered for this request, if any yet."""
+    state = g.get(_BABEL_STATE) if has_app_context() else None
+    return getattr(state, "babel_translations", None)
 
 
 def _translations_of(context: Context) -> NullTranslations:
     """The page's translations, looked up once per render by the context processor below;
-    Flask-Babel's own lookup (three trips through ``g`` and the locale's name per string) is
-    the fallback where a template has no page context, as in a macro imported without it."""
+    elsewhere (an email, a macro imported without the page's context) the request's, as
+    the domain above remembers them."""
     translations: NullTranslations | None = context.get(TRANSLATIONS)
+    if translations is None:
+        translations = _remembered()
     return translations if translations is not None else get_translations()
 
 

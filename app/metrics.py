@@ -67,13 +67,26 @@ def _started() -> None:
     g.metrics_started = time.perf_counter()
 
 
+# The request counter's and latency histogram's series of a (route, method, status), made once:
+# ``labels()`` checks and locks on every call, and a series, once made, is the same object for
+# the life of the process. The metrics keep every series they made anyway, so this holds no more.
+_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
 def _finished(response: Response) -> None:
     started = g.pop("metrics_started", None)
     rule = request.url_rule
     route = rule.rule if rule is not None else UNMATCHED
-    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    method = request.method
+    key = (route, method, response.status_code)
+    series = _SERIES.get(key)
+    if series is None:
+        series = (REQUESTS.labels(route, method, str(key[2])), LATENCY.labels(route, method))
+        _SERIES[key] = series
+    counted, timed = series
+    counted.inc()
     if started is not None:
-        LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+        timed.observe(time.perf_counter() - started)
 
 
 def _on_request_started(_sender: Flask, **_extra: object) -> None:

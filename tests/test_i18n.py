@@ -10,8 +10,10 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from flask import Flask, render_template_string
 from flask.testing import FlaskClient
+from flask_babel import force_locale
 
 from app import queries
+from app.i18n import use_locale
 from app.links import links_for
 from app.models import Resource
 from tests import factories
@@ -73,6 +75,28 @@ def test_templates_translate_escape_and_fill_in_as_jinjas_newstyle_gettext(app: 
         assert render_template_string(page, name="<b>") == (
             "Subscribe to &lt;b&gt;|Subscribe to 1|2 days|100%"
         )
+
+
+def test_a_bare_template_follows_every_change_of_language_within_a_request(app: Flask) -> None:
+    """A template without the page's context (an email, a macro imported without it) keeps
+    the first lookup of the translations for the rest of the request; a forced language (an
+    email's), the profile's language and the next request must each still be obeyed."""
+    bare = app.jinja_env.from_string('{{ _("Subscribe to %(name)s", name="X") }}')
+    with app.test_request_context(headers=GERMAN):
+        app.preprocess_request()
+        assert bare.render() == "X abonnieren"
+        assert bare.render() == "X abonnieren"  # the remembered translations
+        with force_locale("en"):
+            assert bare.render() == "Subscribe to X"
+        assert bare.render() == "X abonnieren"  # the page's language again after the email
+        use_locale("en")  # the profile's language
+        assert bare.render() == "Subscribe to X"
+        with force_locale("de"):
+            assert bare.render() == "X abonnieren"
+        assert bare.render() == "Subscribe to X"
+    with app.test_request_context():
+        app.preprocess_request()
+        assert bare.render() == "Subscribe to X"
 
 
 def test_the_preference_page_speaks_the_chosen_language(
