@@ -13,18 +13,14 @@ it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from gettext import NullTranslations
 from typing import Any
 
 from flask import current_app, g
-from flask_babel import force_locale, get_translations
-from jinja2 import pass_context
-from jinja2.runtime import Context
-from markupsafe import Markup
+from flask_babel import force_locale
 from sqlalchemy import bindparam, event, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction
@@ -242,32 +238,11 @@ def _rendered(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
     environment = current_app.jinja_env
     locale = supported(context.get("locale")) or DEFAULT
     with force_locale(locale):
-        gettext = _gettext_of(get_translations())
         subject, body, html = (
-            environment.get_template(f"{folder}/{name}").render(
-                context, current_locale=locale, gettext=gettext
-            )
+            environment.get_template(f"{folder}/{name}").render(context, current_locale=locale)
             for name in ("subject.txt", "body.txt", "body.html")
         )
     return subject, body, html
-
-
-def _gettext_of(translations: NullTranslations) -> Callable[..., str]:
-    """``_`` of an email's templates (Jinja's i18n calls the ``gettext`` of the context): the
-    "newstyle" gettext Flask-Babel installs, but bound to the email's catalogue once, where
-    Flask-Babel's looks the locale and the catalogue up again for every string. A translation
-    is markup in an autoescaped template and always a format string; autoescape escapes the
-    variables that ``%`` puts in it."""
-
-    @pass_context
-    def gettext(context: Context, string: str, **variables: Any) -> str:
-        translated = translations.gettext(string)
-        if context.eval_ctx.autoescape:
-            # optin's own catalogue, as Jinja marks it: the variables are escaped by ``%``.
-            translated = Markup(translated)  # nosec B704
-        return translated % variables
-
-    return gettext
 
 
 def _list_headers(template: str, resource: Resource | None) -> dict[str, str]:
