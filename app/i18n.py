@@ -66,8 +66,6 @@ def status_label(status: str | None) -> str:
     return str(STATUS_LABELS.get(status or "", status or ""))
 
 
-# The render context's name for the translations of the language the page is rendered in.
-TRANSLATIONS = "_translations"
 # Where Flask-Babel keeps a request's locale (and, in its older releases, translations) on g.
 _BABEL_STATE = "_flask_babel"
 
@@ -95,13 +93,11 @@ def _remembered() -> NullTranslations | None:
     return getattr(state, "babel_translations", None)
 
 
-def _translations_of(context: Context) -> NullTranslations:
-    """The page's translations, looked up once per render by the context processor below;
-    elsewhere (an email, a macro imported without the page's context) the request's, as
-    the domain above remembers them."""
-    translations: NullTranslations | None = context.get(TRANSLATIONS)
-    if translations is None:
-        translations = _remembered()
+def _translations() -> NullTranslations:
+    """The translations of the language being rendered in: those the domain above remembered
+    for this request, looked up once (the first string of a request, or of an email under
+    ``force_locale``, looks them up)."""
+    translations = _remembered()
     return translations if translations is not None else get_translations()
 
 
@@ -122,20 +118,20 @@ def _filled(context: Context, translated: str, variables: dict[str, Any]) -> str
 
 @pass_context
 def _gettext(context: Context, string: str, **variables: Any) -> str:
-    return _filled(context, _translations_of(context).ugettext(string), variables)
+    return _filled(context, _translations().ugettext(string), variables)
 
 
 @pass_context
 def _ngettext(context: Context, singular: str, plural: str, num: int, **variables: Any) -> str:
     variables.setdefault("num", num)
-    translated = _translations_of(context).ungettext(singular, plural, num)
+    translated = _translations().ungettext(singular, plural, num)
     return _filled(context, translated, variables)
 
 
 @pass_context
 def _pgettext(context: Context, msgctxt: str, string: str, **variables: Any) -> str:
     variables.setdefault("context", msgctxt)
-    return _filled(context, _translations_of(context).upgettext(msgctxt, string), variables)
+    return _filled(context, _translations().upgettext(msgctxt, string), variables)
 
 
 @pass_context
@@ -144,13 +140,13 @@ def _npgettext(
 ) -> str:
     variables.setdefault("context", msgctxt)
     variables.setdefault("num", num)
-    translated = _translations_of(context).unpgettext(msgctxt, singular, plural, num)
+    translated = _translations().unpgettext(msgctxt, singular, plural, num)
     return _filled(context, translated, variables)
 
 
 def register_template_helpers(app: Flask) -> None:
     """``current_locale``, ``status_label`` and ``format_date`` in every template; the
-    templates' ``_()`` bound to the page's translations; and a fresh choice of language for
+    templates' ``_()`` on the request's remembered translations; and a fresh choice of language for
     every request (Flask-Babel remembers it on ``g``, which outlives a request wherever an app
     context is shared, as in tests and CLI commands)."""
     # In place of the callables Flask-Babel installed (after babel.init_app); ``{% trans %}``
@@ -174,7 +170,6 @@ def register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def _helpers() -> dict[str, Any]:
         return {
-            TRANSLATIONS: get_translations(),
             "current_locale": str(get_locale() or DEFAULT),
             "status_label": status_label,
             "format_date": format_date,
