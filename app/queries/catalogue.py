@@ -16,7 +16,7 @@ flags to pages and services, never a change. Whoever edits a resource reads it w
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -51,6 +51,8 @@ class Catalogue:
     by_id: dict[int, Resource] = field(default_factory=dict)
     # resource id (None: the all-resources form's) -> its newest consent text
     consent: dict[int | None, ConsentText] = field(default_factory=dict)
+    # Pages rendered from this copy (app/views/page_cache.py): they go when it goes.
+    pages: dict[Hashable, str] = field(default_factory=dict)
 
 
 def _copy(row: M) -> M:

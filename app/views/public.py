@@ -57,6 +57,7 @@ from app.services.subscriptions import GoneProfile
 from app.status import Cause
 from app.tokens import LinkTarget, Purpose, TokenExpired, TokenInvalid, make_token, read_token
 from app.views.errors import error_page
+from app.views.page_cache import empty_form_page
 
 public = Blueprint("public", __name__)
 # For templates/_fields.html: the public forms' inputs without WTForms' widget machinery.
@@ -245,9 +246,10 @@ def subscribe_embedded(slug: str) -> ResponseLike:
 
 def _signup_page(form: SignupForm, resource: Resource, status: int) -> tuple[str, int]:
     """One resource's signup form, with the errors the form holds."""
-    page = render_template(
+    page = empty_form_page(
         "public/subscribe.html",
-        form=form,
+        resource.id,
+        form,
         resource=resource,
         consent_text=subscriptions.consent_text_for(resource),
     )
@@ -265,9 +267,10 @@ def subscribe_all() -> ResponseLike:
     if form.validate_on_submit():
         return _signup(form, list(form.resources.data or []), "subscribe", None)
     status = 400 if request.method == "POST" else 200
-    page = render_template(
+    page = empty_form_page(
         "public/subscribe_all.html",
-        form=form,
+        tuple(resource.id for resource in resources),
+        form,
         resources=resources,
         consent_text=subscriptions.consent_text_for(None),
     )
@@ -285,7 +288,8 @@ def confirm_page(token: str) -> ResponseLike:
     profile, held = subscriptions.confirmation_of_link(target)
     use_locale(profile.locale)
     pending = subscriptions.pending_confirmation(target, profile, held)
-    return render_template("public/confirm.html", form=ButtonForm(), resources=pending)
+    key = tuple(resource.id for resource in pending)
+    return empty_form_page("public/confirm.html", key, ButtonForm(), resources=pending)
 
 
 @public.post("/confirm/<token>")
@@ -562,4 +566,4 @@ def request_preferences_link() -> ResponseLike:
         preference_center.request_preferences_link(form.email.data or "")  # the form is valid
         return render_template("public/preferences_sent.html", email=form.email.data)
     status = 400 if request.method == "POST" else 200
-    return render_template("public/preferences_request.html", form=form), status
+    return empty_form_page("public/preferences_request.html", None, form), status

@@ -1,0 +1,131 @@
+"""The public forms' pages kept per process (app/views/page_cache.py): each visitor gets the page
+with a token of their own that works, in their language, under the app's mount point, naming what
+their link confirms; a form with errors is never taken from the kept pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask, template_rendered
+from flask.testing import FlaskClient
+
+from app.models import Resource
+from app.services.resources import create_resource
+from tests.helpers import ALICE, link_to, run_worker, submit
+from tests.smtp import SmtpServer
+
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+GERMAN = {"Accept-Language": "de-DE,de;q=0.9"}
+BOB = "bob@example.com"
+
+
+def token_of(page: str) -> str:
+    found = CSRF.findall(page)
+    assert len(found) == 1, found
+    return str(found[0])
+
+
+@contextmanager
+def rendered(app: Flask) -> Iterator[list[str]]:
+    """The names of the templates rendered while the block runs."""
+    names: list[str] = []
+
+    def note(_app: Flask, template: object, **_context: object) -> None:
+        names.append(getattr(template, "name", "?"))
+
+    template_rendered.connect(note, app)
+    try:
+        yield names
+    finally:
+        template_rendered.disconnect(note, app)
+
+
+def test_each_visitor_gets_the_same_page_with_a_token_of_their_own_that_works(
+    app: Flask, newsletter: Resource, smtp_server: SmtpServer
+) -> None:
+    first, second = app.test_client(), app.test_client()
+    # Each visitor in an app context of their own: under the fixture's, requests share ``g``,
+    # where Flask-WTF keeps the request's token.
+    with app.app_context():
+        page_one = first.get("/subscribe/newsletter").text
+    with app.app_context():
+        page_two = second.get("/subscribe/newsletter").text
+    token_one, token_two = token_of(page_one), token_of(page_two)
+    assert token_one != token_two
+    assert page_one.replace(token_one, "TOKEN") == page_two.replace(token_two, "TOKEN")
+    assert "Subscribe to The Newsletter" in page_two
+    form = {"email": ALICE, "website": ""}
+    with app.app_context():
+        answer = second.post("/subscribe/newsletter", data={"csrf_token": token_two, **form})
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    with app.app_context():
+        refused = first.post("/subscribe/newsletter", data={"csrf_token": token_two, **form})
+    assert refused.status_code == 400  # another visitor's token is not this one's
+
+
+def test_the_second_visitor_costs_no_rendering(app: Flask, newsletter: Resource) -> None:
+    app.test_client().get("/subscribe/newsletter")
+    app.test_client().get("/preferences")
+    with rendered(app) as names:
+        assert app.test_client().get("/subscribe/newsletter").status_code == 200
+        assert app.test_client().get("/preferences").status_code == 200
+    assert names == []
+
+
+def test_each_language_has_its_own_page(client: FlaskClient, newsletter: Resource) -> None:
+    assert "Subscribe to The Newsletter" in client.get("/subscribe/newsletter").text
+    german = client.get("/subscribe/newsletter", headers=GERMAN).text
+    assert '<html lang="de">' in german and "The Newsletter abonnieren" in german
+    english = client.get("/subscribe/newsletter").text
+    assert '<html lang="en">' in english and "Subscribe to The Newsletter" in english
+
+
+def test_the_links_follow_the_mount_point(client: FlaskClient, newsletter: Resource) -> None:
+    mounted = client.get("/subscribe/newsletter", base_url="http://localhost/news").text
+    assert 'action="/news/subscribe/newsletter"' in mounted
+    assert 'href="/news/static/style.css' in mounted
+    plain = client.get("/subscribe/newsletter").text
+    assert 'action="/subscribe/newsletter"' in plain and "/news/" not in plain
+
+
+def test_a_form_with_errors_shows_them_and_the_next_visitor_gets_an_empty_form(
+    app: Flask, newsletter: Resource
+) -> None:
+    client = app.test_client()
+    client.get("/subscribe/newsletter")
+    wrong = submit(client, "/subscribe/newsletter", {"email": "not an address", "website": ""})
+    assert wrong.status_code == 400
+    assert "Enter an email address like name@example.com." in wrong.text
+    assert 'value="not an address"' in wrong.text
+    fresh = app.test_client().get("/subscribe/newsletter").text
+    assert "not an address" not in fresh and "has-error" not in fresh
+
+
+def test_each_resource_has_its_own_form(client: FlaskClient, newsletter: Resource) -> None:
+    create_resource("weekly", "Weekly")
+    assert "Subscribe to The Newsletter" in client.get("/subscribe/newsletter").text
+    weekly = client.get("/subscribe/weekly").text
+    assert "Subscribe to Weekly" in weekly and "The Newsletter" not in weekly
+    assert 'action="/subscribe/weekly"' in weekly
+
+
+def test_a_confirmation_page_names_what_its_own_link_confirms(
+    app: Flask, newsletter: Resource, smtp_server: SmtpServer
+) -> None:
+    create_resource("weekly", "Weekly")
+    for email, slug in ((ALICE, "newsletter"), (BOB, "weekly")):
+        with app.app_context():  # a visitor of their own (see the first test)
+            submit(app.test_client(), f"/subscribe/{slug}", {"email": email, "website": ""})
+    run_worker()
+    links = {m["To"]: link_to(m, "/confirm/") for m in smtp_server.messages}
+    alices = app.test_client().get(links[ALICE]).text
+    bobs = app.test_client().get(links[BOB]).text
+    assert "<strong>The Newsletter</strong>" in alices and "Weekly" not in alices
+    assert "<strong>Weekly</strong>" in bobs and "The Newsletter" not in bobs
+    client = app.test_client()
+    with app.app_context():
+        token = token_of(client.get(links[BOB]).text)
+        answer = client.post(links[BOB], data={"csrf_token": token})
+    assert answer.status_code == 200 and "you are subscribed" in answer.text
