@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from flask import Flask, template_rendered
 from flask.testing import FlaskClient
 
+from app.links import links_for
 from app.models import Resource
 from app.services.resources import create_resource
-from tests.helpers import ALICE, link_to, run_worker, submit
+from tests.helpers import ALICE, link_to, path_of, run_worker, submit, subscribed
 from tests.smtp import SmtpServer
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -129,3 +130,32 @@ def test_a_confirmation_page_names_what_its_own_link_confirms(
         token = token_of(client.get(links[BOB]).text)
         answer = client.post(links[BOB], data={"csrf_token": token})
     assert answer.status_code == 200 and "you are subscribed" in answer.text
+
+
+def test_check_your_inbox_names_each_visitors_own_address_escaped(
+    app: Flask, newsletter: Resource, smtp_server: SmtpServer
+) -> None:
+    pages = {}
+    for email in (ALICE, "o'brien@example.com"):
+        with app.app_context():  # a visitor of their own (see the first test)
+            answer = submit(app.test_client(), "/subscribe/newsletter", {"email": email})
+        assert answer.status_code == 200
+        pages[email] = answer.text
+    assert f"If {ALICE} can receive our emails" in pages[ALICE]
+    assert "If o&#39;brien@example.com can receive" in pages["o'brien@example.com"]
+    assert "o&#39;brien" not in pages[ALICE] and ALICE not in pages["o'brien@example.com"]
+
+
+def test_each_unsubscribed_visitor_gets_their_own_preference_link(
+    app: Flask, newsletter: Resource
+) -> None:
+    for email in (ALICE, BOB):
+        profile = subscribed(email, "newsletter")
+        link = path_of(links_for(profile.id, profile.link_key, newsletter.id).unsubscribe_url)
+        with app.app_context():  # a visitor of their own (see the first test)
+            client = app.test_client()
+            page = submit(client, link, {"scope": "resource"}).text
+            assert "You will no longer receive The Newsletter." in page
+            preferences = re.search(r'href="(/preferences/[^"]+)"', page)
+            assert preferences, page
+            assert email in client.get(preferences.group(1)).text

@@ -1,24 +1,26 @@
-"""The public forms' pages as a visitor first sees them, rendered once per process and reused.
+"""The public pages that customer actions show, rendered once per process and reused.
 
-An empty signup form, the "email me a link" form and a confirmation link's page are the same for
-every visitor of a resource in one language, but for the form's CSRF token. Rendering them was
-about half of such a GET's CPU, and a customer action starts with one of them. So the page is
-rendered once with a stand-in where the token goes, and each request gets a copy with its own
-token.
+Most public pages are the same for every visitor of a resource in one language but for a value
+or two: an empty signup form but for its CSRF token, "check your inbox" but for the address, "you
+are unsubscribed" but for the preference link. Rendering such a page was about half of a GET's
+CPU and a fifth of a POST's, and every customer action shows two of them. So a page is rendered
+once with a stand-in for each such value, and each request gets a copy with its own values,
+escaped as the template would have escaped them.
 
 The pages are kept with the process's catalogue (app/queries/catalogue.py): an admin's edit of a
 resource or a consent text drops the catalogue and the pages with it, at once in the process that
 made it and within ``CATALOGUE_CACHE_SECONDS`` in the others, exactly as for everything else the
 public pages read from the catalogue. A page is kept only when its key names all that it shows
-besides the catalogue's content: the template, the language, the mount point and the caller's key
-(the resource, or the resources a link confirms). A form that holds data or errors is always
-rendered afresh.
+besides the catalogue's content and the per-visitor values: the template, the language, the mount
+point and the caller's key (the resource, the resources a link confirms). A form that holds data
+or errors, a missing value, or a template that changes a value before showing it (a stand-in that
+does not come out as it went in) is rendered afresh every time.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from flask import render_template, request
@@ -28,30 +30,60 @@ from markupsafe import escape
 
 from app.queries.catalogue import catalogue
 
-# Where the CSRF token goes in a kept page: random for each process, so no content can contain it.
-_TOKEN_SLOT = "csrf-token-slot-" + secrets.token_hex(16)
+# Stand-ins are random for each process, so no content can contain one.
+_SLOT = "page-slot-" + secrets.token_hex(16)
+_TOKEN = "csrf_token"
 # Keys are resources and languages (and, for a confirmation page, a set of resources asked for
 # together), so a few hundred cover any real catalogue; past that, pages are rendered each time.
 MAX_PAGES = 512
 
 
-def empty_form_page(template: str, key: Hashable, form: FlaskForm, **context: Any) -> str:
-    """``render_template(template, form=form, **context)`` for a form shown empty (a GET): from
-    the pages kept for ``key``, with this request's CSRF token."""
+def _stand_in(name: str) -> str:
+    return f"{_SLOT}-{name}-"
+
+
+def kept_page(
+    template: str,
+    key: Hashable,
+    *,
+    form: FlaskForm | None = None,
+    per_visitor: Mapping[str, str | None] | None = None,
+    **context: Any,
+) -> str:
+    """``render_template(template, form=form, **per_visitor, **context)``, from the page kept
+    for ``key`` with this request's ``per_visitor`` values and the form's CSRF token put in."""
+    values: dict[str, Any] = dict(per_visitor or {})
     held = catalogue()
-    if held is None or form.is_submitted() or form.errors:
-        return render_template(template, form=form, **context)
-    token = form.csrf_token.current_token
+    if form is not None:
+        context["form"] = form
+        if form.is_submitted() or form.errors:
+            held = None
+        values[_TOKEN] = form.csrf_token.current_token
+    if held is None or any(value is None for value in values.values()):
+        return _rendered(template, form, values, context)
     page_key = (template, key, str(get_locale()), request.script_root)
     page = held.pages.get(page_key)
     if page is None:
-        form.csrf_token.current_token = _TOKEN_SLOT
-        try:
-            page = render_template(template, form=form, **context)
-        finally:
-            form.csrf_token.current_token = token
-        if page.count(_TOKEN_SLOT) != 1:  # a template that shows its token twice, or never
-            return page.replace(_TOKEN_SLOT, str(escape(token)))
+        stand_ins = {name: _stand_in(name) for name in values}
+        page = _rendered(template, form, stand_ins, context)
+        if not all(stand_in in page for stand_in in stand_ins.values()):
+            return _rendered(template, form, values, context)
         if len(held.pages) < MAX_PAGES:
             held.pages[page_key] = page
-    return page.replace(_TOKEN_SLOT, str(escape(token)))
+    for name, value in values.items():
+        page = page.replace(_stand_in(name), str(escape(value)))
+    return page
+
+
+def _rendered(
+    template: str, form: FlaskForm | None, values: dict[str, Any], context: dict[str, Any]
+) -> str:
+    values = dict(values)
+    if form is None:
+        return render_template(template, **values, **context)
+    token = form.csrf_token.current_token
+    form.csrf_token.current_token = values.pop(_TOKEN)
+    try:
+        return render_template(template, **values, **context)
+    finally:
+        form.csrf_token.current_token = token

@@ -57,7 +57,7 @@ from app.services.subscriptions import GoneProfile
 from app.status import Cause
 from app.tokens import LinkTarget, Purpose, TokenExpired, TokenInvalid, make_token, read_token
 from app.views.errors import error_page
-from app.views.page_cache import empty_form_page
+from app.views.page_cache import kept_page
 
 public = Blueprint("public", __name__)
 # For templates/_fields.html: the public forms' inputs without WTForms' widget machinery.
@@ -212,7 +212,7 @@ def _signup(
     target = trusted_redirect(thank_you)
     if target:
         return redirect(target, code=303)
-    return render_template("public/check_inbox.html", email=form.email.data)
+    return kept_page("public/check_inbox.html", None, per_visitor={"email": form.email.data})
 
 
 @public.route("/subscribe/<slug>", methods=["GET", "POST"])
@@ -246,10 +246,10 @@ def subscribe_embedded(slug: str) -> ResponseLike:
 
 def _signup_page(form: SignupForm, resource: Resource, status: int) -> tuple[str, int]:
     """One resource's signup form, with the errors the form holds."""
-    page = empty_form_page(
+    page = kept_page(
         "public/subscribe.html",
         resource.id,
-        form,
+        form=form,
         resource=resource,
         consent_text=subscriptions.consent_text_for(resource),
     )
@@ -267,10 +267,10 @@ def subscribe_all() -> ResponseLike:
     if form.validate_on_submit():
         return _signup(form, list(form.resources.data or []), "subscribe", None)
     status = 400 if request.method == "POST" else 200
-    page = empty_form_page(
+    page = kept_page(
         "public/subscribe_all.html",
         tuple(resource.id for resource in resources),
-        form,
+        form=form,
         resources=resources,
         consent_text=subscriptions.consent_text_for(None),
     )
@@ -289,7 +289,7 @@ def confirm_page(token: str) -> ResponseLike:
     use_locale(profile.locale)
     pending = subscriptions.pending_confirmation(target, profile, held)
     key = tuple(resource.id for resource in pending)
-    return empty_form_page("public/confirm.html", key, ButtonForm(), resources=pending)
+    return kept_page("public/confirm.html", key, form=ButtonForm(), resources=pending)
 
 
 @public.post("/confirm/<token>")
@@ -311,7 +311,8 @@ def confirm(token: str) -> ResponseLike:
     destination = trusted_redirect(result.thank_you_url)
     if destination:
         return redirect(destination, code=303)
-    return render_template("public/confirmed.html", result=result)
+    key = (result.already, tuple(resource.id for resource in result.confirmed))
+    return kept_page("public/confirmed.html", key, result=result)
 
 
 @public.post("/confirm/<token>/resend")
@@ -383,8 +384,11 @@ def unsubscribe(token: str) -> ResponseLike:
             token=make_token(Purpose.PREFERENCES, LinkTarget(done.profile_id, done.link_key)),
         )
     )
-    return render_template(
-        "public/unsubscribed.html", resource=done.resource, preferences_url=preferences
+    return kept_page(
+        "public/unsubscribed.html",
+        done.resource.id if done.resource else None,
+        per_visitor={"preferences_url": preferences},
+        resource=done.resource,
     )
 
 
@@ -564,6 +568,7 @@ def request_preferences_link() -> ResponseLike:
     form = PreferencesRequestForm()
     if form.validate_on_submit():
         preference_center.request_preferences_link(form.email.data or "")  # the form is valid
-        return render_template("public/preferences_sent.html", email=form.email.data)
+        sent = {"email": form.email.data}
+        return kept_page("public/preferences_sent.html", None, per_visitor=sent)
     status = 400 if request.method == "POST" else 200
-    return empty_form_page("public/preferences_request.html", None, form), status
+    return kept_page("public/preferences_request.html", None, form=form), status
