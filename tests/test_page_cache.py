@@ -159,3 +159,17 @@ def test_each_unsubscribed_visitor_gets_their_own_preference_link(
             preferences = re.search(r'href="(/preferences/[^"]+)"', page)
             assert preferences, page
             assert email in client.get(preferences.group(1)).text
+
+
+def test_an_unsubscribe_page_offers_its_own_resource(app: Flask, newsletter: Resource) -> None:
+    weekly = create_resource("weekly", "Weekly")
+    profile = subscribed(ALICE, "newsletter", "weekly")
+    for resource_id, name in ((newsletter.id, "The Newsletter"), (None, None)):
+        link = path_of(links_for(profile.id, profile.link_key, resource_id).unsubscribe_url)
+        page = app.test_client().get(link).text
+        if name:
+            assert f"{name} only" in page and "Weekly only" not in page
+        else:
+            assert "You will receive nothing more from us." in page and " only" not in page
+    link = path_of(links_for(profile.id, profile.link_key, weekly.id).unsubscribe_url)
+    assert "Weekly only" in app.test_client().get(link).text

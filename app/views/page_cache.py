@@ -32,7 +32,7 @@ from app.queries.catalogue import catalogue
 
 # Stand-ins are random for each process, so no content can contain one.
 _SLOT = "page-slot-" + secrets.token_hex(16)
-_TOKEN = "csrf_token"
+_CSRF = "csrf"  # the stand-in of the form's CSRF token
 # Keys are resources and languages (and, for a confirmation page, a set of resources asked for
 # together), so a few hundred cover any real catalogue; past that, pages are rendered each time.
 MAX_PAGES = 512
@@ -58,7 +58,7 @@ def kept_page(
         context["form"] = form
         if form.is_submitted() or form.errors:
             held = None
-        values[_TOKEN] = form.csrf_token.current_token
+        values[_CSRF] = form.csrf_token.current_token
     if held is None or any(value is None for value in values.values()):
         return _rendered(template, form, values, context)
     page_key = (template, key, str(get_locale()), request.script_root)
@@ -82,7 +82,7 @@ def _rendered(
     if form is None:
         return render_template(template, **values, **context)
     token = form.csrf_token.current_token
-    form.csrf_token.current_token = values.pop(_TOKEN)
+    form.csrf_token.current_token = values.pop(_CSRF)
     try:
         return render_template(template, **values, **context)
     finally:

@@ -347,7 +347,8 @@ def unsubscribe_page(token: str) -> ResponseLike:
                 ("everything", _("Everything")),
             ]
         )
-    return render_template("public/unsubscribe.html", form=form, resource=resource, profile=profile)
+    key = resource.id if resource is not None else None
+    return kept_page("public/unsubscribe.html", key, form=form, resource=resource)
 
 
 @public.post("/unsubscribe/<token>")
