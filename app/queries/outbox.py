@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, exists, func, select
+from sqlalchemy.engine import Connection
 
 from app.extensions import db
 from app.models import OutboxMessage, Profile, Subscription, Suppression
@@ -91,12 +92,15 @@ _RECIPIENT = (
 )
 
 
-def recipient_of(profile_id: int, resource_id: int | None, channel: str) -> Recipient | None:
+def recipient_of(
+    profile_id: int, resource_id: int | None, channel: str, connection: Connection | None = None
+) -> Recipient | None:
     """A message's profile as it is now, with its subscription to the message's resource on
-    ``channel`` and whether its address is suppressed; None once the profile is erased."""
-    row = db.session.execute(
-        _RECIPIENT, {"profile_id": profile_id, "resource_id": resource_id, "channel": channel}
-    ).one_or_none()
+    ``channel`` and whether its address is suppressed; None once the profile is erased.
+    ``connection``: the delivery's own (else the session's)."""
+    params = {"profile_id": profile_id, "resource_id": resource_id, "channel": channel}
+    on = db.session if connection is None else connection
+    row = on.execute(_RECIPIENT, params).one_or_none()
     if row is None:
         return None
     link_key, status, until, resume, suppressed, sub_status, sub_until, sub_resume = row
