@@ -33,8 +33,8 @@ from app.extensions import db
 from app.i18n import DEFAULT, supported
 from app.links import links_for
 from app.mailer import MailerError, compose, deliver, list_id, message_id, sender_domain
-from app.models import OutboxMessage, Resource
-from app.queries.outbox import Recipient, recipient_of
+from app.models import OutboxMessage
+from app.queries.outbox import Listed, Recipient, recipient_of
 from app.status import OUTBOX_CHANNEL, can_send
 
 # Transactional messages go to whoever asked for them; every other message needs can_send.
@@ -198,15 +198,7 @@ def render(message: OutboxMessage | Claimed, recipient: Recipient | None = None)
         and message.profile_id is not None
     ):
         recipient = recipient_of(message.profile_id, message.resource_id, OUTBOX_CHANNEL.value)
-    # The process's copy of the resource, as the pages use it (an edit of its name reaches the
-    # List-Id within CATALOGUE_CACHE_SECONDS); a resource newer than the copy is read.
-    resource = (
-        queries.cached_resource_by_id(message.resource_id)
-        or queries.resource_by_id(message.resource_id)
-        if message.resource_id is not None
-        else None
-    )
-    headers = _list_headers(message.template, resource)
+    headers = _list_headers(message.template, _listed(message, recipient))
     if (
         recipient is not None
         and message.profile_id is not None
@@ -247,7 +239,22 @@ def _rendered(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
     return subject, body, html
 
 
-def _list_headers(template: str, resource: Resource | None) -> dict[str, str]:
+def _listed(message: OutboxMessage | Claimed, recipient: Recipient | None) -> Listed | None:
+    """The resource a message is about, as its List-Id names it: read with its profile at send
+    time; else (a message to no profile) the process's copy, as the pages use it (an edit of
+    its name reaches the List-Id within CATALOGUE_CACHE_SECONDS), or the row when the resource
+    is newer than the copy."""
+    if recipient is not None:
+        return recipient.resource
+    if message.resource_id is None:
+        return None
+    resource = queries.cached_resource_by_id(message.resource_id) or queries.resource_by_id(
+        message.resource_id
+    )
+    return Listed(resource.slug, resource.name) if resource is not None else None
+
+
+def _list_headers(template: str, resource: Listed | None) -> dict[str, str]:
     """The headers that name what a message belongs to, for filters and mailbox providers.
 
     ``List-Id`` (RFC 2919) names the resource, or the organisation for a message about no one
@@ -316,9 +323,11 @@ def _attempt(message: Claimed, now: datetime, line: Connection | None = None) ->
     if reason is not None:
         return Attempt(message, dropped_because=reason)
     email = render(message, recipient)
-    session = db.session()
-    if session.in_transaction():  # render read a resource the process had no copy of
-        session.commit()
+    # Nothing above uses the ORM session but a read of a resource the process had no copy of
+    # (a message to no profile): that read's transaction, too, ends before the mail server is
+    # called. The session is not made when nothing made it.
+    if db.session.registry.has() and db.session().in_transaction():
+        db.session.commit()
     try:
         deliver(email)
     except MailerError as failure:
