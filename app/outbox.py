@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app import queries
-from app.database import WRITE_OPTION, unreachable, utcnow, write_transaction
+from app.database import WRITE_OPTION, unreachable, utcnow
 from app.extensions import db
 from app.i18n import DEFAULT, supported
 from app.links import links_for
@@ -159,10 +159,20 @@ def lease() -> timedelta:
     return timedelta(seconds=current_app.config["OUTBOX_LEASE_SECONDS"])
 
 
-def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> list[Claimed]:
+def _claim(
+    limit: int,
+    now: datetime,
+    only: Collection[int] | None = None,
+    line: Connection | None = None,
+) -> list[Claimed]:
     """Claim up to ``limit`` due messages for this worker, oldest first, and return them: one
     ``UPDATE ... RETURNING`` in Core, whose subquery locks the rows it picks and skips those
-    another worker holds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in)."""
+    another worker holds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in).
+    ``line``: the delivery's connection, else one of its own."""
+    if line is None:
+        _end_session_transaction()
+        with db.engine.connect() as own:
+            return _claim(limit, now, only, own)
     due = (
         select(_outbox.c.id)
         .where(
@@ -183,8 +193,8 @@ def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> li
         # Claimed's fields are named as the columns they copy.
         .returning(*(_outbox.c[field.name] for field in fields(Claimed)))
     )
-    with write_transaction() as session:
-        rows = session.execute(claim).all()
+    with _transaction(line, write=True):
+        rows = line.execute(claim).all()
     # RETURNING names no order: the batch goes out oldest first, as it was picked.
     return sorted((Claimed(*row) for row in rows), key=lambda message: message.id)
 
@@ -322,6 +332,7 @@ def _attempt(message: Claimed, now: datetime, line: Connection | None = None) ->
     """Check, render and send one message (``line``: the delivery's connection, else one of its
     own)."""
     if line is None:
+        _end_session_transaction()
         with db.engine.connect() as own:
             return _attempt(message, now, own)
     # One statement reads all that the check and the message's links need, in a read
@@ -339,9 +350,8 @@ def _attempt(message: Claimed, now: datetime, line: Connection | None = None) ->
     email = render(message, recipient)
     # Nothing above uses the ORM session but a read of a resource the process had no copy of
     # (a message to no profile): that read's transaction, too, ends before the mail server is
-    # called. The session is not made when nothing made it.
-    if db.session.registry.has() and db.session().in_transaction():
-        db.session.commit()
+    # called.
+    _end_session_transaction()
     try:
         deliver(email)
     except MailerError as failure:
@@ -410,24 +420,31 @@ def _write_outcome(
             wait = min(wait * 2, 2.0)
 
 
-def _send_each(claimed: list[Claimed], now: datetime, report: DeliveryReport) -> None:
+def _end_session_transaction() -> None:
+    """End the ORM session's transaction, if its caller left one open (``write_transaction``
+    does the same): the delivery reads and writes on a connection of its own, and on SQLite a
+    write transaction held by the session would make it wait for itself, a read one would hold
+    a snapshot while the mail server talks. The session is not made when nothing made it."""
+    if db.session.registry.has():
+        session = db.session()
+        if session.in_transaction():
+            session.commit()
+
+
+def _send_each(
+    claimed: list[Claimed], now: datetime, report: DeliveryReport, line: Connection
+) -> None:
     """Attempt and record the claimed messages one by one. Once the mail server has refused one,
     the rest of the batch waits with the same error instead of knocking at a server that is down
-    (and, when it hangs, outliving the lease of the messages still in hand).
-
-    The reads and marks go through one Core connection checked out for the whole batch: each
-    is one statement, which the ORM session's transactions (and a pool checkout, with its
-    pre-ping, for each) cost several times over. The connection is idle, in no transaction,
-    while the mail server is called."""
+    (and, when it hangs, outliving the lease of the messages still in hand)."""
     outage: str | None = None
-    with db.engine.connect() as line:
-        for message in claimed:
-            if outage is not None:
-                attempt = Attempt(message, error=outage)
-            else:
-                attempt = _attempt(message, now, line)
-                outage = attempt.error
-            _record(attempt, now, report, line)
+    for message in claimed:
+        if outage is not None:
+            attempt = Attempt(message, error=outage)
+        else:
+            attempt = _attempt(message, now, line)
+            outage = attempt.error
+        _record(attempt, now, report, line)
 
 
 def deliver_due(
@@ -437,17 +454,27 @@ def deliver_due(
     Safe to run in any number of processes at once: each message is claimed by one of them. A
     crash between the mail server's acceptance of a message and its record sends that one
     message again after the claim's lease: mail is never lost, at the price of a rare duplicate
-    of the message that was in flight."""
+    of the message that was in flight.
+
+    The claim, the send-time reads and the marks go through one Core connection checked out for
+    the round: each is one statement, which the ORM session's transactions (and a pool
+    checkout, with its pre-ping, for each) cost several times over. The connection is idle, in
+    no transaction, while the mail server is called."""
     now = now or utcnow()
     report = DeliveryReport()
-    _send_each(_claim(limit, now, only), now, report)
+    _end_session_transaction()
+    with db.engine.connect() as line:
+        _send_each(_claim(limit, now, only, line), now, report, line)
     return report
 
 
 def deliver_claimed(claims: list[Claimed]) -> DeliveryReport:
     """Send the messages a request queued and claimed (``enqueue`` with inline delivery), from
-    the copies its committed transaction handed over: no read of the rows, one write each."""
+    the copies its committed transaction handed over: no read of the rows, one write each, on
+    one connection as ``deliver_due``'s."""
     now = utcnow()
     report = DeliveryReport()
-    _send_each(claims, now, report)
+    _end_session_transaction()
+    with db.engine.connect() as line:
+        _send_each(claims, now, report, line)
     return report
