@@ -7,7 +7,8 @@ SQLite serialises writers anyway), renders each message from ``templates/email/<
 re-checks ``can_send`` for messages that need consent, adds the List-Unsubscribe, List-Id and
 Feedback-ID headers and a Message-ID that every retry repeats, hands it to the mailer, and on
 failure tries again later with backoff. A mail server that is down delays mail; it never loses
-it.
+it. Delivery reads and writes through a Core connection of its own, one for each round (see
+``deliver_due``); ``enqueue`` writes in the caller's ORM session, whose transaction it is part of.
 """
 
 from __future__ import annotations
@@ -255,8 +256,9 @@ def _email_template(environment: Environment, name: str) -> Template:
     """The environment's template ``name`` (loaded, cached and reloaded by Jinja as ever), with
     its globals in one plain dict. Jinja keeps a template's globals as a ChainMap over the
     environment's, and each render walks that chain twice, key by key, to copy it into the new
-    context: a sixth of an email's rendering. The environment's globals are all set by
-    ``create_app``, before any email is rendered, so the flat copy misses none of them."""
+    context, which cost more than most of an email's template code. The environment's globals
+    are all set by ``create_app``, before any email is rendered, so the flat copy misses none of
+    them (a template Jinja reloads comes with a new ChainMap, flattened in its turn)."""
     template = environment.get_template(name)
     if isinstance(template.globals, ChainMap):
         template.globals = dict(template.globals)
