@@ -7,13 +7,16 @@ SQLite serialises writers anyway), renders each message from ``templates/email/<
 re-checks ``can_send`` for messages that need consent, adds the List-Unsubscribe, List-Id and
 Feedback-ID headers and a Message-ID that every retry repeats, hands it to the mailer, and on
 failure tries again later with backoff. A mail server that is down delays mail; it never loses
-it.
+it. Delivery reads and writes through a Core connection of its own, one for each round (see
+``deliver_due``); ``enqueue`` writes in the caller's ORM session, whose transaction it is part of.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections import ChainMap
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -21,18 +24,20 @@ from typing import Any
 
 from flask import current_app, g
 from flask_babel import force_locale
+from jinja2 import Environment, Template
 from sqlalchemy import bindparam, event, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app import queries
-from app.database import unreachable, utcnow, write_transaction
+from app.database import WRITE_OPTION, unreachable, utcnow
 from app.extensions import db
 from app.i18n import DEFAULT, supported
 from app.links import links_for
 from app.mailer import MailerError, compose, deliver, list_id, message_id, sender_domain
-from app.models import OutboxMessage, Resource
-from app.queries.outbox import Recipient, recipient_of
+from app.models import OutboxMessage
+from app.queries.outbox import Listed, Recipient, recipient_of
 from app.status import OUTBOX_CHANNEL, can_send
 
 # Transactional messages go to whoever asked for them; every other message needs can_send.
@@ -155,10 +160,20 @@ def lease() -> timedelta:
     return timedelta(seconds=current_app.config["OUTBOX_LEASE_SECONDS"])
 
 
-def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> list[Claimed]:
+def _claim(
+    limit: int,
+    now: datetime,
+    only: Collection[int] | None = None,
+    line: Connection | None = None,
+) -> list[Claimed]:
     """Claim up to ``limit`` due messages for this worker, oldest first, and return them: one
     ``UPDATE ... RETURNING`` in Core, whose subquery locks the rows it picks and skips those
-    another worker holds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in)."""
+    another worker holds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in).
+    ``line``: the delivery's connection, else one of its own."""
+    if line is None:
+        _end_session_transaction()
+        with db.engine.connect() as own:
+            return _claim(limit, now, only, own)
     due = (
         select(_outbox.c.id)
         .where(
@@ -179,8 +194,8 @@ def _claim(limit: int, now: datetime, only: Collection[int] | None = None) -> li
         # Claimed's fields are named as the columns they copy.
         .returning(*(_outbox.c[field.name] for field in fields(Claimed)))
     )
-    with write_transaction() as session:
-        rows = session.execute(claim).all()
+    with _transaction(line, write=True):
+        rows = line.execute(claim).all()
     # RETURNING names no order: the batch goes out oldest first, as it was picked.
     return sorted((Claimed(*row) for row in rows), key=lambda message: message.id)
 
@@ -196,15 +211,7 @@ def render(message: OutboxMessage | Claimed, recipient: Recipient | None = None)
         and message.profile_id is not None
     ):
         recipient = recipient_of(message.profile_id, message.resource_id, OUTBOX_CHANNEL.value)
-    # The process's copy of the resource, as the pages use it (an edit of its name reaches the
-    # List-Id within CATALOGUE_CACHE_SECONDS); a resource newer than the copy is read.
-    resource = (
-        queries.cached_resource_by_id(message.resource_id)
-        or queries.resource_by_id(message.resource_id)
-        if message.resource_id is not None
-        else None
-    )
-    headers = _list_headers(message.template, resource)
+    headers = _list_headers(message.template, _listed(message, recipient))
     if (
         recipient is not None
         and message.profile_id is not None
@@ -239,13 +246,41 @@ def _rendered(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
     locale = supported(context.get("locale")) or DEFAULT
     with force_locale(locale):
         subject, body, html = (
-            environment.get_template(f"{folder}/{name}").render(context, current_locale=locale)
+            _email_template(environment, f"{folder}/{name}").render(context, current_locale=locale)
             for name in ("subject.txt", "body.txt", "body.html")
         )
     return subject, body, html
 
 
-def _list_headers(template: str, resource: Resource | None) -> dict[str, str]:
+def _email_template(environment: Environment, name: str) -> Template:
+    """The environment's template ``name`` (loaded, cached and reloaded by Jinja as ever), with
+    its globals in one plain dict. Jinja keeps a template's globals as a ChainMap over the
+    environment's, and each render walks that chain twice, key by key, to copy it into the new
+    context, which cost more than most of an email's template code. The environment's globals
+    are all set by ``create_app``, before any email is rendered, so the flat copy misses none of
+    them (a template Jinja reloads comes with a new ChainMap, flattened in its turn)."""
+    template = environment.get_template(name)
+    if isinstance(template.globals, ChainMap):
+        template.globals = dict(template.globals)
+    return template
+
+
+def _listed(message: OutboxMessage | Claimed, recipient: Recipient | None) -> Listed | None:
+    """The resource a message is about, as its List-Id names it: read with its profile at send
+    time; else (a message to no profile) the process's copy, as the pages use it (an edit of
+    its name reaches the List-Id within CATALOGUE_CACHE_SECONDS), or the row when the resource
+    is newer than the copy."""
+    if recipient is not None:
+        return recipient.resource
+    if message.resource_id is None:
+        return None
+    resource = queries.cached_resource_by_id(message.resource_id) or queries.resource_by_id(
+        message.resource_id
+    )
+    return Listed(resource.slug, resource.name) if resource is not None else None
+
+
+def _list_headers(template: str, resource: Listed | None) -> dict[str, str]:
     """The headers that name what a message belongs to, for filters and mailbox providers.
 
     ``List-Id`` (RFC 2919) names the resource, or the organisation for a message about no one
@@ -295,20 +330,30 @@ class Attempt:
     error: str | None = None
 
 
-def _attempt(message: Claimed, now: datetime) -> Attempt:
-    # One statement reads all that the check and the message's links need.
-    recipient = (
-        recipient_of(message.profile_id, message.resource_id, OUTBOX_CHANNEL.value)
-        if message.profile_id is not None
-        else None
-    )
+def _attempt(message: Claimed, now: datetime, line: Connection | None = None) -> Attempt:
+    """Check, render and send one message (``line``: the delivery's connection, else one of its
+    own)."""
+    if line is None:
+        _end_session_transaction()
+        with db.engine.connect() as own:
+            return _attempt(message, now, own)
+    # One statement reads all that the check and the message's links need, in a read
+    # transaction of its own that ends before the mail server is called, not after it answers:
+    # no snapshot (PostgreSQL: no connection idle in a transaction) is held while it talks.
+    recipient = None
+    if message.profile_id is not None:
+        with _transaction(line, write=False):
+            recipient = recipient_of(
+                message.profile_id, message.resource_id, OUTBOX_CHANNEL.value, line
+            )
     reason = _why_not(message, recipient, now)
     if reason is not None:
         return Attempt(message, dropped_because=reason)
     email = render(message, recipient)
-    # The check's read transaction ends before the mail server is called, not after it answers:
-    # no snapshot (PostgreSQL: no connection idle in a transaction) is held while it talks.
-    db.session.commit()
+    # Nothing above uses the ORM session but a read of a resource the process had no copy of
+    # (a message to no profile): that read's transaction, too, ends before the mail server is
+    # called.
+    _end_session_transaction()
     try:
         deliver(email)
     except MailerError as failure:
@@ -316,7 +361,7 @@ def _attempt(message: Claimed, now: datetime) -> Attempt:
     return Attempt(message)
 
 
-def _record(attempt: Attempt, now: datetime, report: DeliveryReport) -> None:
+def _record(attempt: Attempt, now: datetime, report: DeliveryReport, line: Connection) -> None:
     """Write what happened to one attempt in its own short transaction, releasing its claim.
 
     One message at a time, as soon as the mail server has answered: a worker killed, or a
@@ -331,7 +376,7 @@ def _record(attempt: Attempt, now: datetime, report: DeliveryReport) -> None:
     else:
         values |= {"last_error": attempt.error, "next_attempt_at": utcnow() + backoff(tries)}
     accepted = attempt.dropped_because is None and attempt.error is None
-    _write_outcome(attempt.message.id, values, patient=accepted)
+    _write_outcome(line, attempt.message.id, values, patient=accepted)
     if attempt.dropped_because is not None:
         report.dropped += 1
     elif attempt.error is None:
@@ -345,7 +390,18 @@ def _record(attempt: Attempt, now: datetime, report: DeliveryReport) -> None:
 _MARK = update(_outbox).where(_outbox.c.id == bindparam("outbox_id"))
 
 
-def _write_outcome(message_id: int, values: dict[str, Any], *, patient: bool) -> None:
+@contextmanager
+def _transaction(line: Connection, *, write: bool) -> Iterator[Connection]:
+    """A transaction on the delivery's own connection: a write one begins as a service's does
+    (``write_transaction``: SQLite's write lock first), a read one as a page's."""
+    line.execution_options(**{WRITE_OPTION: write})
+    with line.begin():
+        yield line
+
+
+def _write_outcome(
+    line: Connection, message_id: int, values: dict[str, Any], *, patient: bool
+) -> None:
     """Write one message's outcome. ``patient``: the mail server has accepted the message, so the
     write waits out a database that went away (a restart takes a second or two), for up to half
     the lease: given up, the message would be claimed again once its lease ran out and sent a
@@ -354,18 +410,32 @@ def _write_outcome(message_id: int, values: dict[str, Any], *, patient: bool) ->
     wait = 0.2
     while True:
         try:
-            with write_transaction() as session:
-                session.execute(_MARK, {**values, "outbox_id": message_id})
+            with _transaction(line, write=True):
+                line.execute(_MARK, {**values, "outbox_id": message_id})
             return
         except (OperationalError, InterfaceError, DBAPIError) as error:
             if not unreachable(error) or time.monotonic() + wait > deadline:
                 raise
-            db.session.remove()  # the next try takes a fresh connection, tested by pre-ping
+            # The next try takes a fresh connection from the pool, tested by pre-ping.
+            line.invalidate()
             time.sleep(wait)
             wait = min(wait * 2, 2.0)
 
 
-def _send_each(claimed: list[Claimed], now: datetime, report: DeliveryReport) -> None:
+def _end_session_transaction() -> None:
+    """End the ORM session's transaction, if its caller left one open (``write_transaction``
+    does the same): the delivery reads and writes on a connection of its own, and on SQLite a
+    write transaction held by the session would make it wait for itself, a read one would hold
+    a snapshot while the mail server talks. The session is not made when nothing made it."""
+    if db.session.registry.has():
+        session = db.session()
+        if session.in_transaction():
+            session.commit()
+
+
+def _send_each(
+    claimed: list[Claimed], now: datetime, report: DeliveryReport, line: Connection
+) -> None:
     """Attempt and record the claimed messages one by one. Once the mail server has refused one,
     the rest of the batch waits with the same error instead of knocking at a server that is down
     (and, when it hangs, outliving the lease of the messages still in hand)."""
@@ -374,9 +444,9 @@ def _send_each(claimed: list[Claimed], now: datetime, report: DeliveryReport) ->
         if outage is not None:
             attempt = Attempt(message, error=outage)
         else:
-            attempt = _attempt(message, now)
+            attempt = _attempt(message, now, line)
             outage = attempt.error
-        _record(attempt, now, report)
+        _record(attempt, now, report, line)
 
 
 def deliver_due(
@@ -386,17 +456,27 @@ def deliver_due(
     Safe to run in any number of processes at once: each message is claimed by one of them. A
     crash between the mail server's acceptance of a message and its record sends that one
     message again after the claim's lease: mail is never lost, at the price of a rare duplicate
-    of the message that was in flight."""
+    of the message that was in flight.
+
+    The claim, the send-time reads and the marks go through one Core connection checked out for
+    the round: each is one statement, which the ORM session's transactions (and a pool
+    checkout, with its pre-ping, for each) cost several times over. The connection is idle, in
+    no transaction, while the mail server is called."""
     now = now or utcnow()
     report = DeliveryReport()
-    _send_each(_claim(limit, now, only), now, report)
+    _end_session_transaction()
+    with db.engine.connect() as line:
+        _send_each(_claim(limit, now, only, line), now, report, line)
     return report
 
 
 def deliver_claimed(claims: list[Claimed]) -> DeliveryReport:
     """Send the messages a request queued and claimed (``enqueue`` with inline delivery), from
-    the copies its committed transaction handed over: no read of the rows, one write each."""
+    the copies its committed transaction handed over: no read of the rows, one write each, on
+    one connection as ``deliver_due``'s."""
     now = utcnow()
     report = DeliveryReport()
-    _send_each(claims, now, report)
+    _end_session_transaction()
+    with db.engine.connect() as line:
+        _send_each(claims, now, report, line)
     return report

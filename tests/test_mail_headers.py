@@ -140,6 +140,21 @@ def test_a_confirmation_of_several_resources_names_the_organisations_list(
     assert message["Feedback-ID"] == f"transactional:account:confirm:{DOMAIN}"
 
 
+def test_a_message_names_its_resource_as_it_is_when_sent_not_as_a_copy_held_it(
+    app: Flask, smtp_server: SmtpServer, sender: str, newsletter: Resource
+) -> None:
+    """The List-Id is read with the send-time check: a rename made by another process (which
+    this one's copy of the catalogue hears nothing of) names the next message at once."""
+    app.config["CATALOGUE_CACHE_SECONDS"] = 3600
+    subscriptions.request_signup("ed@example.com", ["newsletter"], form="page", actor=CUSTOMER)
+    assert queries.cached_resource_by_id(newsletter.id) is not None  # the copy holds the old name
+    db.session.execute(update(Resource).values(name="Renamed Elsewhere"))
+    db.session.commit()
+    run_worker()
+    (message,) = received_by(smtp_server, "ed@example.com")
+    assert message["List-Id"] == f'"Renamed Elsewhere" <newsletter.lists.{DOMAIN}>'
+
+
 def test_a_resource_name_that_is_not_ascii_reaches_the_list_id_and_subject_whole(
     smtp_server: SmtpServer,
     sender: str,

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete, select, update
 
 from app import outbox, queries
-from app.database import utcnow, write_transaction
+from app.database import WRITE_OPTION, utcnow, write_transaction
 from app.extensions import db
 from app.models import OutboxMessage, Profile, Resource
 from app.services import admin_actions, subscriptions
@@ -209,6 +209,21 @@ def test_a_message_that_may_no_longer_be_sent_is_dropped_not_sent(
     assert smtp_server.messages == []
     dropped = db.session.scalars(select(OutboxMessage)).one()
     assert dropped.dropped_reason == "global_unsubscribed"
+
+
+def test_a_round_of_delivery_first_ends_the_transaction_its_caller_left_open(
+    app: Flask, smtp_server: SmtpServer, newsletter: Resource
+) -> None:
+    """As a service's write transaction does: the round reads and writes on a connection of its
+    own, which would otherwise wait for its caller's write lock on SQLite (as the worker's
+    import, which sends due mail between two chunks, could hold one)."""
+    subscriptions.request_signup(ALICE, ["newsletter"], form="test", actor=Actor())
+    db.session.connection(execution_options={WRITE_OPTION: True})  # the caller's write lock...
+    db.session.execute(update(Resource).values(name="Renamed"))  # ...with a change not committed
+    assert outbox.deliver_due().sent == 1
+    assert [str(message["To"]) for message in smtp_server.messages] == [ALICE]
+    db.session.rollback()
+    assert db.session.scalars(select(Resource.name)).one() == "Renamed"  # committed, not lost
 
 
 def welcome_queued(newsletter: Resource) -> None:

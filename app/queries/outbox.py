@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, exists, func, select
+from sqlalchemy.engine import Connection
 
 from app.extensions import db
-from app.models import OutboxMessage, Profile, Subscription, Suppression
+from app.models import OutboxMessage, Profile, Resource, Subscription, Suppression
 from app.status import State, stored_state
 
 _outbox = OutboxMessage.__table__.c
@@ -50,20 +51,34 @@ def outbox_backlog(now: datetime) -> OutboxBacklog:
     return OutboxBacklog(unsent, due_count, retrying, max(age, 0.0))
 
 
+class Listed(NamedTuple):
+    """What a message's List-Id and Feedback-ID name of the resource it is about."""
+
+    slug: str
+    name: str
+
+
 class Recipient(NamedTuple):
     """What delivery reads of a message's profile at send time: the states ``can_send`` judges
-    and the link key its unsubscribe links are minted with."""
+    and the link key its unsubscribe links are minted with; and, in the same statement, the
+    resource the message is about, as it is now."""
 
     link_key: str
     state: State | None  # as stored_state reads it (a profile's status column is never empty)
     # The profile's subscription to the message's resource on email (None: none, or no resource).
     subscription: State | None
     suppressed: bool
+    resource: Listed | None  # None: a message about no one resource (or one since deleted)
 
 
-_profiles, _subscriptions = Profile.__table__, Subscription.__table__
+_profiles, _subscriptions, _resources = (
+    Profile.__table__,
+    Subscription.__table__,
+    Resource.__table__,
+)
 # One statement, built once: Core on the table columns, so the ORM compiles nothing per message.
-# A message about no resource binds resource_id to NULL, which joins no subscription.
+# A message about no resource binds resource_id to NULL, which joins no subscription and no
+# resource.
 _RECIPIENT = (
     select(
         _profiles.c.link_key,
@@ -76,6 +91,8 @@ _RECIPIENT = (
         _subscriptions.c.status,
         _subscriptions.c.suspended_until,
         _subscriptions.c.resume_status,
+        _resources.c.slug,
+        _resources.c.name,
     )
     .select_from(
         _profiles.outerjoin(
@@ -85,24 +102,29 @@ _RECIPIENT = (
                 _subscriptions.c.resource_id == bindparam("resource_id"),
                 _subscriptions.c.channel == bindparam("channel"),
             ),
-        )
+        ).outerjoin(_resources, _resources.c.id == bindparam("resource_id"))
     )
     .where(_profiles.c.id == bindparam("profile_id"))
 )
 
 
-def recipient_of(profile_id: int, resource_id: int | None, channel: str) -> Recipient | None:
+def recipient_of(
+    profile_id: int, resource_id: int | None, channel: str, connection: Connection | None = None
+) -> Recipient | None:
     """A message's profile as it is now, with its subscription to the message's resource on
-    ``channel`` and whether its address is suppressed; None once the profile is erased."""
-    row = db.session.execute(
-        _RECIPIENT, {"profile_id": profile_id, "resource_id": resource_id, "channel": channel}
-    ).one_or_none()
+    ``channel``, whether its address is suppressed, and the resource's List-Id names; None once
+    the profile is erased.
+    ``connection``: the delivery's own (else the session's)."""
+    params = {"profile_id": profile_id, "resource_id": resource_id, "channel": channel}
+    on = db.session if connection is None else connection
+    row = on.execute(_RECIPIENT, params).one_or_none()
     if row is None:
         return None
-    link_key, status, until, resume, suppressed, sub_status, sub_until, sub_resume = row
+    link_key, status, until, resume, suppressed, sub_status, sub_until, sub_resume, slug, name = row
     return Recipient(
         link_key,
         stored_state(status, until, resume),
         stored_state(sub_status, sub_until, sub_resume),
         bool(suppressed),
+        Listed(slug, name) if slug is not None else None,
     )
