@@ -173,3 +173,17 @@ def test_an_unsubscribe_page_offers_its_own_resource(app: Flask, newsletter: Res
             assert "You will receive nothing more from us." in page and " only" not in page
     link = path_of(links_for(profile.id, profile.link_key, weekly.id).unsubscribe_url)
     assert "Weekly only" in app.test_client().get(link).text
+
+
+def test_an_error_page_is_kept_by_status_and_language(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/subscribe/nothing-here").status_code == 404
+    with rendered(app) as names:
+        missing = client.get("/subscribe/nothing-here")
+    assert names == []
+    assert missing.status_code == 404 and "<h1>Page not found</h1>" in missing.text
+    german = client.get("/subscribe/nothing-here", headers=GERMAN)
+    assert german.status_code == 404 and '<html lang="de">' in german.text
+    assert "Page not found" not in german.text
+    wrong = client.get("/subscribe/newsletter/embed")  # a POST-only address
+    assert wrong.status_code == 405 and "<h1>Not like this</h1>" in wrong.text

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flask import Flask, Response, abort, jsonify, render_template, request
+from flask import Flask, Response, abort, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError
@@ -39,15 +40,32 @@ MESSAGES = {
 RETRY_AFTER = 30
 
 
+# The pages of the standard messages, kept per app by status, language and mount point: a
+# refused request (over a rate limit, a page that is not there) should cost little, and the page
+# was a fifth of a rate-limited POST. Kept apart from the public pages' cache, which reads the
+# database: an error page must render when the database is down.
+_KEPT_PAGES = "optin_error_pages"
+
+
 def error_page(status: int, title: object = None, detail: object = None) -> tuple[str, int]:
+    if title is None and detail is None:
+        kept: dict[tuple[int, str, str], str] = current_app.extensions.setdefault(_KEPT_PAGES, {})
+        key = (status, str(get_locale()), request.script_root)
+        page = kept.get(key)
+        if page is None:
+            page = kept[key] = _error_page(status, None, None)
+        return page, status
+    return _error_page(status, title, detail), status
+
+
+def _error_page(status: int, title: object, detail: object) -> str:
     default_title, default_detail = MESSAGES.get(status, MESSAGES[400])
-    page = render_template(
+    return render_template(
         "errors/error.html",
         status=status,
         title=title or default_title,
         detail=detail or default_detail,
     )
-    return page, status
 
 
 # Bodies werkzeug parses into ``request.form`` (and ``request.files``).
