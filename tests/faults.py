@@ -51,7 +51,14 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
-                self._open |= {client, server}
+                # down() may have run while this connection was being made: it is cut too.
+                cut = self._listener is not listener
+                if not cut:
+                    self._open |= {client, server}
+            if cut:
+                client.close()
+                server.close()
+                return
             for source, target in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 

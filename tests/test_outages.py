@@ -251,6 +251,9 @@ def test_a_worker_waits_out_a_database_that_is_gone_and_delivers_when_it_is_back
     def outages_seen() -> int:
         return sum("database unreachable" in line for line in list(lines))
 
+    def recoveries_seen() -> int:
+        return sum("database back after" in line for line in list(lines))
+
     try:
         # Waits for the worker's own word rather than a fixed time: on a loaded machine its start
         # alone can take longer than the outage was meant to last.
@@ -259,6 +262,9 @@ def test_a_worker_waits_out_a_database_that_is_gone_and_delivers_when_it_is_back
         queue_signups(ADDRESSES[:1])
         database_proxy.up()
         assert wait_for(lambda: len(smtp_server.messages) == 1), "nothing sent after the restart"
+        # The worker counts itself back once its whole round has run, which is after the mail
+        # server took the message: a cut before that would be the same outage to the worker.
+        assert wait_for(lambda: recoveries_seen() == 1), "the worker never said it was back"
 
         database_proxy.down()  # a restart: every connection cut, the port closed for a while
         queue_signups(ADDRESSES[1:2])
