@@ -187,3 +187,11 @@ def test_an_error_page_is_kept_by_status_and_language(app: Flask) -> None:
     assert "Page not found" not in german.text
     wrong = client.get("/subscribe/newsletter/embed")  # a POST-only address
     assert wrong.status_code == 405 and "<h1>Not like this</h1>" in wrong.text
+
+
+def test_error_pages_under_many_mount_points_each_link_their_own_start_page(app: Flask) -> None:
+    client = app.test_client()
+    for n in range(80):  # more than are kept: the rest are rendered each time
+        page = client.get("/nothing-here", base_url=f"http://localhost/m{n}").text
+        assert f'<a href="/m{n}/">Back to the start page</a>' in page
+    assert len(app.extensions["optin_error_pages"]) <= 64

@@ -45,6 +45,9 @@ RETRY_AFTER = 30
 # was a fifth of a rate-limited POST. Kept apart from the public pages' cache, which reads the
 # database: an error page must render when the database is down.
 _KEPT_PAGES = "optin_error_pages"
+# Statuses x languages x mount points: a handful. The bound holds if a proxy lets a visitor choose
+# the mount point (SCRIPT_NAME): past it, pages are rendered each time.
+MAX_KEPT_ERROR_PAGES = 64
 
 
 def error_page(status: int, title: object = None, detail: object = None) -> tuple[str, int]:
@@ -53,7 +56,9 @@ def error_page(status: int, title: object = None, detail: object = None) -> tupl
         key = (status, str(get_locale()), request.script_root)
         page = kept.get(key)
         if page is None:
-            page = kept[key] = _error_page(status, None, None)
+            page = _error_page(status, None, None)
+            if len(kept) < MAX_KEPT_ERROR_PAGES:
+                kept[key] = page
         return page, status
     return _error_page(status, title, detail), status
 
