@@ -171,8 +171,7 @@ def _claim(
     another worker holds (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite lets one writer in).
     ``line``: the delivery's connection, else one of its own."""
     if line is None:
-        _end_session_transaction()
-        with db.engine.connect() as own:
+        with _delivery_connection() as own:
             return _claim(limit, now, only, own)
     due = (
         select(_outbox.c.id)
@@ -205,19 +204,13 @@ def render(message: OutboxMessage | Claimed, recipient: Recipient | None = None)
     ``recipient``: its profile as the send-time check read it (else read here, if its links
     need it)."""
     context: dict[str, Any] = dict(message.context)
-    if (
-        recipient is None
-        and message.template not in WITHOUT_UNSUBSCRIBE
-        and message.profile_id is not None
-    ):
-        recipient = recipient_of(message.profile_id, message.resource_id, OUTBOX_CHANNEL.value)
+    # The profile whose unsubscribe links the message carries, if it carries any.
+    linked = message.profile_id if message.template not in WITHOUT_UNSUBSCRIBE else None
+    if recipient is None and linked is not None:
+        recipient = recipient_of(linked, message.resource_id, OUTBOX_CHANNEL.value)
     headers = _list_headers(message.template, _listed(message, recipient))
-    if (
-        recipient is not None
-        and message.profile_id is not None
-        and message.template not in WITHOUT_UNSUBSCRIBE
-    ):  # links carry the profile's key, so it is read at send time
-        links = links_for(message.profile_id, recipient.link_key, message.resource_id)
+    if linked is not None and recipient is not None:  # links carry the key, read at send time
+        links = links_for(linked, recipient.link_key, message.resource_id)
         context.setdefault("unsubscribe_url", links.unsubscribe_url)
         context.setdefault("preferences_url", links.preferences_url)
         headers["List-Unsubscribe"] = links.list_unsubscribe
@@ -334,8 +327,7 @@ def _attempt(message: Claimed, now: datetime, line: Connection | None = None) ->
     """Check, render and send one message (``line``: the delivery's connection, else one of its
     own)."""
     if line is None:
-        _end_session_transaction()
-        with db.engine.connect() as own:
+        with _delivery_connection() as own:
             return _attempt(message, now, own)
     # One statement reads all that the check and the message's links need, in a read
     # transaction of its own that ends before the mail server is called, not after it answers:
@@ -422,6 +414,15 @@ def _write_outcome(
             wait = min(wait * 2, 2.0)
 
 
+@contextmanager
+def _delivery_connection() -> Iterator[Connection]:
+    """The Core connection a delivery reads and writes on, once the ORM session's transaction
+    its caller may have left open has ended."""
+    _end_session_transaction()
+    with db.engine.connect() as line:
+        yield line
+
+
 def _end_session_transaction() -> None:
     """End the ORM session's transaction, if its caller left one open (``write_transaction``
     does the same): the delivery reads and writes on a connection of its own, and on SQLite a
@@ -464,8 +465,7 @@ def deliver_due(
     no transaction, while the mail server is called."""
     now = now or utcnow()
     report = DeliveryReport()
-    _end_session_transaction()
-    with db.engine.connect() as line:
+    with _delivery_connection() as line:
         _send_each(_claim(limit, now, only, line), now, report, line)
     return report
 
@@ -476,7 +476,6 @@ def deliver_claimed(claims: list[Claimed]) -> DeliveryReport:
     one connection as ``deliver_due``'s."""
     now = utcnow()
     report = DeliveryReport()
-    _end_session_transaction()
-    with db.engine.connect() as line:
+    with _delivery_connection() as line:
         _send_each(claims, now, report, line)
     return report
