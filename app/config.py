@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a claimed message is left to the worker (or web process) that claimed it; after
     # that its claimer is taken for dead and any worker sends it. Longer than a batch takes.
     "OUTBOX_LEASE_SECONDS": 300,
+    # With OUTBOX_DELIVER_INLINE: the longest the record of a mail the web process sent waits to
+    # be written with the process's next write transaction, before a timer writes it on its own
+    # (outbox.SentRecords). 0: each record in a transaction of its own, at once.
+    "OUTBOX_RECORD_DELAY_SECONDS": 0.1,
     # Seconds a web process keeps its copy of the resources and consent texts (queries/catalogue.py)
     # before reading them again: the longest an admin's edit made in another process takes to show.
     "CATALOGUE_CACHE_SECONDS": 5,
@@ -183,6 +187,8 @@ def parse_env_value(raw: str, default: Any) -> Any:
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if isinstance(default, int):
         return int(raw)
+    if isinstance(default, float):
+        return float(raw)
     if isinstance(default, list):
         return [item.strip() for item in raw.split(",") if item.strip()]
     if isinstance(default, dict):

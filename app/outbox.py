@@ -13,7 +13,11 @@ it. Delivery reads and writes through a Core connection of its own, one for each
 
 from __future__ import annotations
 
+import atexit
+import logging
+import threading
 import time
+import weakref
 from collections import ChainMap
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -22,7 +26,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from flask import current_app, g
+from flask import Flask, current_app, g, has_app_context
 from flask_babel import force_locale
 from jinja2 import Environment, Template
 from sqlalchemy import bindparam, event, insert, or_, select, update
@@ -72,6 +76,7 @@ def enqueue(
     that, for a row nothing in the transaction reads again."""
     now = utcnow()
     inline = current_app.config["OUTBOX_DELIVER_INLINE"]
+    held_until = now + lease() if inline else None
     row = {
         "to_address": to,
         "template": template,
@@ -81,13 +86,15 @@ def enqueue(
         "created_at": now,
         "next_attempt_at": now,
         "attempts": 0,
-        "claimed_until": now + lease() if inline else None,
+        "claimed_until": held_until,
     }
     session = db.session()
     queued: int = session.execute(_INSERT_MESSAGE, row).scalar_one()
     if inline:
         # This exact message is sent by the web process after the commit.
-        claim = Claimed(queued, to, template, dict(context), profile_id, resource_id, 0, now)
+        claim = Claimed(
+            queued, to, template, dict(context), profile_id, resource_id, 0, now, held_until
+        )
         session.info.setdefault(_PENDING, []).append(claim)
     return queued
 
@@ -101,10 +108,32 @@ _PENDING = "optin_outbox_pending_claims"
 CLAIMS = "outbox_claims"
 
 
+# The sent records that ride in the transaction under way (Session.info): see SentRecords.
+_RIDING = "optin_outbox_riding_records"
+
+
+@event.listens_for(Session, "after_begin")
+def _records_ride_along(
+    session: Session, _transaction: SessionTransaction, connection: Connection
+) -> None:
+    """A write transaction of this process begins with the sent records that wait (SentRecords):
+    it holds the write lock already, so they cost an UPDATE each, not a transaction each."""
+    if not has_app_context() or not connection.get_execution_options().get(WRITE_OPTION):
+        return
+    waiting: SentRecords | None = current_app.extensions.get(_SENT_RECORDS)
+    records = waiting.take() if waiting is not None else []
+    if records:
+        assert waiting is not None  # for the type checker: records come from it
+        session.info[_RIDING] = (waiting, records)
+        connection.execute(_HELD_MARK, records)
+
+
 @event.listens_for(Session, "after_commit")
 def _claims_committed(session: Session) -> None:
     """The messages this transaction queued are in the database now: this request may send them
-    after its response, from what it holds, without reading them back."""
+    after its response, from what it holds, without reading them back. The sent records that
+    rode along are written."""
+    session.info.pop(_RIDING, None)
     claims = session.info.pop(_PENDING, None)
     if claims:
         g.setdefault(CLAIMS, []).extend(claims)
@@ -114,9 +143,14 @@ def _claims_committed(session: Session) -> None:
 def _claims_dropped(session: Session, transaction: SessionTransaction) -> None:
     """A transaction that ended without its commit (a rollback, a lost race that runs the service
     again) queued nothing: its ids may even be another request's now (SQLite reuses the highest
-    rowid after a rollback), so its claims are forgotten."""
+    rowid after a rollback), so its claims are forgotten. The sent records that rode along
+    were not written: they wait again, for the next write transaction or the timer."""
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
+        riding = session.info.pop(_RIDING, None)
+        if riding is not None:
+            waiting, records = riding
+            waiting.give_back(records)
 
 
 @dataclass
@@ -150,6 +184,7 @@ class Claimed:
     resource_id: int | None
     attempts: int
     created_at: datetime  # with the id, the key of the message's stable Message-ID
+    claimed_until: datetime | None  # the claim's end: the claim this copy was made under
 
 
 _outbox = OutboxMessage.__table__
@@ -353,12 +388,20 @@ def _attempt(message: Claimed, now: datetime, line: Connection | None = None) ->
     return Attempt(message)
 
 
-def _record(attempt: Attempt, now: datetime, report: DeliveryReport, line: Connection) -> None:
+def _record(
+    attempt: Attempt,
+    now: datetime,
+    report: DeliveryReport,
+    line: Connection,
+    waiting: SentRecords | None = None,
+) -> None:
     """Write what happened to one attempt in its own short transaction, releasing its claim.
 
     One message at a time, as soon as the mail server has answered: a worker killed, or a
     database that goes away, after the server accepted a message can then send again only
-    that one message, never the ones before it in the batch."""
+    that one message, never the ones before it in the batch. ``waiting``: a message the mail
+    server accepted is recorded there instead, to be written with the process's next write
+    (the web process after its response, see SentRecords)."""
     tries = attempt.message.attempts + 1
     values: dict[str, Any] = {"claimed_until": None, "attempts": tries}
     if attempt.dropped_because is not None:
@@ -368,7 +411,11 @@ def _record(attempt: Attempt, now: datetime, report: DeliveryReport, line: Conne
     else:
         values |= {"last_error": attempt.error, "next_attempt_at": utcnow() + backoff(tries)}
     accepted = attempt.dropped_because is None and attempt.error is None
-    _write_outcome(line, attempt.message.id, values, patient=accepted)
+    held_until = attempt.message.claimed_until
+    if accepted and waiting is not None and held_until is not None:
+        waiting.add({**values, "outbox_id": attempt.message.id, "held_until": held_until})
+    else:
+        _write_outcome(line, attempt.message.id, values, patient=accepted)
     if attempt.dropped_because is not None:
         report.dropped += 1
     elif attempt.error is None:
@@ -380,6 +427,9 @@ def _record(attempt: Attempt, now: datetime, report: DeliveryReport, line: Conne
 
 # Core on the table, built once: the SET clause is the keys of the values it is run with.
 _MARK = update(_outbox).where(_outbox.c.id == bindparam("outbox_id"))
+# A record written later (SentRecords) is written only under the claim it was sent under: were
+# that claim's lease over and the message claimed again, the new claimer's record stands.
+_HELD_MARK = _MARK.where(_outbox.c.claimed_until == bindparam("held_until"))
 
 
 @contextmanager
@@ -398,12 +448,19 @@ def _write_outcome(
     write waits out a database that went away (a restart takes a second or two), for up to half
     the lease: given up, the message would be claimed again once its lease ran out and sent a
     second time. Anything else, or an outage longer than that, is raised as before."""
+    _write_marks(line, _MARK, [{**values, "outbox_id": message_id}], patient=patient)
+
+
+def _write_marks(
+    line: Connection, statement: Any, marks: list[dict[str, Any]], *, patient: bool
+) -> None:
+    """Run ``statement`` with each of ``marks`` in one write transaction (``_write_outcome``)."""
     deadline = time.monotonic() + (lease().total_seconds() / 2 if patient else 0)
     wait = 0.2
     while True:
         try:
             with _transaction(line, write=True):
-                line.execute(_MARK, {**values, "outbox_id": message_id})
+                line.execute(statement, marks)
             return
         except (OperationalError, InterfaceError, DBAPIError) as error:
             if not unreachable(error) or time.monotonic() + wait > deadline:
@@ -435,7 +492,11 @@ def _end_session_transaction() -> None:
 
 
 def _send_each(
-    claimed: list[Claimed], now: datetime, report: DeliveryReport, line: Connection
+    claimed: list[Claimed],
+    now: datetime,
+    report: DeliveryReport,
+    line: Connection,
+    waiting: SentRecords | None = None,
 ) -> None:
     """Attempt and record the claimed messages one by one. Once the mail server has refused one,
     the rest of the batch waits with the same error instead of knocking at a server that is down
@@ -447,7 +508,7 @@ def _send_each(
         else:
             attempt = _attempt(message, now, line)
             outage = attempt.error
-        _record(attempt, now, report, line)
+        _record(attempt, now, report, line, waiting)
 
 
 def deliver_due(
@@ -472,10 +533,102 @@ def deliver_due(
 
 def deliver_claimed(claims: list[Claimed]) -> DeliveryReport:
     """Send the messages a request queued and claimed (``enqueue`` with inline delivery), from
-    the copies its committed transaction handed over: no read of the rows, one write each, on
-    one connection as ``deliver_due``'s."""
+    the copies its committed transaction handed over: no read of the rows, on one connection as
+    ``deliver_due``'s. What the mail server accepted is recorded by SentRecords; a refusal or a
+    drop is written at once."""
     now = utcnow()
     report = DeliveryReport()
     with _delivery_connection() as line:
-        _send_each(claims, now, report, line)
+        _send_each(claims, now, report, line, sent_records())
     return report
+
+
+# The app's SentRecords (app.extensions), made on first use.
+_SENT_RECORDS = "optin_outbox_sent_records"
+log = logging.getLogger(__name__)
+
+
+def sent_records() -> SentRecords | None:
+    """This app's SentRecords; None when OUTBOX_RECORD_DELAY_SECONDS is 0 (each record is
+    written at once, in a transaction of its own)."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    waiting: SentRecords | None = app.extensions.get(_SENT_RECORDS)
+    if waiting is None:
+        delay = float(app.config["OUTBOX_RECORD_DELAY_SECONDS"])
+        if delay <= 0:
+            return None
+        waiting = app.extensions.setdefault(_SENT_RECORDS, SentRecords(app, delay))
+    return waiting
+
+
+class SentRecords:
+    """The records ("sent") of the mails a web process sent after its responses, until they are
+    written: in the process's next write transaction, which begins with them (a busy process
+    begins one within milliseconds), or after ``delay`` seconds without one, in a transaction
+    of their own that a timer thread writes. Written one transaction each, they took SQLite's
+    single write lock a second time for every signup, confirmation and preference link: with
+    two web workers, a third of those waited for the lock, and the workers sat idle.
+
+    Until its record is written a message stays claimed by this process (its lease), so no
+    worker sends it again. A process killed in that moment sends again, after the lease, the
+    mails of its last fraction of a second, where a kill between the mail server's answer and
+    the record always could send one again. A record that cannot be written (the database is
+    away) waits and is tried again, never dropped; at exit the process writes what waits."""
+
+    def __init__(self, app: Flask, delay: float) -> None:
+        self._app = app
+        self._delay = delay
+        self._lock = threading.Lock()
+        self._records: list[dict[str, Any]] = []
+        self._timer: threading.Timer | None = None
+        _EVERY_SENT_RECORDS.add(self)
+
+    def add(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._records.append(record)
+            self._arm()
+
+    def take(self) -> list[dict[str, Any]]:
+        """The records that wait, now the caller's to write (or to give back)."""
+        with self._lock:
+            taken, self._records = self._records, []
+        return taken
+
+    def give_back(self, records: list[dict[str, Any]]) -> None:
+        """Records taken but not written: they wait again, before any added since."""
+        with self._lock:
+            self._records[:0] = records
+            self._arm()
+
+    def _arm(self) -> None:
+        # Under self._lock: one timer at a time, armed while records wait.
+        if self._timer is None and self._records:
+            self._timer = threading.Timer(self._delay, self._when_due)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _when_due(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.write()
+
+    def write(self) -> None:
+        """Write the records that wait, in one transaction of their own."""
+        records = self.take()
+        if not records:
+            return
+        try:
+            with self._app.app_context(), _delivery_connection() as line:
+                _write_marks(line, _HELD_MARK, records, patient=True)
+        except Exception as error:  # the database is away: they wait, the timer tries again
+            log.warning("sent records not written yet (%d): %s", len(records), error)
+            self.give_back(records)
+
+
+_EVERY_SENT_RECORDS: weakref.WeakSet[SentRecords] = weakref.WeakSet()
+
+
+@atexit.register
+def _write_sent_records_at_exit() -> None:
+    for waiting in list(_EVERY_SENT_RECORDS):
+        waiting.write()

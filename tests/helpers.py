@@ -5,6 +5,8 @@ instead of sleeping."""
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
@@ -148,3 +150,13 @@ def confirm_target(  # type: ignore[no-untyped-def]
         consent_text_id=consent_text_id,
         nonce=subscription.confirm_nonce,
     )
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
+    """Whether ``condition`` came true within ``seconds`` (asked every 0.1 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -29,6 +28,7 @@ from app.services import subscriptions
 from app.services.statuses import Actor
 from tests.conftest import TEST_DATABASE_URL, make_app, on_postgres
 from tests.faults import TcpProxy
+from tests.helpers import wait_for
 from tests.smtp import SmtpServer, free_port
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -213,15 +213,6 @@ def database_proxy() -> Iterator[TcpProxy]:
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     yield proxy
     proxy.down()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.slow
