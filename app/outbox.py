@@ -583,6 +583,9 @@ class SentRecords:
         self._timer: threading.Timer | None = None
         _EVERY_SENT_RECORDS.add(self)
 
+    def __len__(self) -> int:
+        return len(self._records)
+
     def add(self, record: dict[str, Any]) -> None:
         with self._lock:
             self._records.append(record)
