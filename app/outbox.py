@@ -38,6 +38,7 @@ from app import queries
 from app.database import WRITE_OPTION, unreachable, utcnow
 from app.extensions import db
 from app.i18n import DEFAULT, supported
+from app.kept_emails import Email, kept_email
 from app.links import links_for
 from app.mailer import MailerError, compose, deliver, list_id, message_id, sender_domain
 from app.models import OutboxMessage
@@ -264,7 +265,13 @@ def render(message: OutboxMessage | Claimed, recipient: Recipient | None = None)
     )
 
 
-def _rendered(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
+def _rendered(template: str, context: dict[str, Any]) -> Email:
+    """The subject, text and HTML of an email, from the copy this process keeps of it with this
+    recipient's links and name put in (app/kept_emails.py)."""
+    return kept_email(template, context, _rendered_afresh)
+
+
+def _rendered_afresh(template: str, context: dict[str, Any]) -> Email:
     """The subject, text and HTML of an email, in the customer's language where optin has a
     translation (SPEC §2). Rendered by the app's Jinja environment (its globals: ``config``,
     ``_``) without Flask's ``render_template``, whose context processors and signals serve the
@@ -277,7 +284,7 @@ def _rendered(template: str, context: dict[str, Any]) -> tuple[str, str, str]:
             _email_template(environment, f"{folder}/{name}").render(context, current_locale=locale)
             for name in ("subject.txt", "body.txt", "body.html")
         )
-    return subject, body, html
+    return Email(subject, body, html)
 
 
 def _email_template(environment: Environment, name: str) -> Template:

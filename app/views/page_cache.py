@@ -19,7 +19,6 @@ does not come out as it went in) is rendered afresh every time.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -29,17 +28,13 @@ from flask_wtf import FlaskForm
 from markupsafe import escape
 
 from app.queries.catalogue import catalogue
+from app.stand_ins import StandIns
 
-# Stand-ins are random for each process, so no content can contain one.
-_SLOT = "page-slot-" + secrets.token_hex(16)
+_STAND_INS = StandIns("page")
 _CSRF = "csrf"  # the stand-in of the form's CSRF token
 # Keys are resources and languages (and, for a confirmation page, a set of resources asked for
 # together), so a few hundred cover any real catalogue; past that, pages are rendered each time.
 MAX_PAGES = 512
-
-
-def _stand_in(name: str) -> str:
-    return f"{_SLOT}-{name}-"
 
 
 def kept_page(
@@ -64,15 +59,13 @@ def kept_page(
     page_key = (template, key, str(get_locale()), request.script_root)
     page = held.pages.get(page_key)
     if page is None:
-        stand_ins = {name: _stand_in(name) for name in values}
+        stand_ins = _STAND_INS.for_names(values)
         page = _rendered(template, form, stand_ins, context)
         if not all(stand_in in page for stand_in in stand_ins.values()):
             return _rendered(template, form, values, context)
         if len(held.pages) < MAX_PAGES:
             held.pages[page_key] = page
-    for name, value in values.items():
-        page = page.replace(_stand_in(name), str(escape(value)))
-    return page
+    return _STAND_INS.put_in(page, {name: escape(value) for name, value in values.items()})
 
 
 def _rendered(
