@@ -122,9 +122,10 @@ def _records_ride_along(
     if not has_app_context() or not connection.get_execution_options().get(WRITE_OPTION):
         return
     waiting: SentRecords | None = current_app.extensions.get(_SENT_RECORDS)
-    records = waiting.take() if waiting is not None else []
+    if waiting is None:
+        return
+    records = waiting.take()
     if records:
-        assert waiting is not None  # for the type checker: records come from it
         session.info[_RIDING] = (waiting, records)
         connection.execute(_HELD_MARK, records)
 
