@@ -7,9 +7,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import pytest
 from flask import Flask, template_rendered
 from flask.testing import FlaskClient
+from wtforms.form import BaseForm
 
 from app.links import links_for
 from app.models import Resource
@@ -73,6 +76,35 @@ def test_the_second_visitor_costs_no_rendering(app: Flask, newsletter: Resource)
         assert app.test_client().get("/subscribe/newsletter").status_code == 200
         assert app.test_client().get("/preferences").status_code == 200
     assert names == []
+
+
+def test_the_second_visitor_of_a_form_page_costs_no_form_and_their_token_works(
+    app: Flask, newsletter: Resource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept page needs only the visitor's CSRF token: the form is made only to render it."""
+    made: list[str] = []
+    bind = BaseForm.__init__
+
+    def noted(form: BaseForm, *args: Any, **kwargs: Any) -> None:
+        made.append(type(form).__name__)
+        bind(form, *args, **kwargs)
+
+    monkeypatch.setattr(BaseForm, "__init__", noted)
+    with app.app_context():
+        app.test_client().get("/subscribe/newsletter")
+        app.test_client().get("/preferences")
+    assert made == ["SignupForm", "PreferencesRequestForm"]  # to render each page once
+    visitor = app.test_client()
+    with app.app_context():
+        made.clear()
+        token = token_of(visitor.get("/subscribe/newsletter").text)
+        assert made == []
+        assert token_of(visitor.get("/preferences").text) and made == []
+    with app.app_context():
+        answer = visitor.post(
+            "/subscribe/newsletter", data={"csrf_token": token, "email": ALICE, "website": ""}
+        )
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
 
 
 def test_each_language_has_its_own_page(client: FlaskClient, newsletter: Resource) -> None:

@@ -19,12 +19,13 @@ does not come out as it went in) is rendered afresh every time.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from flask import render_template, request
 from flask_babel import get_locale
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import generate_csrf
 from markupsafe import escape
 
 from app.queries.catalogue import catalogue
@@ -41,28 +42,43 @@ def kept_page(
     template: str,
     key: Hashable,
     *,
-    form: FlaskForm | None = None,
+    form: FlaskForm | Callable[[], FlaskForm] | None = None,
     per_visitor: Mapping[str, str | None] | None = None,
     **context: Any,
 ) -> str:
     """``render_template(template, form=form, **per_visitor, **context)``, from the page kept
-    for ``key`` with this request's ``per_visitor`` values and the form's CSRF token put in."""
+    for ``key`` with this request's ``per_visitor`` values and the form's CSRF token put in.
+
+    ``form``: the form the page shows, or, for a page that shows an empty one (a GET), what
+    makes it: it is made only if the page is rendered afresh. A kept page needs only the
+    request's CSRF token, which Flask-WTF's ``generate_csrf`` signs as the form's field would,
+    and making a form (binding its fields) cost more than the rest of the copy."""
     values: dict[str, Any] = dict(per_visitor or {})
     held = catalogue()
-    if form is not None:
-        context["form"] = form
+    made: FlaskForm | None = None
+    if isinstance(form, FlaskForm):
+        made = form
         if form.is_submitted() or form.errors:
             held = None
         values[_CSRF] = form.csrf_token.current_token
+    elif form is not None:
+        values[_CSRF] = generate_csrf()
+
+    def afresh(shown: dict[str, Any]) -> str:
+        shown_form = made if made is not None else (form() if form is not None else None)
+        if shown_form is not None:
+            context["form"] = shown_form
+        return _rendered(template, shown_form, shown, context)
+
     if held is None or any(value is None for value in values.values()):
-        return _rendered(template, form, values, context)
+        return afresh(values)
     page_key = (template, key, str(get_locale()), request.script_root)
     page = held.pages.get(page_key)
     if page is None:
         stand_ins = _STAND_INS.for_names(values)
-        page = _rendered(template, form, stand_ins, context)
+        page = afresh(stand_ins)
         if not all(stand_in in page for stand_in in stand_ins.values()):
-            return _rendered(template, form, values, context)
+            return afresh(values)
         if len(held.pages) < MAX_PAGES:
             held.pages[page_key] = page
     return _STAND_INS.put_in(page, {name: escape(value) for name, value in values.items()})

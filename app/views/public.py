@@ -11,6 +11,7 @@ that proves the rule: it needs no page because a mail client sends it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from functools import lru_cache
 from typing import NamedTuple
@@ -221,10 +222,12 @@ def _signup(
 def subscribe(slug: str) -> ResponseLike:
     """The signup form of one resource."""
     resource = public_resource(slug)
+    if request.method == "GET":
+        return _signup_page(SignupForm, resource, 200)
     form = SignupForm()
     if form.validate_on_submit():
         return _signup(form, [resource.slug], f"subscribe/{resource.slug}", resource.thank_you_url)
-    return _signup_page(form, resource, 400 if request.method == "POST" else 200)
+    return _signup_page(form, resource, 400)
 
 
 @public.post("/subscribe/<slug>/embed")
@@ -244,8 +247,11 @@ def subscribe_embedded(slug: str) -> ResponseLike:
     return _signup_page(own_form, resource, 400)
 
 
-def _signup_page(form: SignupForm, resource: Resource, status: int) -> tuple[str, int]:
-    """One resource's signup form, with the errors the form holds."""
+def _signup_page(
+    form: SignupForm | Callable[[], SignupForm], resource: Resource, status: int
+) -> tuple[str, int]:
+    """One resource's signup form, with the errors the form holds (an empty one: what makes
+    it, see ``kept_page``)."""
     page = kept_page(
         "public/subscribe.html",
         resource.id,
@@ -289,7 +295,7 @@ def confirm_page(token: str) -> ResponseLike:
     use_locale(profile.locale)
     pending = subscriptions.pending_confirmation(target, profile, held)
     key = tuple(resource.id for resource in pending)
-    return kept_page("public/confirm.html", key, form=ButtonForm(), resources=pending)
+    return kept_page("public/confirm.html", key, form=ButtonForm, resources=pending)
 
 
 @public.post("/confirm/<token>")
@@ -339,16 +345,20 @@ def unsubscribe_page(token: str) -> ResponseLike:
     target = read_token(Purpose.UNSUBSCRIBE, token)
     profile, resource = subscriptions.link_scope(target)
     use_locale(profile.locale)
-    form = UnsubscribeForm()
-    if resource is not None:
-        form.scope.choices = options(
-            [
-                ("resource", _("%(name)s only", name=resource.name)),
-                ("everything", _("Everything")),
-            ]
-        )
+
+    def empty_form() -> UnsubscribeForm:
+        form = UnsubscribeForm()
+        if resource is not None:
+            form.scope.choices = options(
+                [
+                    ("resource", _("%(name)s only", name=resource.name)),
+                    ("everything", _("Everything")),
+                ]
+            )
+        return form
+
     key = resource.id if resource is not None else None
-    return kept_page("public/unsubscribe.html", key, form=form, resource=resource)
+    return kept_page("public/unsubscribe.html", key, form=empty_form, resource=resource)
 
 
 @public.post("/unsubscribe/<token>")
@@ -566,10 +576,11 @@ def resend_data_link(token: str) -> ResponseLike:
 @limiter.limit(per_address, key_func=address_key, methods=["POST"])
 def request_preferences_link() -> ResponseLike:
     """Enter an address, receive a preference link; the same answer whether it is known or not."""
+    if request.method == "GET":
+        return kept_page("public/preferences_request.html", None, form=PreferencesRequestForm)
     form = PreferencesRequestForm()
     if form.validate_on_submit():
         preference_center.request_preferences_link(form.email.data or "")  # the form is valid
         sent = {"email": form.email.data}
         return kept_page("public/preferences_sent.html", None, per_visitor=sent)
-    status = 400 if request.method == "POST" else 200
-    return kept_page("public/preferences_request.html", None, form=form), status
+    return kept_page("public/preferences_request.html", None, form=form), 400
