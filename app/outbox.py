@@ -126,8 +126,12 @@ def _records_ride_along(
         return
     records = waiting.take()
     if records:
+        try:
+            connection.execute(_HELD_MARK, records)
+        except BaseException:
+            waiting.give_back(records)  # the transaction does not begin: they wait again
+            raise
         session.info[_RIDING] = (waiting, records)
-        connection.execute(_HELD_MARK, records)
 
 
 @event.listens_for(Session, "after_commit")

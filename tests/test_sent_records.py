@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app import outbox
 from app.database import WRITE_OPTION, utcnow, write_transaction
@@ -120,6 +120,29 @@ def test_a_record_that_rode_in_a_transaction_rolled_back_is_written_later(
         outbox.sent_records().write()  # type: ignore[union-attr]
         assert recorded(ALICE)  # ...and waited for the next write
         assert [m["To"] for m in smtp_server.messages] == [ALICE]
+        db.session.remove()
+
+
+def test_a_record_whose_write_fails_as_a_transaction_begins_waits_again(
+    database_url: str,
+    _schema: None,
+    smtp_server: SmtpServer,
+    newsletter: Resource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    web = web_app(database_url, smtp_server, delay=60)
+    with web.app_context():
+        submit(web.test_client(), "/subscribe/newsletter", {"email": ALICE}).close()
+        waiting = outbox.sent_records()
+        assert waiting is not None and len(waiting) == 1
+        with monkeypatch.context() as broken:
+            broken.setattr(outbox, "_HELD_MARK", text("UPDATE outbox SET no_such_column = 1"))
+            with pytest.raises(DBAPIError), write_transaction():
+                pass
+        db.session.rollback()
+        assert len(waiting) == 1 and not recorded(ALICE)
+        waiting.write()
+        assert recorded(ALICE)
         db.session.remove()
 
 
