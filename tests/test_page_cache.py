@@ -107,6 +107,13 @@ def test_the_second_visitor_of_a_form_page_costs_no_form_and_their_token_works(
     assert answer.status_code == 200 and "Check your inbox" in answer.text
 
 
+def test_a_head_of_a_form_page_answers_as_its_get(
+    client: FlaskClient, newsletter: Resource
+) -> None:
+    for path in ("/subscribe/newsletter", "/preferences"):
+        assert client.head(path).status_code == 200
+
+
 def test_each_language_has_its_own_page(client: FlaskClient, newsletter: Resource) -> None:
     assert "Subscribe to The Newsletter" in client.get("/subscribe/newsletter").text
     german = client.get("/subscribe/newsletter", headers=GERMAN).text

@@ -222,7 +222,7 @@ def _signup(
 def subscribe(slug: str) -> ResponseLike:
     """The signup form of one resource."""
     resource = public_resource(slug)
-    if request.method == "GET":
+    if request.method != "POST":  # GET, HEAD: the empty form
         return _signup_page(SignupForm, resource, 200)
     form = SignupForm()
     if form.validate_on_submit():
@@ -576,7 +576,7 @@ def resend_data_link(token: str) -> ResponseLike:
 @limiter.limit(per_address, key_func=address_key, methods=["POST"])
 def request_preferences_link() -> ResponseLike:
     """Enter an address, receive a preference link; the same answer whether it is known or not."""
-    if request.method == "GET":
+    if request.method != "POST":  # GET, HEAD: the empty form
         return kept_page("public/preferences_request.html", None, form=PreferencesRequestForm)
     form = PreferencesRequestForm()
     if form.validate_on_submit():
