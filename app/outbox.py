@@ -42,6 +42,7 @@ from app.kept_emails import Email, kept_email
 from app.links import links_for
 from app.mailer import MailerError, compose, deliver, list_id, message_id, sender_domain
 from app.models import OutboxMessage
+from app.outages import Outage, wait_before_try
 from app.queries.outbox import Listed, Recipient, recipient_of
 from app.status import OUTBOX_CHANNEL, can_send
 
@@ -585,7 +586,8 @@ class SentRecords:
     worker sends it again. A process killed in that moment sends again, after the lease, the
     mails of its last fraction of a second, where a kill between the mail server's answer and
     the record always could send one again. A record that cannot be written (the database is
-    away) waits and is tried again, never dropped; at exit the process writes what waits."""
+    away) waits and is tried again, never dropped, with the waits and the two log lines of an
+    outage (app/outages.py); at exit the process writes what waits."""
 
     def __init__(self, app: Flask, delay: float) -> None:
         self._app = app
@@ -593,6 +595,8 @@ class SentRecords:
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
         self._timer: threading.Timer | None = None
+        self._failures = 0
+        self._outage = Outage("the database, for the records of sent mail,", log)
         _EVERY_SENT_RECORDS.add(self)
 
     def __len__(self) -> int:
@@ -609,16 +613,17 @@ class SentRecords:
             taken, self._records = self._records, []
         return taken
 
-    def give_back(self, records: list[dict[str, Any]]) -> None:
-        """Records taken but not written: they wait again, before any added since."""
+    def give_back(self, records: list[dict[str, Any]], after: float | None = None) -> None:
+        """Records taken but not written: they wait again, before any added since (``after``:
+        the seconds before the timer tries them, when no write transaction takes them first)."""
         with self._lock:
             self._records[:0] = records
-            self._arm()
+            self._arm(after)
 
-    def _arm(self) -> None:
+    def _arm(self, after: float | None = None) -> None:
         # Under self._lock: one timer at a time, armed while records wait.
         if self._timer is None and self._records:
-            self._timer = threading.Timer(self._delay, self._when_due)
+            self._timer = threading.Timer(after or self._delay, self._when_due)
             self._timer.daemon = True
             self._timer.start()
 
@@ -635,9 +640,13 @@ class SentRecords:
         try:
             with self._app.app_context(), _delivery_connection() as line:
                 _write_marks(line, _HELD_MARK, records, patient=True)
-        except Exception as error:  # the database is away: they wait, the timer tries again
-            log.warning("sent records not written yet (%d): %s", len(records), error)
-            self.give_back(records)
+        except Exception as error:  # they wait, and the timer tries again, later each time
+            self._failures += 1
+            self._outage.failed(error)
+            self.give_back(records, after=wait_before_try(self._failures))
+            return
+        self._failures = 0
+        self._outage.recovered()
 
 
 _EVERY_SENT_RECORDS: weakref.WeakSet[SentRecords] = weakref.WeakSet()
