@@ -48,7 +48,7 @@ def web_app(database_url: str, smtp_server: SmtpServer, delay: float) -> Flask:
 
 
 @contextmanager
-def write_commits_counted(app: Flask) -> Iterator[list[int]]:
+def write_commits_counted() -> Iterator[list[int]]:
     """How many write transactions the app's engine commits inside the block."""
     counted = [0]
 
@@ -70,7 +70,7 @@ def test_the_record_of_a_mail_sent_after_the_response_rides_in_the_next_write(
     with web.app_context():
         client = web.test_client()
         page = submit(client, "/subscribe/newsletter", {"email": ALICE})
-        with write_commits_counted(web) as writes:
+        with write_commits_counted() as writes:
             page.close()  # the confirmation goes out after the response
         assert [m["To"] for m in smtp_server.messages] == [ALICE]
         assert writes == [0]  # no write transaction of its own for the record
